@@ -1,0 +1,290 @@
+//! `proxymgr.yml`: the daemon's own configuration, parsed strictly and validated once.
+//!
+//! The keys and defaults are the original ProxyMgr's (`haproxy.path`, `config_path`, `socket_path`, `global`,
+//! `defaults`; `service_config.type`, `servers`, `path`) plus a few of ours, each documented in
+//! `proxymgr.yml.example`. Unknown keys and wrong types are errors that name the key: a typo in a load
+//! balancer's config should stop the start, not be ignored.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a proxymgr.yml was refused. Every variant names the file, and the key where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: {key}: {reason}")]
+    Invalid { file: PathBuf, key: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub haproxy: HaproxyConfig,
+    pub service_config: ServiceConfigSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaproxyConfig {
+    /// The HAProxy binary: a path, or a name looked up in `PATH`.
+    pub path: PathBuf,
+    pub config_path: PathBuf,
+    /// The admin socket proxymgr renders into `global` and talks to at run time.
+    pub socket_path: PathBuf,
+    /// The address proxymgr binds every service's port on.
+    pub bind_address: IpAddr,
+    pub global: Vec<String>,
+    pub defaults: Vec<String>,
+    /// Seconds a stopping HAProxy may take to finish its connections before it is killed.
+    pub stop_timeout: f64,
+}
+
+impl Default for HaproxyConfig {
+    fn default() -> Self {
+        // The original's defaults, but for `bind_address` and `stop_timeout`, which are ours.
+        HaproxyConfig {
+            path: PathBuf::from("haproxy"),
+            config_path: PathBuf::from("/etc/haproxy/haproxy.cfg"),
+            socket_path: PathBuf::from("/var/lib/haproxy.sock"),
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            global: [
+                "user haproxy",
+                "group haproxy",
+                "maxconn 4096",
+                "log 127.0.0.1 local0",
+                "log 127.0.0.1 local1 notice",
+            ]
+            .map(String::from)
+            .to_vec(),
+            defaults: [
+                "log global",
+                "option dontlognull",
+                "maxconn 2000",
+                "retries 3",
+                "timeout connect 5s",
+                "timeout client 1m",
+                "timeout server 1m",
+                "option redispatch",
+                "balance roundrobin",
+            ]
+            .map(String::from)
+            .to_vec(),
+            stop_timeout: 10.0,
+        }
+    }
+}
+
+/// Where the services come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ServiceConfigSource {
+    Zookeeper {
+        /// The ensemble, `host:port[,host:port...]`.
+        servers: String,
+        /// The node whose children are the services.
+        #[serde(default = "default_service_config_path")]
+        path: String,
+    },
+}
+
+fn default_service_config_path() -> String {
+    "/service_config".to_string()
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| ConfigError::Read { file: file.into(), source })?;
+        Config::parse(file, &text)
+    }
+
+    /// Parses and validates; `file` only names the source in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml::from_str(text)
+            .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        config.validate().map_err(|(key, reason)| ConfigError::Invalid { file: file.into(), key, reason })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let h = &self.haproxy;
+        for (key, path) in [("haproxy.config_path", &h.config_path), ("haproxy.socket_path", &h.socket_path)]
+        {
+            if !path.is_absolute() {
+                return Err((key.into(), format!("must be an absolute path, not {}", path.display())));
+            }
+        }
+        seconds(h.stop_timeout).map_err(|reason| ("haproxy.stop_timeout".to_string(), reason))?;
+        if h.path.as_os_str().is_empty() {
+            return Err(("haproxy.path".into(), "must not be empty".into()));
+        }
+        for (section, lines) in [("haproxy.global", &h.global), ("haproxy.defaults", &h.defaults)] {
+            for (i, line) in lines.iter().enumerate() {
+                check_config_line(line).map_err(|reason| (format!("{section}[{i}]"), reason))?;
+            }
+        }
+        match &self.service_config {
+            ServiceConfigSource::Zookeeper { servers, path } => {
+                check_ensemble(servers).map_err(|reason| ("service_config.servers".to_string(), reason))?;
+                check_znode_path(path).map_err(|reason| ("service_config.path".to_string(), reason))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HaproxyConfig {
+    pub fn stop_timeout(&self) -> Duration {
+        seconds(self.stop_timeout).unwrap_or(Duration::from_secs(10))
+    }
+}
+
+/// Durations in proxymgr.yml are whole or fractional seconds.
+fn seconds(value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{value} is not a duration in seconds"))
+}
+
+/// A line that goes into haproxy.cfg verbatim: one line, nothing that could start another.
+pub fn check_config_line(line: &str) -> Result<(), String> {
+    if let Some(c) = line.chars().find(|c| matches!(c, '\n' | '\r' | '\0')) {
+        return Err(format!(
+            "{line:?} contains {}, which would inject a line into haproxy.cfg",
+            char_name(c)
+        ));
+    }
+    if line.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    Ok(())
+}
+
+fn char_name(c: char) -> &'static str {
+    match c {
+        '\n' => "a newline",
+        '\r' => "a carriage return",
+        _ => "a NUL byte",
+    }
+}
+
+/// `host:port[,host:port...]`, optionally followed by a chroot path as ZooKeeper allows.
+pub fn check_ensemble(servers: &str) -> Result<(), String> {
+    let hosts = servers.split('/').next().unwrap_or_default();
+    if hosts.is_empty() {
+        return Err("must name at least one host:port".into());
+    }
+    for member in hosts.split(',') {
+        let (host, port) =
+            member.trim().rsplit_once(':').ok_or_else(|| format!("member {member:?} is not host:port"))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("member {member:?} is not host:port"));
+        }
+    }
+    Ok(())
+}
+
+/// An absolute znode path with no empty, `.` or `..` segments and no trailing slash.
+pub fn check_znode_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with /"));
+    }
+    if path == "/" {
+        return Ok(());
+    }
+    if path[1..].split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") || path.contains('\0') {
+        return Err(format!("{path:?} is not a valid znode path"));
+    }
+    Ok(())
+}
+
+impl fmt::Display for ServiceConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceConfigSource::Zookeeper { servers, path } => write!(f, "zookeeper {servers}{path}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("proxymgr.yml"), text).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = "service_config:\n  type: zookeeper\n  servers: 127.0.0.1:2181\n";
+
+    #[test]
+    fn minimal_config_takes_the_originals_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.haproxy.path, PathBuf::from("haproxy"));
+        assert_eq!(c.haproxy.config_path, PathBuf::from("/etc/haproxy/haproxy.cfg"));
+        assert_eq!(c.haproxy.socket_path, PathBuf::from("/var/lib/haproxy.sock"));
+        assert_eq!(c.haproxy.defaults.last().unwrap(), "balance roundrobin");
+        assert_eq!(
+            c.service_config,
+            ServiceConfigSource::Zookeeper {
+                servers: "127.0.0.1:2181".into(),
+                path: "/service_config".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_originals_example_parses() {
+        let c = parse(
+            "---\nhaproxy:\n  config_path: /etc/haproxy/haproxy.cfg\n  socket_path: /var/run/haproxy/stats.sock\n\n\
+             service_config:\n  type: zookeeper\n  servers: localhost:2181\n  path: /service_config\n",
+        )
+        .unwrap();
+        assert_eq!(c.haproxy.socket_path, PathBuf::from("/var/run/haproxy/stats.sock"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let cases = [
+            ("haproxy:\n  globl: []\n", "unknown field `globl`"),
+            (&format!("{MINIMAL}haproxy:\n  global: [1, [2]]\n"), "haproxy.global[1]"),
+            (
+                &format!("{MINIMAL}haproxy:\n  config_path: relative.cfg\n"),
+                "haproxy.config_path: must be an absolute",
+            ),
+            (&format!("{MINIMAL}haproxy:\n  defaults: [\"mode http\\nlisten x\"]\n"), "haproxy.defaults[0]"),
+            (&format!("{MINIMAL}haproxy:\n  bind_address: nowhere\n"), "haproxy.bind_address"),
+            (&format!("{MINIMAL}haproxy:\n  stop_timeout: -1\n"), "haproxy.stop_timeout"),
+            ("service_config:\n  type: etcd\n", "unknown variant `etcd`"),
+            ("service_config:\n  type: zookeeper\n", "missing field `servers`"),
+            ("service_config:\n  type: zookeeper\n  servers: nohostport\n", "service_config.servers"),
+            ("service_config:\n  type: zookeeper\n  servers: a:1\n  path: rel\n", "service_config.path"),
+            ("haproxy: {}\n", "missing field `service_config`"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.starts_with("proxymgr.yml: "), "{err}");
+            assert!(
+                err.contains(expected),
+                "error for {text:?} was {err:?}, expected it to contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ensembles_and_paths() {
+        assert!(check_ensemble("a:1,b:2,127.0.0.1:2181").is_ok());
+        assert!(check_ensemble("a:1/chroot").is_ok());
+        assert!(check_ensemble("a:0").is_err());
+        assert!(check_ensemble("").is_err());
+        assert!(check_znode_path("/a/b").is_ok());
+        assert!(check_znode_path("/a//b").is_err());
+        assert!(check_znode_path("/a/").is_err());
+        assert!(check_znode_path("/a/../b").is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! The one closed set of things that can happen to the reconciler.
+//!
+//! Every other thread (registry, watchers, signals, HAProxy's output readers) only ever sends one of these down
+//! the reconciler's channel; no logic runs anywhere else. Sets are sent whole (level-triggered), never as
+//! deltas, so a repeated or late message can do no harm.
+
+use std::collections::BTreeMap;
+
+use crate::service::{Server, ServiceSpec};
+
+#[derive(Debug)]
+pub enum Event {
+    /// The registry's whole current set of services. A service whose blob turned bad is still here with its
+    /// last good spec: the registry only drops a service when its node is gone.
+    Services(BTreeMap<String, ServiceSpec>),
+    /// A watcher's whole current server set for one service. `generation` tells a stopped watcher's late
+    /// message from the current one's.
+    Servers {
+        service: String,
+        generation: u64,
+        servers: Vec<Server>,
+    },
+    Signal(Signal),
+    /// A supervised thread ended when it should not have; the daemon stops with an error.
+    ThreadDied {
+        thread: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: stop HAProxy gracefully and exit.
+    Terminate,
+    /// SIGHUP: re-read proxymgr.yml.
+    Reload,
+    /// SIGCHLD: some child process changed state.
+    Child,
+}

@@ -1,0 +1,163 @@
+//! proxymgr: keeps HAProxy in step with a service registry. This file parses the command line, sets up logging
+//! and signals, starts the registry and hands over to the reconciler; the logic lives in the modules.
+
+mod config;
+mod event;
+mod haproxy;
+mod reconcile;
+mod service;
+mod threads;
+mod watcher;
+mod zk;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use crossbeam_channel::Sender;
+use log::LevelFilter;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+
+use config::{Config, ServiceConfigSource};
+use event::{Event, Signal};
+use haproxy::process::Binary;
+use reconcile::{Outcome, Reconciler};
+
+/// Exit codes, documented in README.md: 0 stopped on request, 1 failed while running, 2 bad command line
+/// (clap's), 3 the configuration or the HAProxy binary is unusable.
+const EXIT_FAILED: u8 = 1;
+const EXIT_CONFIG: u8 = 3;
+
+/// Keeps HAProxy in step with a service registry: services and servers from ZooKeeper, applied without
+/// dropping connections.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// proxymgr.yml to read.
+    #[arg(short, long, value_name = "PATH", default_value = "/etc/proxymgr/proxymgr.yml")]
+    config: PathBuf,
+    /// Log debug messages.
+    #[arg(short, long)]
+    debug: bool,
+    /// Validate the configuration (and that HAProxy accepts its global and defaults lines), then exit.
+    #[arg(short = 't', long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.debug);
+    ExitCode::from(run(&args))
+}
+
+fn run(args: &Args) -> u8 {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let binary = match Binary::locate(&config.haproxy.path) {
+        Ok(binary) => binary,
+        Err(e) => {
+            log::error!("{}: {e}", args.config.display());
+            return EXIT_CONFIG;
+        }
+    };
+    if args.check {
+        return check(args, &config, &binary);
+    }
+    let (major, minor) = binary.version;
+    log::info!(
+        "proxymgr {} with HAProxy {major}.{minor} ({}, {})",
+        env!("CARGO_PKG_VERSION"),
+        binary.version_text,
+        binary.path.display()
+    );
+
+    let (events, inbox) = crossbeam_channel::unbounded();
+    if let Err(e) = forward_signals(events.clone()) {
+        log::error!("cannot install signal handlers: {e}");
+        return EXIT_FAILED;
+    }
+    let sessions = Arc::new(zk::Sessions::default());
+    // The registry runs for the daemon's life: its stop sender is held here until the reconciler returns.
+    let (_stop_registry, stop) = crossbeam_channel::bounded::<()>(0);
+    match config.service_config.clone() {
+        ServiceConfigSource::Zookeeper { servers, path } => {
+            let (sessions, tx) = (sessions.clone(), events.clone());
+            threads::spawn("registry".into(), events.clone(), move || {
+                zk::registry::run(sessions, &servers, &path, tx, stop)
+            });
+        }
+    }
+    let watchers = watcher::Context { events, sessions };
+    match Reconciler::new(args.config.clone(), config, binary, inbox, watchers).run() {
+        Outcome::Stopped => {
+            log::info!("stopped");
+            0
+        }
+        Outcome::Failed => EXIT_FAILED,
+    }
+}
+
+/// `--check`: the file parsed and validated; now HAProxy must accept the global and defaults it yields.
+fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
+    let text = haproxy::render::Renderer::default().head(&config.haproxy);
+    let result = tempfile::Builder::new()
+        .prefix("proxymgr-check.")
+        .suffix(".cfg")
+        .tempfile()
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()).map(|()| file))
+        .map_err(|e| format!("cannot write a temporary file: {e}"))
+        .and_then(|file| binary.check(file.path(), &[]));
+    match result {
+        Ok(()) => {
+            println!(
+                "{}: OK (HAProxy {} accepts its global and defaults)",
+                args.config.display(),
+                binary.version_text
+            );
+            0
+        }
+        Err(reason) => {
+            log::error!(
+                "{}: haproxy.global/haproxy.defaults: HAProxy rejects them: {reason}",
+                args.config.display()
+            );
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// Signals become events on the reconciler's channel; no logic runs in a handler.
+fn forward_signals(events: Sender<Event>) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
+    threads::spawn("signals".into(), events.clone(), move || {
+        for signal in signals.forever() {
+            let signal = match signal {
+                SIGTERM | SIGINT => Signal::Terminate,
+                SIGHUP => Signal::Reload,
+                _ => Signal::Child,
+            };
+            if events.send(Event::Signal(signal)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug { LevelFilter::Debug } else { LevelFilter::Info };
+    let config = simplelog::ConfigBuilder::new()
+        // Only proxymgr's own messages: the zookeeper crate logs every packet at debug.
+        .add_filter_allow_str("proxymgr")
+        .set_time_format_rfc3339()
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(level, config, std::io::stderr());
+}

@@ -84,15 +84,46 @@ impl Default for HaproxyConfig {
 
 /// Where the services come from.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "RawSource")]
 pub enum ServiceConfigSource {
     Zookeeper {
         /// The ensemble, `host:port[,host:port...]`.
         servers: String,
         /// The node whose children are the services.
-        #[serde(default = "default_service_config_path")]
         path: String,
     },
+}
+
+/// `service_config` as written. A plain struct rather than a tagged enum, so that a wrong type names its key
+/// (serde_yaml loses the path inside internally tagged enums).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: SourceKind,
+    servers: Option<String>,
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    Zookeeper,
+}
+
+impl TryFrom<RawSource> for ServiceConfigSource {
+    type Error = String;
+
+    fn try_from(raw: RawSource) -> Result<Self, String> {
+        match raw.kind {
+            SourceKind::Zookeeper => Ok(ServiceConfigSource::Zookeeper {
+                servers: raw
+                    .servers
+                    .ok_or("service_config.servers: missing, the ZooKeeper ensemble (host:port,...)")?,
+                path: raw.path.unwrap_or_else(default_service_config_path),
+            }),
+        }
+    }
 }
 
 fn default_service_config_path() -> String {
@@ -239,6 +270,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example = parse(include_str!("../proxymgr.yml.example")).unwrap();
+        assert_eq!(example.haproxy, HaproxyConfig::default());
+        assert_eq!(
+            example.service_config,
+            ServiceConfigSource::Zookeeper {
+                servers: "localhost:2181".into(),
+                path: "/service_config".into()
+            }
+        );
+    }
+
+    #[test]
     fn the_originals_example_parses() {
         let c = parse(
             "---\nhaproxy:\n  config_path: /etc/haproxy/haproxy.cfg\n  socket_path: /var/run/haproxy/stats.sock\n\n\
@@ -261,7 +305,12 @@ mod tests {
             (&format!("{MINIMAL}haproxy:\n  bind_address: nowhere\n"), "haproxy.bind_address"),
             (&format!("{MINIMAL}haproxy:\n  stop_timeout: -1\n"), "haproxy.stop_timeout"),
             ("service_config:\n  type: etcd\n", "unknown variant `etcd`"),
-            ("service_config:\n  type: zookeeper\n", "missing field `servers`"),
+            ("service_config:\n  type: zookeeper\n", "service_config.servers: missing"),
+            (
+                "service_config:\n  type: zookeeper\n  servers: 2181\n",
+                "service_config.servers: member \"2181\" is not host:port",
+            ),
+            ("service_config:\n  type: zookeeper\n  servers: a:1\n  server: x\n", "unknown field `server`"),
             ("service_config:\n  type: zookeeper\n  servers: nohostport\n", "service_config.servers"),
             ("service_config:\n  type: zookeeper\n  servers: a:1\n  path: rel\n", "service_config.path"),
             ("haproxy: {}\n", "missing field `service_config`"),

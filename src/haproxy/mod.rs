@@ -9,6 +9,7 @@ pub mod render;
 
 use std::io::Write;
 use std::os::fd::RawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use process::Binary;
@@ -29,6 +30,8 @@ pub fn install(binary: &Binary, path: &Path, text: &str, fds: &[RawFd]) -> Resul
     let mut candidate =
         tempfile::Builder::new().prefix(".haproxy.cfg.").tempfile_in(dir).map_err(write_error)?;
     candidate.write_all(text.as_bytes()).map_err(write_error)?;
+    // Readable like any other file in /etc; the admin socket, not this file, is what needs guarding.
+    candidate.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(write_error)?;
     candidate.as_file().sync_all().map_err(write_error)?;
     if let Err(reason) = binary.check(candidate.path(), fds) {
         let kept = rejected_path(path);
@@ -52,5 +55,100 @@ pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
     match socket.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HaproxyConfig;
+    use crate::service::{Server, ServiceSpec, WatcherSpec};
+    use listeners::Listeners;
+    use render::Renderer;
+
+    /// The real HAProxy, or None (the test skips, or fails under `make test`, which sets PROXYMGR_TEST_REQUIRE).
+    fn haproxy() -> Option<Binary> {
+        match Binary::locate(Path::new("haproxy")) {
+            Ok(binary) => Some(binary),
+            Err(e) if std::env::var("PROXYMGR_TEST_REQUIRE").as_deref() == Ok("1") => panic!("{e}"),
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+        }
+    }
+
+    fn spec(port: u16, listen_options: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            port,
+            listen_options: listen_options.iter().map(|s| s.to_string()).collect(),
+            server_options: vec!["check".into(), "inter 2000".into(), "weight 10".into()],
+            watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/s".into() },
+        }
+    }
+
+    fn render(listeners: &mut Listeners, services: &[(&str, ServiceSpec)]) -> (String, Vec<RawFd>) {
+        let renderer = Renderer::default();
+        let config = HaproxyConfig {
+            socket_path: "/tmp/proxymgr-test.sock".into(),
+            global: vec!["maxconn 100".into()],
+            defaults: ["mode http", "timeout connect 1s", "timeout client 1s", "timeout server 1s"]
+                .map(String::from)
+                .to_vec(),
+            ..HaproxyConfig::default()
+        };
+        let servers = [Server::new("127.0.0.1", 9001).unwrap(), Server::new("::1", 9002).unwrap()];
+        let mut text = renderer.head(&config);
+        let mut fds = Vec::new();
+        for (name, spec) in services {
+            let port = if spec.port == 0 { free_port() } else { spec.port };
+            let fd = listeners.open("127.0.0.1".parse().unwrap(), port).unwrap();
+            text.push_str(&renderer.listen(name, fd, spec, &servers));
+            fds.push(fd);
+        }
+        (text, fds)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn rendered_configs_pass_haproxy_check_with_their_fds() {
+        let Some(binary) = haproxy() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haproxy.cfg");
+        let mut listeners = Listeners::default();
+        let services = [
+            ("web", spec(0, &["mode http", "balance roundrobin", "option httpchk GET /health"])),
+            ("tcp", spec(0, &["mode tcp", "balance leastconn"])),
+            ("bare", spec(0, &[])),
+        ];
+        let (text, fds) = render(&mut listeners, &services);
+        install(&binary, &path, &text, &fds).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // Without its fds the same file is refused: the check is only worth something with them.
+        assert!(binary.check(&path, &[]).is_err());
+    }
+
+    #[test]
+    fn a_rejected_config_is_kept_aside_and_never_installed() {
+        let Some(binary) = haproxy() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haproxy.cfg");
+        let mut listeners = Listeners::default();
+        let (good, fds) = render(&mut listeners, &[("web", spec(0, &["mode http"]))]);
+        install(&binary, &path, &good, &fds).unwrap();
+        let (bad, fds) = render(&mut listeners, &[("web", spec(0, &["mode http", "no-such-option on"]))]);
+        let err = install(&binary, &path, &bad, &fds).unwrap_err().to_string();
+        let kept = rejected_path(&path);
+        assert!(err.contains(&format!("kept as {}", kept.display())), "{err}");
+        assert!(err.contains("no-such-option"), "HAProxy's reason is in the error: {err}");
+        assert!(
+            err.contains(&format!("{}:", kept.display())),
+            "the line reference names the kept file: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), good, "the good config stays");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), bad);
     }
 }

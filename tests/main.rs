@@ -1,0 +1,11 @@
+//! The integration tests, built as one binary. Each module is one area; each test starts the real parts it
+//! needs (ZooKeeper, HAProxy through proxymgr, backends) on free loopback ports and stops them on drop.
+
+/// The command line, `--check` and exit codes.
+mod cli;
+/// Issue 2's scenarios: services and servers from ZooKeeper served by HAProxy, end to end.
+mod core;
+/// RAII fixtures: Zk, Backend, Proxymgr, waits with deadlines.
+mod support;
+/// The fixtures themselves work.
+mod support_selftest;

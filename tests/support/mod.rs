@@ -1,0 +1,156 @@
+//! Test fixtures: a real ZooKeeper, tiny HTTP backends and the proxymgr daemon, each started on a port picked at
+//! run time and cleaned up on `Drop`, plus deadline-bound waits.
+//!
+//! Tests that need an external tool start with `if !support::require("haproxy") { return; }`: the tool's absence
+//! skips the test with a message, or fails it when `PROXYMGR_TEST_REQUIRE=1` (as `make test` and CI set it), so a
+//! missing tool can never make the suite pass silently.
+//!
+//! Nothing here binds to or connects to anything but 127.0.0.1, and every wait has a deadline.
+//! Set `PROXYMGR_TEST_KEEP=1` to keep the fixtures' temporary directories (configs, logs) after a run.
+
+// Not every test binary (the integration tests, the demo) uses every helper.
+#![allow(dead_code)]
+
+mod backend;
+mod proxymgr;
+mod zk;
+
+// Re-exports are "unused" in whichever binary (tests, demo) does not use them, like the dead code above.
+#[allow(unused_imports)]
+pub use backend::{http_get, Backend};
+#[allow(unused_imports)]
+pub use proxymgr::{haproxy_command, proxymgr_bin, run_proxymgr, Proxymgr};
+pub use zk::Zk;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How often the waits below poll their condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A TCP port on 127.0.0.1 that was free a moment ago. Another process may take it before the caller binds it;
+/// on a test machine that race is rare enough to accept.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr of a bound listener").port()
+}
+
+/// Whether `port` on 127.0.0.1 can be bound right now.
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// True when `tool` is installed: an executable of that name on `PATH`, or for `"zookeeper"` java on `PATH` and
+/// `/usr/share/java/zookeeper.jar`. When it is missing, panics if `PROXYMGR_TEST_REQUIRE=1`, else prints
+/// `skipping: <tool> not installed` and returns false.
+pub fn require(tool: &str) -> bool {
+    let installed = match tool {
+        "zookeeper" => find_on_path("java").is_some() && Path::new(zk::ZOOKEEPER_JAR).is_file(),
+        _ => find_on_path(tool).is_some(),
+    };
+    if installed {
+        return true;
+    }
+    if std::env::var("PROXYMGR_TEST_REQUIRE").as_deref() == Ok("1") {
+        panic!("{tool} is not installed but PROXYMGR_TEST_REQUIRE=1 requires it; run `make deps`");
+    }
+    eprintln!(
+        "skipping: {tool} not installed (run `make deps`, or set PROXYMGR_TEST_REQUIRE=1 to fail instead)"
+    );
+    false
+}
+
+/// The first executable file named `name` in a directory of `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
+        std::fs::metadata(candidate)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
+}
+
+/// Polls `f` every 20 ms until it returns true; panics naming `what` if it has not by `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    wait_for(timeout, what, || f().then_some(()))
+}
+
+/// Polls `f` every 20 ms until it returns `Some`; panics naming `what` if it has not by `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+/// One process as `/proc/<pid>/stat` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    /// `R`, `S`, `Z`, ...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process is gone.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm is in parentheses and may itself contain spaces or parentheses: split at the last ')'.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    let mut rest = text[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(ProcStat { pid, comm, state, ppid, pgrp })
+}
+
+/// Every process currently listed in `/proc`.
+pub fn all_processes() -> Vec<ProcStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|stat| stat.state != 'Z')
+}
+
+/// Whether fixtures should leave their temporary directories behind (`PROXYMGR_TEST_KEEP=1`).
+fn keep_temp_dirs() -> bool {
+    std::env::var("PROXYMGR_TEST_KEEP").as_deref() == Ok("1")
+}
+
+/// A fresh temporary directory named after the fixture, kept after the run if `PROXYMGR_TEST_KEEP=1`.
+fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new().prefix(prefix).tempdir().expect("create a temporary directory");
+    if keep_temp_dirs() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping {}", dir.path().display());
+    }
+    dir
+}
+
+/// The last `max` bytes of `text` (on a char boundary), for failure messages.
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}

@@ -1,0 +1,310 @@
+//! `Proxymgr`: the built daemon running against a config in a temporary directory, and helpers to run its CLI and
+//! talk to the HAProxy it starts.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{all_processes, pid_alive, tail, temp_dir, wait_until};
+
+/// How long `stop` waits after SIGTERM before it kills.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long `run_proxymgr` lets a CLI invocation run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The proxymgr binary: cargo's `CARGO_BIN_EXE_proxymgr` in integration tests, else `$PROXYMGR_BIN` (set by
+/// `make demo`), else `target/debug/proxymgr` under `$CARGO_TARGET_DIR` or the package.
+pub fn proxymgr_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_proxymgr") {
+        return PathBuf::from(bin);
+    }
+    if let Some(bin) = std::env::var_os("PROXYMGR_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("debug/proxymgr")
+}
+
+/// A running `proxymgr -c <dir>/proxymgr.yml -d`, its stdout and stderr appended to `<dir>/proxymgr.log`.
+/// It runs in a process group of its own, with the HAProxy processes it starts. Dropping it stops it
+/// (SIGTERM, then SIGKILL after 15 s), kills anything left in its process group and removes the directory.
+pub struct Proxymgr {
+    dir: tempfile::TempDir,
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl Proxymgr {
+    /// Starts proxymgr with `yaml` as its config. Does not wait for anything: wait for what the test needs.
+    pub fn start(yaml: &str) -> Proxymgr {
+        Proxymgr::start_with(|_dir| yaml.to_string())
+    }
+
+    /// Starts proxymgr with the config `config(dir)` returns, `dir` being the fixture's temporary directory, so
+    /// the config can put HAProxy's files there: `Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk))`.
+    pub fn start_with(config: impl FnOnce(&Path) -> String) -> Proxymgr {
+        let dir = temp_dir("proxymgr-");
+        let config_path = dir.path().join("proxymgr.yml");
+        let yaml = config(dir.path());
+        fs::write(&config_path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
+        let log_path = dir.path().join("proxymgr.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
+        let log_err = log.try_clone().expect("clone a file handle");
+        let bin = proxymgr_bin();
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-d")
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            // Its own process group: the fixture can then find and kill every HAProxy it left behind, and a
+            // Ctrl-C at the terminal (make demo) reaches the demo, which stops proxymgr in order.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e} (is it built?)", bin.display()));
+        Proxymgr { dir, child, status: None }
+    }
+
+    /// The standard test `proxymgr.yml`: HAProxy's config and socket in `dir`, loopback only, services read
+    /// from `/service_config` in the ZooKeeper at `zk` (`Zk::connect_string`).
+    pub fn config_yaml(dir: &Path, zk: &str) -> String {
+        let dir = dir.display();
+        format!(
+            r#"haproxy:
+  path: haproxy
+  config_path: {dir}/haproxy.cfg
+  socket_path: {dir}/haproxy.sock
+  bind_address: 127.0.0.1
+  global:
+    - "maxconn 1000"
+  defaults:
+    - "mode http"
+    - "timeout connect 2s"
+    - "timeout client 10s"
+    - "timeout server 10s"
+service_config:
+  type: zookeeper
+  servers: {zk}
+  path: /service_config
+"#
+        )
+    }
+
+    /// The temporary directory holding `proxymgr.yml`, `proxymgr.log` and, with `config_yaml`, HAProxy's files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything proxymgr has written to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        let path = self.dir().join("proxymgr.log");
+        fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`. Panics, quoting the log, at the deadline or if proxymgr exits
+    /// without having written it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            // Exited (a zombie until `stop` or `wait_exit` reaps it); it may have written the line just before.
+            if !pid_alive(self.pid()) {
+                if self.log().contains(needle) {
+                    return;
+                }
+                panic!("proxymgr exited without logging {needle:?}; its log:\n{}", tail(&self.log(), 8000));
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for proxymgr to log {needle:?}; its log:\n{}",
+                    tail(&self.log(), 8000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The haproxy.cfg at `<dir>/haproxy.cfg` (where `config_yaml` puts it), empty if there is none yet.
+    pub fn haproxy_cfg(&self) -> String {
+        fs::read_to_string(self.dir().join("haproxy.cfg")).unwrap_or_default()
+    }
+
+    /// Sends `command` to HAProxy's runtime socket at `<dir>/haproxy.sock` (where `config_yaml` puts it).
+    pub fn haproxy_command(&self, command: &str) -> io::Result<String> {
+        haproxy_command(&self.dir().join("haproxy.sock"), command)
+    }
+
+    /// The pids of the running `haproxy` processes whose parent is this proxymgr, sorted.
+    pub fn haproxy_pids(&self) -> Vec<u32> {
+        let pid = self.pid();
+        let mut pids: Vec<u32> = all_processes()
+            .into_iter()
+            .filter(|p| p.ppid == pid && p.comm == "haproxy" && p.state != 'Z')
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Sends `signal` (SIGHUP to re-read the config, say) to proxymgr.
+    pub fn signal(&self, signal: Signal) {
+        if self.status.is_none() {
+            let _ = kill(Pid::from_raw(self.pid() as i32), signal);
+        }
+    }
+
+    /// The exit status if proxymgr has exited, without waiting.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.try_status().is_none()
+    }
+
+    /// Waits for proxymgr to exit on its own; panics, quoting the log, if it still runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match self.wait_exit_within(timeout) {
+            Some(status) => status,
+            None => panic!("proxymgr still runs after {timeout:?}; its log:\n{}", tail(&self.log(), 8000)),
+        }
+    }
+
+    /// Stops proxymgr: SIGTERM, then SIGKILL for it and its process group if it has not exited within 15 s.
+    /// Returns its exit status; calling it again returns the same status.
+    pub fn stop(&mut self) -> ExitStatus {
+        if let Some(status) = self.try_status() {
+            return status;
+        }
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
+        if let Some(status) = self.wait_exit_within(STOP_TIMEOUT) {
+            return status;
+        }
+        eprintln!("proxymgr did not exit within {STOP_TIMEOUT:?} of SIGTERM; killing its process group");
+        // While proxymgr is unreaped its pid names the group, so this reaches only what it started.
+        let _ = nix::sys::signal::killpg(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        let status = self.child.wait().expect("wait for proxymgr");
+        self.status = Some(status);
+        status
+    }
+
+    fn wait_exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_status() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills whatever is left in proxymgr's process group (HAProxy processes it did not stop) and waits until
+    /// they are gone. proxymgr itself has been reaped by then; Linux does not reuse a pid while a process group
+    /// still carries it as its id, so every process found with that group id is one proxymgr started.
+    fn kill_leftovers(&self) {
+        let pgid = self.pid();
+        let leftovers: Vec<u32> =
+            all_processes().into_iter().filter(|p| p.pgrp == pgid && p.pid != pgid).map(|p| p.pid).collect();
+        if leftovers.is_empty() {
+            return;
+        }
+        eprintln!("proxymgr left processes {leftovers:?} running; killing them");
+        for pid in &leftovers {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        // They were reparented, so they are not ours to reap: wait until they are zombies or gone.
+        wait_until(Duration::from_secs(5), "proxymgr's leftover processes to die", || {
+            leftovers.iter().all(|pid| !pid_alive(*pid))
+        });
+    }
+}
+
+impl Drop for Proxymgr {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- proxymgr log ({}) ---\n{}", self.dir().display(), tail(&self.log(), 8000));
+        }
+        self.stop();
+        self.kill_leftovers();
+    }
+}
+
+/// Sends one command to the HAProxy runtime socket at `socket` (2 s timeouts) and returns the reply.
+pub fn haproxy_command(socket: &Path, command: &str) -> io::Result<String> {
+    let timeout = Duration::from_secs(2);
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    // Without `prompt` HAProxy answers one command and closes the connection.
+    stream.write_all(format!("{}\n", command.trim_end()).as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+/// Runs the proxymgr binary with `args` (for CLI tests) and collects its output; panics if it runs for more
+/// than 30 s.
+pub fn run_proxymgr(args: &[&str]) -> Output {
+    let bin = proxymgr_bin();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e} (is it built?)", bin.display()));
+    // Drain both pipes in threads so a chatty child cannot block on a full pipe while we wait.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for proxymgr") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`proxymgr {}` still ran after {RUN_TIMEOUT:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}

@@ -1,0 +1,221 @@
+//! Tests of the fixtures in `support` themselves, so a failing integration test points at proxymgr, not at them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{self, http_get, Backend, Zk};
+
+#[test]
+fn free_port_gives_distinct_bindable_ports() {
+    // Holding each port bound keeps the next call from handing it out again, so distinctness is deterministic.
+    let mut listeners = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..5 {
+        let port = support::free_port();
+        assert_ne!(port, 0);
+        assert!(!ports.contains(&port), "free_port returned {port} twice: {ports:?}");
+        listeners.push(TcpListener::bind(("127.0.0.1", port)).expect("bind the port free_port returned"));
+        ports.push(port);
+    }
+    assert!(!support::port_is_free(ports[0]));
+    // Whether the ports are free again after the drop is not asserted: tests running in parallel take ephemeral
+    // ports (outgoing connections included) from the same range.
+}
+
+#[test]
+fn wait_for_returns_the_value_once_available() {
+    let mut calls = 0;
+    let value = support::wait_for(Duration::from_secs(5), "the third call", || {
+        calls += 1;
+        (calls == 3).then_some(calls * 10)
+    });
+    assert_eq!(value, 30);
+}
+
+#[test]
+#[should_panic(expected = "timed out after 100ms waiting for something that never happens")]
+fn wait_until_panics_at_the_deadline() {
+    support::wait_until(Duration::from_millis(100), "something that never happens", || false);
+}
+
+#[test]
+fn proc_stat_describes_this_process() {
+    let stat = support::proc_stat(std::process::id()).expect("our own /proc entry");
+    assert_eq!(stat.pid, std::process::id());
+    assert_eq!(stat.ppid, std::os::unix::process::parent_id());
+    assert!(support::pid_alive(stat.pid));
+}
+
+#[test]
+fn backend_answers_with_its_name_and_counts_hits() {
+    let backend = Backend::start("backend-a");
+    assert_eq!(backend.addr().port(), backend.port());
+    for _ in 0..3 {
+        assert_eq!(http_get(backend.port()).expect("GET from the backend"), "backend-a");
+    }
+    assert_eq!(backend.hits(), 3);
+
+    backend.set_status(503);
+    let err = http_get(backend.port()).expect_err("a 503 is an error");
+    assert!(err.to_string().contains("503 Service Unavailable"), "{err}");
+    assert_eq!(backend.hits(), 4);
+}
+
+#[test]
+fn backend_keeps_http11_connections_alive_and_drop_closes_them() {
+    let backend = Backend::start("backend-ka");
+    let mut stream = TcpStream::connect(backend.addr()).expect("connect to the backend");
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+    let expected = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: keep-alive\r\n\r\nbackend-ka";
+    for _ in 0..2 {
+        stream.write_all(request).unwrap();
+        let mut response = vec![0; expected.len()];
+        stream.read_exact(&mut response).expect("a response on the kept-alive connection");
+        assert_eq!(String::from_utf8_lossy(&response), expected);
+    }
+    assert_eq!(backend.hits(), 2);
+    assert_eq!(backend.open_connections(), 1);
+
+    // An idle kept-alive connection must not keep Drop from returning; the client then sees the close.
+    drop(backend);
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).expect("a clean close"), 0);
+}
+
+#[test]
+fn backend_counts_health_checks_apart() {
+    let backend = Backend::start("backend-c");
+    let mut stream = TcpStream::connect(backend.addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    stream.write_all(b"OPTIONS / HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK\r\n") && response.contains("Connection: close"),
+        "{response}"
+    );
+    assert_eq!((backend.hits(), backend.checks()), (0, 1));
+}
+
+#[test]
+fn zk_create_set_children_delete_round_trip() {
+    if !support::require("zookeeper") {
+        return;
+    }
+    let zk = Zk::start();
+    assert_eq!(zk.connect_string(), format!("127.0.0.1:{}", zk.port()));
+    assert!(zk.four_letter("srvr").unwrap().contains("Mode: standalone"));
+
+    zk.create("/services/web/a", r#"{"address":"127.0.0.1","port":1}"#);
+    zk.create("/services/web/b", "b");
+    assert_eq!(zk.children("/services/web"), ["a", "b"]);
+    assert_eq!(zk.get("/services/web/a").as_deref(), Some(r#"{"address":"127.0.0.1","port":1}"#));
+    assert_eq!(zk.get("/services"), Some(String::new()), "parents are created empty");
+
+    zk.set("/services/web/a", "changed");
+    assert_eq!(zk.get("/services/web/a").as_deref(), Some("changed"));
+    zk.put("/services/web/a", "put");
+    zk.put("/services/web/c", "new");
+    assert_eq!(zk.get("/services/web/a").as_deref(), Some("put"));
+    assert_eq!(zk.children("/services/web"), ["a", "b", "c"]);
+
+    zk.delete("/services/web");
+    assert!(!zk.exists("/services/web"));
+    assert!(zk.exists("/services"));
+    assert_eq!(zk.get("/services/web/a"), None);
+
+    // A separate client sees the same tree.
+    let client = zk.client();
+    assert_eq!(client.get_children("/services", false).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn zk_ephemeral_node_lives_as_long_as_its_session() {
+    if !support::require("zookeeper") {
+        return;
+    }
+    let zk = Zk::start();
+    let session = zk.create_ephemeral("/services/web/e", "ephemeral");
+    assert_eq!(zk.get("/services/web/e").as_deref(), Some("ephemeral"));
+    drop(session);
+    support::wait_until(Duration::from_secs(5), "the ephemeral node to go", || !zk.exists("/services/web/e"));
+}
+
+#[test]
+fn zk_restart_keeps_data_and_port_and_restart_empty_loses_it() {
+    if !support::require("zookeeper") {
+        return;
+    }
+    let mut zk = Zk::start();
+    let port = zk.port();
+    zk.create("/kept", "yes");
+    let pid = zk.pid().expect("a running server");
+
+    zk.stop();
+    assert!(!zk.is_running());
+    assert!(!support::pid_alive(pid));
+    assert!(zk.four_letter("srvr").is_none(), "a stopped server does not answer");
+
+    zk.restart();
+    assert_eq!(zk.port(), port);
+    assert_eq!(zk.get("/kept").as_deref(), Some("yes"));
+
+    zk.restart_empty();
+    assert_eq!(zk.port(), port);
+    assert!(!zk.exists("/kept"));
+}
+
+/// A HAProxy started directly (not through proxymgr), killed on drop.
+struct Haproxy(Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn backend_serves_through_haproxy_and_the_runtime_socket_answers() {
+    if !support::require("haproxy") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start("behind-haproxy");
+    let port = support::free_port();
+    let socket = dir.path().join("haproxy.sock");
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  stats socket {} mode 600 level admin\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             listen web\n  bind 127.0.0.1:{port}\n  server s1 127.0.0.1:{}\n",
+            socket.display(),
+            backend.port()
+        ),
+    )
+    .unwrap();
+    let _haproxy = Haproxy(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start haproxy"),
+    );
+
+    // HAProxy talks HTTP/1.1 to the backend and keeps that connection alive.
+    let body = support::wait_for(Duration::from_secs(10), "HAProxy to serve", || http_get(port).ok());
+    assert_eq!(body, "behind-haproxy");
+    assert_eq!(http_get(port).unwrap(), "behind-haproxy");
+    assert_eq!(backend.hits(), 2);
+
+    let state = support::haproxy_command(&socket, "show servers state web").unwrap();
+    assert!(state.contains(" s1 127.0.0.1 "), "{state}");
+}

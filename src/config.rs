@@ -45,6 +45,14 @@ pub struct HaproxyConfig {
     pub defaults: Vec<String>,
     /// Seconds a stopping HAProxy may take to finish its connections before it is killed.
     pub stop_timeout: f64,
+    /// Seconds an old HAProxy may keep serving its connections after a reload (`hard-stop-after`); 0 for ever.
+    pub hard_stop_after: f64,
+    /// Seconds a change that needs a reload waits for others to join it.
+    pub reload_window: f64,
+    /// Seconds at least between the starts of two reloads.
+    pub reload_interval: f64,
+    /// Seconds between two comparisons of HAProxy's server states with the desired ones; 0 never.
+    pub drift_check_interval: f64,
 }
 
 impl Default for HaproxyConfig {
@@ -78,6 +86,10 @@ impl Default for HaproxyConfig {
             .map(String::from)
             .to_vec(),
             stop_timeout: 10.0,
+            hard_stop_after: 60.0,
+            reload_window: 0.05,
+            reload_interval: 0.5,
+            drift_check_interval: 30.0,
         }
     }
 }
@@ -153,7 +165,21 @@ impl Config {
                 return Err((key.into(), format!("must be an absolute path, not {}", path.display())));
             }
         }
-        seconds(h.stop_timeout).map_err(|reason| ("haproxy.stop_timeout".to_string(), reason))?;
+        for (key, value) in [
+            ("haproxy.stop_timeout", h.stop_timeout),
+            ("haproxy.hard_stop_after", h.hard_stop_after),
+            ("haproxy.reload_window", h.reload_window),
+            ("haproxy.reload_interval", h.reload_interval),
+            ("haproxy.drift_check_interval", h.drift_check_interval),
+        ] {
+            seconds(value).map_err(|reason| (key.to_string(), reason))?;
+        }
+        if h.socket_path.to_str().map_or(true, |p| p.contains(char::is_whitespace)) {
+            return Err((
+                "haproxy.socket_path".into(),
+                "must be UTF-8 with no white space (it goes on a config line)".into(),
+            ));
+        }
         if h.path.as_os_str().is_empty() {
             return Err(("haproxy.path".into(), "must not be empty".into()));
         }
@@ -175,6 +201,19 @@ impl Config {
 impl HaproxyConfig {
     pub fn stop_timeout(&self) -> Duration {
         seconds(self.stop_timeout).unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn reload_window(&self) -> Duration {
+        seconds(self.reload_window).unwrap_or_default()
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        seconds(self.reload_interval).unwrap_or_default()
+    }
+
+    /// None when drift checks are off.
+    pub fn drift_check_interval(&self) -> Option<Duration> {
+        seconds(self.drift_check_interval).ok().filter(|d| !d.is_zero())
     }
 }
 

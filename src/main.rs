@@ -4,6 +4,7 @@
 mod config;
 mod event;
 mod haproxy;
+mod plan;
 mod reconcile;
 mod service;
 mod threads;
@@ -105,7 +106,8 @@ fn run(args: &Args) -> u8 {
 
 /// `--check`: the file parsed and validated; now HAProxy must accept the global and defaults it yields.
 fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
-    let text = haproxy::render::Renderer::default().head(&config.haproxy);
+    let caps = haproxy::Capabilities::of(binary.version);
+    let text = haproxy::render::Renderer::default().head(&config.haproxy, &caps);
     let result = tempfile::Builder::new()
         .prefix("proxymgr-check.")
         .suffix(".cfg")

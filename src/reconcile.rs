@@ -1,8 +1,12 @@
 //! The reconciler: the one thread that owns the desired state (services, their specs and servers), the
-//! listeners, the HAProxy processes and haproxy.cfg, and brings the running HAProxy in line with the registry.
+//! listeners, the HAProxy processes, the runtime socket and haproxy.cfg, and brings the serving HAProxy in line
+//! with the registry.
 //!
 //! It takes [`Event`]s from one channel, drains whatever is queued so that a burst becomes one piece of work,
-//! and then converges: render, install (HAProxy checks the file first), start or reload.
+//! and then converges: the planner compares the serving process's state with the desired one; server changes go
+//! through the runtime API at once, and whatever needs a reload waits a short window for other changes to join
+//! it (never less than `reload_interval` after the previous one), then is checked by HAProxy, installed and
+//! started with `-sf`. Until the new process answers on the socket, nothing else is sent to it.
 //!
 //! **Architecture Invariant:** no other thread touches HAProxy, the listeners or haproxy.cfg; the others only
 //! send events.
@@ -19,14 +23,16 @@ use crate::event::{Event, Signal};
 use crate::haproxy::listeners::Listeners;
 use crate::haproxy::process::{describe, Binary, Processes};
 use crate::haproxy::render::Renderer;
-use crate::haproxy::{self, InstallError};
+use crate::haproxy::runtime::{Runtime, RuntimeError};
+use crate::haproxy::{self, Capabilities, InstallError};
+use crate::plan::{effective_weight, plan, Desired, DesiredService, Running, RunningServer, Step};
 use crate::service::{Server, ServiceSpec};
 use crate::watcher::{self, Watcher};
 
 /// How long the first start waits for the registry's first answer and every watcher's first server set, so that
 /// HAProxy starts once with everything instead of once per arriving piece.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
-/// How long a new service waits for its watcher's first server set before it is served without servers.
+/// How long a new service's reload waits for its watcher's first server set.
 const FIRST_REPORT_WAIT: Duration = Duration::from_secs(1);
 /// How often a service that could not be set up (its port taken) is tried again.
 const BLOCKED_RETRY: Duration = Duration::from_secs(5);
@@ -34,6 +40,9 @@ const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A process that served this long is healthy: its crash restarts it at once.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// How often a starting HAProxy is asked whether it serves yet, and for how long.
+const START_POLL: Duration = Duration::from_millis(5);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the reconciler ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,19 +61,27 @@ struct Service {
     awaiting_since: Option<Instant>,
 }
 
-/// A rendered config, with the listeners it binds: a process gets exactly these, since an inherited listener
-/// it does not use would keep a removed service's port open for as long as that process runs.
-#[derive(Clone, PartialEq)]
-struct Rendered {
-    text: String,
-    ports: BTreeSet<u16>,
-    fds: Vec<RawFd>,
+/// Where reloading stands.
+enum Phase {
+    Idle,
+    /// A change needs a reload, due then.
+    Waiting {
+        due: Instant,
+    },
+    /// A new process was started; it serves once it answers on the socket with its pid.
+    Starting {
+        pid: u32,
+        state: Running,
+        ports: BTreeSet<u16>,
+        since: Instant,
+    },
 }
 
 pub struct Reconciler {
     config_file: PathBuf,
     config: Config,
     binary: Binary,
+    caps: Capabilities,
     events: Receiver<Event>,
     watchers: watcher::Context,
     renderer: Renderer,
@@ -78,11 +95,20 @@ pub struct Reconciler {
     next_generation: u64,
     listeners: Listeners,
     processes: Processes,
-    /// haproxy.cfg as on disk (HAProxy accepted it), and what the serving process runs.
-    installed: Option<Rendered>,
-    running: Option<Rendered>,
-    /// The last text HAProxy rejected: not tried again until something changes.
+    runtime: Runtime,
+    /// The serving process's state, as far as proxymgr made it; None while none serves.
+    running: Option<Running>,
+    /// The ports the serving process's config binds.
+    running_ports: BTreeSet<u16>,
+    phase: Phase,
+    last_reload: Option<Instant>,
+    /// The skeleton (head and listen sections) HAProxy last rejected: not tried again until it changes.
     rejected: Option<String>,
+    /// Services whose dynamic servers HAProxy refused, with the server options it refused them under.
+    no_dynamic: BTreeMap<String, Vec<String>>,
+    /// Whether haproxy.cfg on disk lags behind runtime changes.
+    file_stale: bool,
+    next_drift_check: Option<Instant>,
     restart_due: Option<Instant>,
     restart_backoff: Duration,
     started: Instant,
@@ -96,8 +122,11 @@ impl Reconciler {
         events: Receiver<Event>,
         watchers: watcher::Context,
     ) -> Reconciler {
+        let runtime = Runtime::new(&config.haproxy.socket_path);
+        let next_drift_check = config.haproxy.drift_check_interval().map(|d| Instant::now() + d);
         Reconciler {
             config_file,
+            caps: Capabilities::of(binary.version),
             config,
             binary,
             events,
@@ -110,9 +139,15 @@ impl Reconciler {
             next_generation: 0,
             listeners: Listeners::default(),
             processes: Processes::default(),
-            installed: None,
+            runtime,
             running: None,
+            running_ports: BTreeSet::new(),
+            phase: Phase::Idle,
+            last_reload: None,
             rejected: None,
+            no_dynamic: BTreeMap::new(),
+            file_stale: false,
+            next_drift_check,
             restart_due: None,
             restart_backoff: RESTART_BACKOFF_MIN,
             started: Instant::now(),
@@ -122,20 +157,14 @@ impl Reconciler {
     pub fn run(mut self) -> Outcome {
         loop {
             let timer = self.next_wake().map(crossbeam_channel::at).unwrap_or_else(never);
-            let outcome = select! {
+            let mut outcome = select! {
                 recv(self.events) -> event => match event {
                     Ok(event) => self.handle(event),
                     // Every sender is gone: nothing can ever happen again.
                     Err(_) => Some(Outcome::Failed),
                 },
-                recv(timer) -> _ => {
-                    if self.retry_blocked_at.is_some_and(|at| at <= Instant::now()) {
-                        self.apply_registry();
-                    }
-                    None
-                },
+                recv(timer) -> _ => None,
             };
-            let mut outcome = outcome;
             while outcome.is_none() {
                 match self.events.try_recv() {
                     Ok(event) => outcome = self.handle(event),
@@ -144,6 +173,12 @@ impl Reconciler {
             }
             if let Some(outcome) = outcome {
                 return self.shutdown(outcome);
+            }
+            if self.retry_blocked_at.is_some_and(|at| at <= Instant::now()) {
+                self.apply_registry();
+            }
+            if self.next_drift_check.is_some_and(|at| at <= Instant::now()) {
+                self.check_drift();
             }
             self.converge();
         }
@@ -257,112 +292,308 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Whether the desired state is complete enough to be worth a start or reload.
-    fn settled(&self) -> bool {
-        if self.started.elapsed() >= STARTUP_WAIT {
-            return !self
-                .services
-                .values()
-                .any(|s| s.awaiting_since.is_some_and(|t| t.elapsed() < FIRST_REPORT_WAIT));
+    /// Whether a new service still waits for its first server set (bounded by FIRST_REPORT_WAIT, or STARTUP_WAIT
+    /// before anything was started), so that its reload waits too.
+    fn awaiting(&self) -> bool {
+        if self.running.is_none() && self.started.elapsed() < STARTUP_WAIT {
+            return self.registry.is_none() || self.services.values().any(|s| s.awaiting_since.is_some());
         }
-        self.registry.is_some() && self.services.values().all(|s| s.awaiting_since.is_none())
+        self.services.values().any(|s| s.awaiting_since.is_some_and(|t| t.elapsed() < FIRST_REPORT_WAIT))
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let startup = (self.installed.is_none()).then_some(self.started + STARTUP_WAIT);
+        let startup = self.running.is_none().then_some(self.started + STARTUP_WAIT);
         let awaiting =
             self.services.values().filter_map(|s| s.awaiting_since).map(|t| t + FIRST_REPORT_WAIT).min();
-        [startup, awaiting, self.restart_due, self.retry_blocked_at].into_iter().flatten().min()
+        let phase = match self.phase {
+            Phase::Idle => None,
+            Phase::Waiting { due } => Some(due),
+            Phase::Starting { .. } => Some(Instant::now() + START_POLL),
+        };
+        [startup, awaiting, phase, self.restart_due, self.retry_blocked_at, self.next_drift_check]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    fn render(&self) -> Rendered {
-        let mut text = self.renderer.head(&self.config.haproxy);
-        let (mut ports, mut fds) = (BTreeSet::new(), Vec::new());
+    /// The desired state, with the listener fds its config binds.
+    fn desired(&self) -> (Desired, Vec<RawFd>, BTreeSet<u16>) {
+        let head = self.renderer.head(&self.config.haproxy, &self.caps);
+        let (mut services, mut fds, mut ports) = (BTreeMap::new(), Vec::new(), BTreeSet::new());
         for (name, service) in &self.services {
             // Every service in `services` had its listener opened by `set_up`.
-            if let Some(fd) = self.listeners.fd(service.spec.port) {
-                text.push_str(&self.renderer.listen(name, fd, &service.spec, &service.servers));
-                ports.insert(service.spec.port);
-                fds.push(fd);
-            }
+            let Some(fd) = self.listeners.fd(service.spec.port) else { continue };
+            let skeleton = self.renderer.listen(name, fd, &service.spec, &self.config.haproxy, &self.caps);
+            let dynamic = self.no_dynamic.get(name) != Some(&service.spec.server_options);
+            let desired = DesiredService {
+                skeleton,
+                spec: service.spec.clone(),
+                servers: service.servers.clone(),
+                dynamic,
+            };
+            services.insert(name.clone(), desired);
+            fds.push(fd);
+            ports.insert(service.spec.port);
         }
-        Rendered { text, ports, fds }
+        (Desired { head, services }, fds, ports)
     }
 
-    /// Brings haproxy.cfg and the HAProxy processes in line with the desired state.
+    fn text(&self, desired: &Desired) -> String {
+        let mut text = desired.head.clone();
+        for service in desired.services.values() {
+            text.push_str(&service.skeleton);
+            text.push_str(&self.renderer.servers(&service.spec, &service.servers));
+        }
+        text
+    }
+
+    /// Everything in the config but the server lines: what HAProxy must accept before a reload.
+    fn skeleton(desired: &Desired) -> String {
+        let mut text = desired.head.clone();
+        for service in desired.services.values() {
+            text.push_str(&service.skeleton);
+        }
+        text
+    }
+
+    /// Brings HAProxy (its runtime state first, its config by reload when it must) in line with the desired state.
     fn converge(&mut self) {
-        if !self.settled() {
+        if !self.confirm_start() {
             return;
         }
-        let desired = self.render();
-        let is_new = self.installed.as_ref().map(|r| &r.text) != Some(&desired.text);
-        if is_new && self.rejected.as_ref() != Some(&desired.text) {
-            match haproxy::install(
-                &self.binary,
-                &self.config.haproxy.config_path,
-                &desired.text,
-                &desired.fds,
-            ) {
+        let (desired, fds, ports) = self.desired();
+        if self.running.is_none() {
+            // Nothing serves: start as soon as the first state is complete, or the restart backoff is over.
+            let backoff = self.restart_due.is_some_and(|due| Instant::now() < due);
+            if !self.awaiting() && !backoff {
+                self.reload(&desired, fds, ports, &["first start".to_string()]);
+            }
+            return;
+        }
+        let mut reasons = self.apply_runtime(&desired);
+        if reasons.is_empty() {
+            if self.file_stale {
+                self.write_file(&desired);
+            }
+            self.phase = Phase::Idle;
+            return;
+        }
+        if self.rejected.as_deref() == Some(&Self::skeleton(&desired)) || self.awaiting() {
+            // Not now: the next change, or the end of the wait for a first server set, brings us back.
+            self.phase = Phase::Idle;
+            return;
+        }
+        let now = Instant::now();
+        match self.phase {
+            Phase::Idle => {
+                let earliest = self.last_reload.map_or(now, |at| at + self.config.haproxy.reload_interval());
+                let due = (now + self.config.haproxy.reload_window()).max(earliest);
+                log::debug!("reload due in {:?}: {}", due - now, reasons.join("; "));
+                self.phase = Phase::Waiting { due };
+            }
+            Phase::Waiting { due } if now >= due => {
+                reasons.dedup();
+                self.reload(&desired, fds, ports, &reasons);
+            }
+            Phase::Waiting { .. } | Phase::Starting { .. } => {}
+        }
+    }
+
+    /// While a new process starts, waits for it to answer on the socket; returns whether it serves (or none was
+    /// starting).
+    fn confirm_start(&mut self) -> bool {
+        let Phase::Starting { pid, since, .. } = &self.phase else { return true };
+        let (pid, since) = (*pid, *since);
+        match self.runtime.serving_pid() {
+            Ok(serving) if serving == pid => {
+                log::info!("haproxy[{pid}] serves ({} ms after its start)", since.elapsed().as_millis());
+            }
+            _ if since.elapsed() < START_TIMEOUT => {
+                self.runtime.reconnect();
+                return false;
+            }
+            result => {
+                let why = result.map_or_else(|e| e.to_string(), |other| format!("pid {other} answers"));
+                log::warn!("haproxy[{pid}] did not answer on its socket within {START_TIMEOUT:?} ({why}); assuming it serves");
+            }
+        }
+        let Phase::Starting { state, ports, .. } = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return true;
+        };
+        self.running = Some(state);
+        self.running_ports = ports;
+        let desired_ports: BTreeSet<u16> = self.services.values().map(|s| s.spec.port).collect();
+        let running_ports = &self.running_ports;
+        self.listeners.retain(|port| desired_ports.contains(&port) || running_ports.contains(&port));
+        true
+    }
+
+    /// Carries out the runtime part of the plan. Returns why a reload is needed (what the runtime API cannot do,
+    /// or what it refused).
+    fn apply_runtime(&mut self, desired: &Desired) -> Vec<String> {
+        let Some(mut running) = self.running.take() else { return vec!["nothing serves".into()] };
+        let plan = plan(&running, desired, &self.caps, false);
+        let mut reasons = plan.reload;
+        for step in &plan.steps {
+            match self.carry_out(step) {
                 Ok(()) => {
-                    log::debug!("installed {}", self.config.haproxy.config_path.display());
-                    self.installed = Some(desired);
-                    self.rejected = None;
+                    running.apply(step);
+                    self.file_stale = true;
+                }
+                Err(e) if e.refuses_dynamic_servers() => {
+                    let service = step.service().to_string();
+                    log::warn!("service {service}: {e}; its new servers take a reload until its server options change");
+                    let options = desired
+                        .services
+                        .get(&service)
+                        .map(|s| s.spec.server_options.clone())
+                        .unwrap_or_default();
+                    self.no_dynamic.insert(service.clone(), options);
+                    reasons.push(format!("service {service}: HAProxy refused a dynamic server"));
                 }
                 Err(e) => {
-                    match &e {
-                        InstallError::Rejected { .. } => log::error!("{e}; HAProxy keeps its running config"),
-                        InstallError::Write { .. } => log::error!("{e}; HAProxy keeps its running config"),
-                    }
-                    self.rejected = Some(desired.text);
+                    log::error!("{e}; falling back to a reload");
+                    reasons.push(format!("runtime command failed: {e}"));
+                    break;
                 }
             }
         }
-        let Some(installed) = self.installed.clone() else { return };
-        let serving = self.processes.is_serving();
-        if serving && self.running.as_ref() == Some(&installed) {
+        self.running = Some(running);
+        reasons
+    }
+
+    fn carry_out(&mut self, step: &Step) -> Result<(), RuntimeError> {
+        for command in step.commands(&self.caps) {
+            let started = Instant::now();
+            self.runtime.run(&command)?;
+            log::info!("haproxy: {command} ({} µs)", started.elapsed().as_micros());
+        }
+        Ok(())
+    }
+
+    /// haproxy.cfg must always equal the desired state, so that a restart loses nothing done at run time. Only
+    /// server lines changed since HAProxy accepted the skeleton, so no check is needed.
+    fn write_file(&mut self, desired: &Desired) {
+        match haproxy::write(&self.config.haproxy.config_path, &self.text(desired)) {
+            Ok(()) => self.file_stale = false,
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    /// Installs the desired config (HAProxy checks it first) and starts a new process on it, which tells the
+    /// serving ones to finish once it serves.
+    fn reload(&mut self, desired: &Desired, fds: Vec<RawFd>, ports: BTreeSet<u16>, reasons: &[String]) {
+        self.phase = Phase::Idle;
+        let skeleton = Self::skeleton(desired);
+        if let Err(e) =
+            haproxy::install(&self.binary, &self.config.haproxy.config_path, &self.text(desired), &fds)
+        {
+            match e {
+                InstallError::Rejected { .. } => {
+                    log::error!("{e}; HAProxy keeps its running config until the next change");
+                    self.rejected = Some(skeleton);
+                }
+                InstallError::Write { .. } => log::error!("{e}; HAProxy keeps its running config"),
+            }
             return;
         }
-        if self.restart_due.is_some_and(|due| Instant::now() < due) {
-            return;
-        }
-        self.restart_due = None;
-        let old = self.processes.pids();
+        self.rejected = None;
+        self.file_stale = false;
         let socket = &self.config.haproxy.socket_path;
         if let Err(e) = haproxy::prepare_socket_dir(socket) {
             log::error!("cannot create the directory of haproxy.socket_path {}: {e}", socket.display());
         }
-        match self.processes.start(&self.binary, &self.config.haproxy.config_path, &installed.fds) {
-            Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started"),
-            Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?}"),
+        let old = self.processes.pids();
+        match self.processes.start(&self.binary, &self.config.haproxy.config_path, &fds) {
+            Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started ({})", reasons.join("; ")),
+            Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?} ({})", reasons.join("; ")),
             Err(e) => {
                 log::error!("cannot start {}: {e}", self.binary.path.display());
                 self.schedule_restart();
                 return;
             }
         }
-        self.running = Some(installed);
-        let running = &self.running;
-        let desired_ports: BTreeSet<u16> = self.services.values().map(|s| s.spec.port).collect();
-        self.listeners.retain(|port| {
-            desired_ports.contains(&port) || running.as_ref().is_some_and(|r| r.ports.contains(&port))
-        });
+        self.last_reload = Some(Instant::now());
+        self.runtime.reconnect();
+        let pid = self.processes.pids()[0];
+        self.phase = Phase::Starting { pid, state: desired.running(), ports, since: Instant::now() };
+    }
+
+    /// Compares each backend's servers in HAProxy (`show servers state <backend>`, one backend at a time) with
+    /// what proxymgr believes, takes HAProxy's word where they differ, and lets the next converge fix it. Also
+    /// removes servers in maintenance that the registry no longer has.
+    fn check_drift(&mut self) {
+        self.next_drift_check = self.config.haproxy.drift_check_interval().map(|d| Instant::now() + d);
+        if !matches!(self.phase, Phase::Idle) {
+            return;
+        }
+        let Some(mut running) = self.running.take() else { return };
+        let (desired, _, _) = self.desired();
+        for (name, service) in running.services.iter_mut() {
+            let Some(spec) = desired.services.get(name).map(|d| &d.spec) else { continue };
+            let actual = match self.runtime.servers_state(name) {
+                Ok(actual) => actual,
+                Err(e) => {
+                    log::error!("drift check of service {name}: {e}");
+                    continue;
+                }
+            };
+            let believed = std::mem::take(&mut service.servers);
+            for (server, status) in &actual {
+                let ready = !status.maint;
+                let Ok(mut found) = Server::new(&status.address, i64::from(status.port)) else { continue };
+                found.weight = Some(status.weight);
+                match believed.get(server) {
+                    Some(b) if b.ready == ready && effective_weight(&b.server, spec) == status.weight => {
+                        service.servers.insert(server.clone(), b.clone());
+                        continue;
+                    }
+                    Some(b) => log::warn!(
+                        "drift: service {name} server {server} is {} with weight {} in HAProxy, expected {} with weight {}",
+                        state(ready),
+                        status.weight,
+                        state(b.ready),
+                        effective_weight(&b.server, spec)
+                    ),
+                    None => log::warn!("drift: service {name} server {server} is in HAProxy ({}), unknown to proxymgr", state(ready)),
+                }
+                service.servers.insert(server.clone(), RunningServer { server: found, ready });
+            }
+            for server in believed.keys().filter(|s| !actual.contains_key(*s)) {
+                log::warn!("drift: service {name} server {server} is missing from HAProxy");
+            }
+        }
+        // The drift check is also when servers long out of the registry leave HAProxy for good.
+        for step in plan(&running, &desired, &self.caps, true).steps {
+            if let Step::Delete { service, server } = &step {
+                match self.carry_out(&step) {
+                    Ok(()) => running.apply(&step),
+                    Err(e) => {
+                        log::debug!("service {service}: server {server} stays in maintenance for now: {e}")
+                    }
+                }
+            }
+        }
+        self.running = Some(running);
     }
 
     fn reap(&mut self) {
-        if let Some(exited) = self.processes.reap() {
-            let how = exited.status.map(describe).unwrap_or_else(|| "status unknown".into());
-            if exited.ran >= HEALTHY_RUN {
-                self.restart_backoff = RESTART_BACKOFF_MIN;
-            }
-            log::error!(
-                "haproxy[{}] exited unexpectedly ({how}) after {:.1}s; starting it again in {:?}",
-                exited.pid,
-                exited.ran.as_secs_f64(),
-                self.restart_backoff
-            );
-            self.running = None;
-            self.schedule_restart();
+        let Some(exited) = self.processes.reap() else { return };
+        let how = exited.status.map(describe).unwrap_or_else(|| "status unknown".into());
+        if exited.ran >= HEALTHY_RUN {
+            self.restart_backoff = RESTART_BACKOFF_MIN;
         }
+        log::error!(
+            "haproxy[{}] exited unexpectedly ({how}) after {:.1}s; starting it again in {:?}",
+            exited.pid,
+            exited.ran.as_secs_f64(),
+            self.restart_backoff
+        );
+        // An older process may still serve (a new one that failed never told it to stop), but its state is not
+        // what proxymgr believes: start afresh from the desired state.
+        self.running = None;
+        self.phase = Phase::Idle;
+        self.schedule_restart();
     }
 
     fn schedule_restart(&mut self) {
@@ -390,17 +621,32 @@ impl Reconciler {
                 self.config.service_config
             );
         }
+        if config.haproxy.socket_path != self.config.haproxy.socket_path {
+            self.runtime = Runtime::new(&config.haproxy.socket_path);
+        }
+        self.caps = Capabilities::of(binary.version);
         self.binary = binary;
         self.config.haproxy = config.haproxy;
+        self.next_drift_check = self.config.haproxy.drift_check_interval().map(|d| Instant::now() + d);
     }
 
     fn shutdown(mut self, outcome: Outcome) -> Outcome {
         // Watchers stop when their handles drop.
         self.services.clear();
+        // A soft-stopping HAProxy waits for every session to end, the admin socket's included.
+        self.runtime.reconnect();
         let timeout = self.config.haproxy.stop_timeout();
         log::info!("stopping haproxy {:?} (soft stop, up to {timeout:?})", self.processes.pids());
         self.processes.stop(timeout);
         outcome
+    }
+}
+
+fn state(ready: bool) -> &'static str {
+    if ready {
+        "ready"
+    } else {
+        "in maintenance"
     }
 }
 

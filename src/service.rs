@@ -99,11 +99,14 @@ pub fn check_name(name: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// One backend server of a service.
+/// One backend server of a service. Its identity is `name()`, address and port; the weight is a property
+/// HAProxy can change at run time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Server {
     pub address: String,
     pub port: u16,
+    /// HAProxy's weight (0-256); None leaves HAProxy's default.
+    pub weight: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -128,7 +131,7 @@ impl Server {
         if !valid {
             return Err(SpecError(format!("address {address:?} is not an IP address or host name")));
         }
-        Ok(Server { address: address.to_string(), port })
+        Ok(Server { address: address.to_string(), port, weight: None })
     }
 
     /// The stable name both the running HAProxy and every rendered config know this server by.

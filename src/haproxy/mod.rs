@@ -6,6 +6,7 @@
 pub mod listeners;
 pub mod process;
 pub mod render;
+pub mod runtime;
 
 use std::io::Write;
 use std::os::fd::RawFd;
@@ -20,6 +21,30 @@ pub enum InstallError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("HAProxy rejected the new config (kept as {kept}): {reason}")]
     Rejected { kept: PathBuf, reason: String },
+}
+
+/// What the HAProxy version at hand can do, as far as proxymgr cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `set server <b>/<s> state ready|maint` (1.6); before it, `enable/disable server`.
+    pub set_server_state: bool,
+    /// `add server` without experimental mode, `del server` (2.5).
+    pub add_server: bool,
+    /// `option idle-close-on-response` (2.6).
+    pub idle_close_on_response: bool,
+    /// `hard-stop-after` (1.7).
+    pub hard_stop_after: bool,
+}
+
+impl Capabilities {
+    pub fn of(version: (u32, u32)) -> Capabilities {
+        Capabilities {
+            set_server_state: version >= (1, 6),
+            add_server: version >= (2, 5),
+            idle_close_on_response: version >= (2, 6),
+            hard_stop_after: version >= (1, 7),
+        }
+    }
 }
 
 /// Atomically replaces `path` with `text` once `binary` accepts it with `fds` inherited.
@@ -41,6 +66,19 @@ pub fn install(binary: &Binary, path: &Path, text: &str, fds: &[RawFd]) -> Resul
         return Err(InstallError::Rejected { kept, reason });
     }
     candidate.persist(path).map_err(|e| write_error(e.error))?;
+    Ok(())
+}
+
+/// Atomically replaces `path` with `text` without asking HAProxy: only for a file whose listen sections HAProxy
+/// accepted through `install` and whose server lines it just accepted at run time.
+pub fn write(path: &Path, text: &str) -> Result<(), InstallError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let write_error = |source| InstallError::Write { path: path.to_path_buf(), source };
+    let mut file = tempfile::Builder::new().prefix(".haproxy.cfg.").tempfile_in(dir).map_err(write_error)?;
+    file.write_all(text.as_bytes()).map_err(write_error)?;
+    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(write_error)?;
+    file.as_file().sync_all().map_err(write_error)?;
+    file.persist(path).map_err(|e| write_error(e.error))?;
     Ok(())
 }
 
@@ -98,12 +136,14 @@ mod tests {
             ..HaproxyConfig::default()
         };
         let servers = [Server::new("127.0.0.1", 9001).unwrap(), Server::new("::1", 9002).unwrap()];
-        let mut text = renderer.head(&config);
+        let caps = Capabilities::of((2, 6));
+        let mut text = renderer.head(&config, &caps);
         let mut fds = Vec::new();
         for (name, spec) in services {
             let port = if spec.port == 0 { free_port() } else { spec.port };
             let fd = listeners.open("127.0.0.1".parse().unwrap(), port).unwrap();
-            text.push_str(&renderer.listen(name, fd, spec, &servers));
+            text.push_str(&renderer.listen(name, fd, spec, &config, &caps));
+            text.push_str(&renderer.servers(spec, &servers));
             fds.push(fd);
         }
         (text, fds)

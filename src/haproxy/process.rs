@@ -186,10 +186,6 @@ impl Processes {
         self.current.iter().chain(&self.old).map(Running::pid).collect()
     }
 
-    pub fn is_serving(&self) -> bool {
-        self.current.is_some()
-    }
-
     /// Reaps whatever has ended. Returns the serving process if it was among them: nobody asked it to stop.
     pub fn reap(&mut self) -> Option<Exited> {
         self.old.retain_mut(|old| match old.child.try_wait() {

@@ -1,11 +1,13 @@
 //! haproxy.cfg from the desired state, with tinytemplate and templates built into the binary. Pure: no I/O.
 //!
-//! The file is rendered in pieces, the head (`global`, `defaults`) and one `listen` section per service, so that
-//! a one-service change can reuse every other section as it was.
+//! The file is rendered in pieces: the head (`global`, `defaults`), and per service a `listen` skeleton (what
+//! only a reload can change) followed by its `server` lines (what the runtime API can change). The reconciler
+//! compares skeletons to decide on a reload and reuses every piece that did not change.
 
 use serde::Serialize;
 use tinytemplate::TinyTemplate;
 
+use super::Capabilities;
 use crate::config::HaproxyConfig;
 use crate::service::{Server, ServiceSpec};
 
@@ -13,7 +15,8 @@ const HEAD: &str = "\
 # Written by proxymgr from its registry; any edit here is overwritten.
 global
   stats socket {socket_path} mode 600 level admin
-{{ for line in global }}  {line}
+{{ if hard_stop_after }}  hard-stop-after {hard_stop_after}
+{{ endif }}{{ for line in global }}  {line}
 {{ endfor }}
 defaults
 {{ for line in defaults }}  {line}
@@ -22,13 +25,19 @@ defaults
 const LISTEN: &str = "
 listen {name}
   bind fd@{fd}
-{{ for line in listen_options }}  {line}
-{{ endfor }}{{ for server in servers }}  server {server.name} {server.endpoint}{server_options}
+{{ if idle_close }}  option idle-close-on-response
+{{ endif }}{{ for line in listen_options }}  {line}
+{{ endfor }}";
+
+const SERVERS: &str = "\
+{{ for server in servers }}  server {server.name} {server.endpoint}{server.options}
 {{ endfor }}";
 
 #[derive(Serialize)]
 struct Head<'a> {
     socket_path: String,
+    /// Empty when HAProxy lacks it, it is disabled, or the global lines set it themselves.
+    hard_stop_after: String,
     global: &'a [String],
     defaults: &'a [String],
 }
@@ -37,9 +46,12 @@ struct Head<'a> {
 struct Listen<'a> {
     name: &'a str,
     fd: i32,
+    idle_close: bool,
     listen_options: &'a [String],
-    /// The service's server options joined, with a leading space when there are any.
-    server_options: String,
+}
+
+#[derive(Serialize)]
+struct Servers {
     servers: Vec<ServerLine>,
 }
 
@@ -47,6 +59,8 @@ struct Listen<'a> {
 struct ServerLine {
     name: String,
     endpoint: String,
+    /// `weight N` and the options, joined, with a leading space when there are any.
+    options: String,
 }
 
 pub struct Renderer {
@@ -61,38 +75,94 @@ impl Default for Renderer {
         // The templates are constants of this file; the unit tests render both.
         templates.add_template("head", HEAD).expect("the head template parses");
         templates.add_template("listen", LISTEN).expect("the listen template parses");
+        templates.add_template("servers", SERVERS).expect("the servers template parses");
         Renderer { templates }
     }
 }
 
 impl Renderer {
-    pub fn head(&self, config: &HaproxyConfig) -> String {
+    pub fn head(&self, config: &HaproxyConfig, caps: &Capabilities) -> String {
+        let sets_it = config.global.iter().any(|l| l.split_whitespace().next() == Some("hard-stop-after"));
+        let hard_stop_after = if caps.hard_stop_after && !sets_it && config.hard_stop_after > 0.0 {
+            format!("{}ms", (config.hard_stop_after * 1000.0).round() as u64)
+        } else {
+            String::new()
+        };
         let head = Head {
             socket_path: config.socket_path.display().to_string(),
+            hard_stop_after,
             global: &config.global,
             defaults: &config.defaults,
         };
         self.templates.render("head", &head).expect("the head renders: its context has no optional field")
     }
 
-    /// One `listen` section. `servers` must be sorted, so that equal sets render equal text.
-    pub fn listen(&self, name: &str, fd: i32, spec: &ServiceSpec, servers: &[Server]) -> String {
-        let server_options = if spec.server_options.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", spec.server_options.join(" "))
-        };
+    /// A service's `listen` section without its servers: what only a reload can change.
+    pub fn listen(
+        &self,
+        name: &str,
+        fd: i32,
+        spec: &ServiceSpec,
+        config: &HaproxyConfig,
+        caps: &Capabilities,
+    ) -> String {
         let listen = Listen {
             name,
             fd,
+            idle_close: caps.idle_close_on_response && wants_idle_close(config, spec),
             listen_options: &spec.listen_options,
-            server_options,
-            servers: servers.iter().map(|s| ServerLine { name: s.name(), endpoint: s.endpoint() }).collect(),
         };
         self.templates
             .render("listen", &listen)
             .expect("a listen section renders: its context has no optional field")
     }
+
+    /// The `server` lines of a service. `servers` must be sorted, so that equal sets render equal text.
+    pub fn servers(&self, spec: &ServiceSpec, servers: &[Server]) -> String {
+        let servers = Servers {
+            servers: servers
+                .iter()
+                .map(|s| ServerLine {
+                    name: s.name(),
+                    endpoint: s.endpoint(),
+                    options: server_arguments(spec, s, " "),
+                })
+                .collect(),
+        };
+        self.templates
+            .render("servers", &servers)
+            .expect("server lines render: their context has no optional field")
+    }
+}
+
+/// What follows the address on a server's line (and in `add server`): its weight, then the service's options,
+/// each with `separator` before it.
+pub fn server_arguments(spec: &ServiceSpec, server: &Server, separator: &str) -> String {
+    let mut text = String::new();
+    if let Some(weight) = server.weight {
+        text.push_str(&format!("{separator}weight {weight}"));
+    }
+    for option in &spec.server_options {
+        text.push_str(separator);
+        text.push_str(option);
+    }
+    text
+}
+
+/// Keep-alive clients lose a request at every reload unless idle connections are closed after a response
+/// (DESIGN.md §3: 43-69 errors per 50 reloads without it, 0 with it). HAProxy takes it in HTTP mode only and
+/// warns elsewhere, so it goes where the service is HTTP and its options do not speak of it themselves.
+fn wants_idle_close(config: &HaproxyConfig, spec: &ServiceSpec) -> bool {
+    let mode = |lines: &[String]| {
+        lines.iter().rev().find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["mode", mode] => Some(mode == "http"),
+            _ => None,
+        })
+    };
+    let is_http = mode(&spec.listen_options).or_else(|| mode(&config.defaults)).unwrap_or(false);
+    let mentions =
+        spec.listen_options.iter().chain(&config.defaults).any(|l| l.contains("idle-close-on-response"));
+    is_http && !mentions
 }
 
 #[cfg(test)]
@@ -100,6 +170,19 @@ mod tests {
     use super::*;
     use crate::service::WatcherSpec;
     use expect_test::expect;
+
+    const V26: Capabilities = Capabilities {
+        set_server_state: true,
+        add_server: true,
+        idle_close_on_response: true,
+        hard_stop_after: true,
+    };
+    const V15: Capabilities = Capabilities {
+        set_server_state: false,
+        add_server: false,
+        idle_close_on_response: false,
+        hard_stop_after: false,
+    };
 
     pub fn web() -> ServiceSpec {
         ServiceSpec {
@@ -111,14 +194,15 @@ mod tests {
     }
 
     fn servers() -> Vec<Server> {
-        vec![Server::new("127.0.0.1", 9001).unwrap(), Server::new("::1", 9002).unwrap()]
+        let weighted = Server { weight: Some(20), ..Server::new("127.0.0.1", 9003).unwrap() };
+        vec![Server::new("127.0.0.1", 9001).unwrap(), weighted, Server::new("::1", 9002).unwrap()]
     }
 
     fn config() -> HaproxyConfig {
         HaproxyConfig {
             socket_path: "/run/proxymgr/haproxy.sock".into(),
             global: vec!["maxconn 4096".into()],
-            defaults: vec!["mode http".into(), "timeout client 1m".into()],
+            defaults: vec!["mode tcp".into(), "timeout client 1m".into()],
             ..HaproxyConfig::default()
         }
     }
@@ -129,47 +213,77 @@ mod tests {
             # Written by proxymgr from its registry; any edit here is overwritten.
             global
               stats socket /run/proxymgr/haproxy.sock mode 600 level admin
+              hard-stop-after 60000ms
               maxconn 4096
 
             defaults
-              mode http
+              mode tcp
               timeout client 1m
         "#]]
-        .assert_eq(&Renderer::default().head(&config()));
+        .assert_eq(&Renderer::default().head(&config(), &V26));
+        let old = Renderer::default().head(&config(), &V15);
+        assert!(!old.contains("hard-stop-after"), "{old}");
+        let own = HaproxyConfig { global: vec!["hard-stop-after 5s".into()], ..config() };
+        assert_eq!(Renderer::default().head(&own, &V26).matches("hard-stop-after").count(), 1);
     }
 
     #[test]
     fn listen_snapshot() {
+        let r = Renderer::default();
+        let text = r.listen("web", 7, &web(), &config(), &V26) + &r.servers(&web(), &servers());
         expect![[r#"
 
             listen web
               bind fd@7
+              option idle-close-on-response
               mode http
               balance roundrobin
               server 127.0.0.1:9001 127.0.0.1:9001 check inter 2000
+              server 127.0.0.1:9003 127.0.0.1:9003 weight 20 check inter 2000
               server ::1:9002 [::1]:9002 check inter 2000
         "#]]
-        .assert_eq(&Renderer::default().listen("web", 7, &web(), &servers()));
+        .assert_eq(&text);
+    }
+
+    #[test]
+    fn idle_close_only_for_http_services_that_do_not_choose_themselves() {
+        let r = Renderer::default();
+        let has = |spec: &ServiceSpec, config: &HaproxyConfig, caps: &Capabilities| {
+            r.listen("s", 3, spec, config, caps).lines().any(|l| l == "  option idle-close-on-response")
+        };
+        let tcp = ServiceSpec { listen_options: vec!["mode tcp".into()], ..web() };
+        let inherits = ServiceSpec { listen_options: vec![], ..web() };
+        let http_defaults = HaproxyConfig { defaults: vec!["mode http".into()], ..config() };
+        let own = ServiceSpec {
+            listen_options: vec!["mode http".into(), "no option idle-close-on-response".into()],
+            ..web()
+        };
+        assert!(has(&web(), &config(), &V26));
+        assert!(!has(&web(), &config(), &V15), "HAProxy before 2.6 does not know it");
+        assert!(!has(&tcp, &http_defaults, &V26));
+        assert!(!has(&inherits, &config(), &V26), "defaults say tcp");
+        assert!(has(&inherits, &http_defaults, &V26));
+        assert!(!has(&own, &config(), &V26));
     }
 
     #[test]
     fn no_options_and_no_servers() {
         let spec = ServiceSpec { listen_options: vec![], server_options: vec![], ..web() };
+        let r = Renderer::default();
         expect![[r#"
 
             listen empty
               bind fd@3
         "#]]
-        .assert_eq(&Renderer::default().listen("empty", 3, &spec, &[]));
-        let one = Renderer::default().listen("one", 3, &spec, &servers()[..1]);
-        assert!(one.ends_with("  server 127.0.0.1:9001 127.0.0.1:9001\n"), "{one}");
+        .assert_eq(&(r.listen("empty", 3, &spec, &config(), &V26) + &r.servers(&spec, &[])));
+        assert_eq!(r.servers(&spec, &servers()[..1]), "  server 127.0.0.1:9001 127.0.0.1:9001\n");
     }
 
     #[test]
     fn braces_in_values_are_not_template_syntax() {
         let spec =
             ServiceSpec { listen_options: vec!["http-request set-header X {a} %[src]".into()], ..web() };
-        let text = Renderer::default().listen("web", 3, &spec, &[]);
+        let text = Renderer::default().listen("web", 3, &spec, &config(), &V26);
         assert!(text.contains("  http-request set-header X {a} %[src]\n"), "{text}");
     }
 }

@@ -101,6 +101,9 @@ pub struct ProcStat {
     pub state: char,
     pub ppid: u32,
     pub pgrp: u32,
+    /// Clock ticks after boot when the process started: with the pid, it tells a process from a later one that
+    /// reused its pid.
+    pub start_time: u64,
 }
 
 /// Reads `/proc/<pid>/stat`; `None` when the process is gone.
@@ -114,7 +117,9 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
     let pgrp = rest.next()?.parse().ok()?;
-    Some(ProcStat { pid, comm, state, ppid, pgrp })
+    // Field 22 of proc(5); `rest` now starts at field 6.
+    let start_time = rest.nth(16)?.parse().ok()?;
+    Some(ProcStat { pid, comm, state, ppid, pgrp, start_time })
 }
 
 /// Every process currently listed in `/proc`.
@@ -123,6 +128,30 @@ pub fn all_processes() -> Vec<ProcStat> {
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(proc_stat)
+        .collect()
+}
+
+/// Every descendant of `pid` (children, their children, ...), as they are now.
+pub fn descendants(pid: u32) -> Vec<ProcStat> {
+    let processes = all_processes();
+    let mut found: Vec<ProcStat> = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        for process in processes.iter().filter(|p| p.ppid == parent) {
+            parents.push(process.pid);
+            found.push(process.clone());
+        }
+    }
+    found
+}
+
+/// The arguments `pid` was started with (empty for a zombie or a vanished process).
+pub fn cmdline(pid: u32) -> Vec<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    bytes
+        .split(|b| *b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
         .collect()
 }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{all_processes, pid_alive, tail, temp_dir, wait_until};
+use super::{
+    all_processes, cmdline, descendants, pid_alive, proc_stat, tail, temp_dir, wait_until, ProcStat,
+};
 
 /// How long `stop` waits after SIGTERM before it kills.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,13 +37,16 @@ pub fn proxymgr_bin() -> PathBuf {
     target.join("debug/proxymgr")
 }
 
-/// A running `proxymgr -c <dir>/proxymgr.yml -d`, its stdout and stderr appended to `<dir>/proxymgr.log`.
-/// It runs in a process group of its own, with the HAProxy processes it starts. Dropping it stops it
-/// (SIGTERM, then SIGKILL after 15 s), kills anything left in its process group and removes the directory.
+/// A running `proxymgr -c <dir>/proxymgr.yml -d`, its stdout and stderr appended to `<dir>/proxymgr.log`, in a
+/// process group of its own. Dropping it stops it (SIGTERM, then SIGKILL after 15 s), kills any process it
+/// started that outlived it (HAProxy) and removes the directory.
 pub struct Proxymgr {
     dir: tempfile::TempDir,
     child: Child,
     status: Option<ExitStatus>,
+    /// proxymgr's descendants as `stop` found them before signalling it. They are reparented when proxymgr
+    /// exits, and proxymgr puts HAProxy in a process group of its own, so this list is how leftovers are found.
+    descendants: Vec<ProcStat>,
 }
 
 impl Proxymgr {
@@ -78,7 +83,7 @@ impl Proxymgr {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e} (is it built?)", bin.display()));
-        Proxymgr { dir, child, status: None }
+        Proxymgr { dir, child, status: None, descendants: Vec::new() }
     }
 
     /// The standard test `proxymgr.yml`: HAProxy's config and socket in `dir`, loopback only, services read
@@ -201,13 +206,13 @@ service_config:
         if let Some(status) = self.try_status() {
             return status;
         }
+        self.descendants = descendants(self.pid());
         let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
         if let Some(status) = self.wait_exit_within(STOP_TIMEOUT) {
             return status;
         }
-        eprintln!("proxymgr did not exit within {STOP_TIMEOUT:?} of SIGTERM; killing its process group");
-        // While proxymgr is unreaped its pid names the group, so this reaches only what it started.
-        let _ = nix::sys::signal::killpg(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        eprintln!("proxymgr did not exit within {STOP_TIMEOUT:?} of SIGTERM; killing it");
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
         let status = self.child.wait().expect("wait for proxymgr");
         self.status = Some(status);
         status
@@ -226,13 +231,25 @@ service_config:
         }
     }
 
-    /// Kills whatever is left in proxymgr's process group (HAProxy processes it did not stop) and waits until
-    /// they are gone. proxymgr itself has been reaped by then; Linux does not reuse a pid while a process group
-    /// still carries it as its id, so every process found with that group id is one proxymgr started.
+    /// Kills the processes proxymgr started that outlived it (HAProxy, say) and waits until they are gone.
+    /// They are reparented when proxymgr exits and proxymgr puts HAProxy in a process group of its own, so
+    /// three ways find them: those `stop` saw before signalling it that still run (same pid and start time);
+    /// processes whose arguments name a file in this fixture's unique directory (an HAProxy left by a proxymgr
+    /// that crashed before `stop`); and whatever is left in proxymgr's process group (Linux does not reuse a
+    /// pid while a process group still carries it as its id, so every process in that group is one it started).
     fn kill_leftovers(&self) {
         let pgid = self.pid();
-        let leftovers: Vec<u32> =
-            all_processes().into_iter().filter(|p| p.pgrp == pgid && p.pid != pgid).map(|p| p.pid).collect();
+        let dir = self.dir().to_string_lossy().into_owned();
+        let mut leftovers = self.survivors();
+        leftovers.extend(
+            all_processes()
+                .into_iter()
+                .filter(|p| p.state != 'Z' && p.pid != pgid)
+                .filter(|p| p.pgrp == pgid || cmdline(p.pid).iter().any(|arg| arg.contains(&dir)))
+                .map(|p| p.pid),
+        );
+        leftovers.sort_unstable();
+        leftovers.dedup();
         if leftovers.is_empty() {
             return;
         }
@@ -244,6 +261,18 @@ service_config:
         wait_until(Duration::from_secs(5), "proxymgr's leftover processes to die", || {
             leftovers.iter().all(|pid| !pid_alive(*pid))
         });
+    }
+
+    /// The processes proxymgr had started when `stop` signalled it that still run (empty before `stop`), so a
+    /// test can check that it stops its HAProxy: `pm.stop(); assert_eq!(pm.survivors(), [])`.
+    pub fn survivors(&self) -> Vec<u32> {
+        self.descendants
+            .iter()
+            .filter(|seen| {
+                proc_stat(seen.pid).is_some_and(|now| now.start_time == seen.start_time && now.state != 'Z')
+            })
+            .map(|seen| seen.pid)
+            .collect()
     }
 }
 

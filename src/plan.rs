@@ -1,0 +1,489 @@
+//! The planner: given what the serving HAProxy has ([`Running`]) and what it should have ([`Desired`]), which
+//! runtime changes bring it there, and whether only a reload can. Pure: no I/O, tested table-style.
+//!
+//! The rule (DESIGN.md §2): servers leave, return, arrive and change weight through the runtime API; a
+//! service added or removed, or a changed `listen` skeleton (port, listen or server options) or head
+//! (global, defaults), takes a reload. So does a new server where HAProxy cannot add one.
+
+use std::collections::BTreeMap;
+
+use crate::haproxy::runtime::{Command, State};
+use crate::haproxy::Capabilities;
+use crate::service::{Server, ServiceSpec};
+
+/// HAProxy's weight for a server whose line names none.
+const DEFAULT_WEIGHT: u16 = 1;
+
+/// What one HAProxy process has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Running {
+    pub head: String,
+    pub services: BTreeMap<String, RunningService>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunningService {
+    pub skeleton: String,
+    /// By server name. A server that left the registry stays here, in maintenance, until the next reload or
+    /// until `del server` takes it out.
+    pub servers: BTreeMap<String, RunningServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningServer {
+    pub server: Server,
+    pub ready: bool,
+}
+
+/// What HAProxy should have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub head: String,
+    pub services: BTreeMap<String, DesiredService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredService {
+    pub skeleton: String,
+    pub spec: ServiceSpec,
+    /// Sorted and unique by name.
+    pub servers: Vec<Server>,
+    /// False once HAProxy refused a dynamic server for this service (its balance algorithm, an option dynamic
+    /// servers do not take): its new servers then take a reload.
+    pub dynamic: bool,
+}
+
+impl Desired {
+    /// The process a reload to this state starts: every server in the file, all of them ready.
+    pub fn running(&self) -> Running {
+        let services = self.services.iter().map(|(name, d)| {
+            let servers =
+                d.servers.iter().map(|s| (s.name(), RunningServer { server: s.clone(), ready: true }));
+            (name.clone(), RunningService { skeleton: d.skeleton.clone(), servers: servers.collect() })
+        });
+        Running { head: self.head.clone(), services: services.collect() }
+    }
+}
+
+/// One change to one server, made of one or more runtime commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Out of the registry: into maintenance (the original's promise: no reload).
+    Disable {
+        service: String,
+        server: String,
+    },
+    /// Back in the registry while HAProxy still has it.
+    Enable {
+        service: String,
+        server: Server,
+    },
+    Reweight {
+        service: String,
+        server: Server,
+        weight: u16,
+    },
+    /// New to HAProxy: `add server`, health checks on if its options check, then ready.
+    Add {
+        service: String,
+        server: Server,
+        arguments: String,
+        health: bool,
+    },
+    /// Out of the registry and in maintenance: removed from HAProxy for good, if it has no connections left.
+    Delete {
+        service: String,
+        server: String,
+    },
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Why a reload is needed; empty when none is.
+    pub reload: Vec<String>,
+}
+
+/// `tidy` adds a `Delete` for every server in maintenance that the registry no longer has.
+pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, tidy: bool) -> Plan {
+    let mut plan = Plan::default();
+    if running.head != desired.head {
+        plan.reload.push("global or defaults changed".into());
+    }
+    for name in running.services.keys().filter(|name| !desired.services.contains_key(*name)) {
+        plan.reload.push(format!("service {name} removed"));
+    }
+    for (name, want) in &desired.services {
+        match running.services.get(name) {
+            None => plan.reload.push(format!("service {name} added")),
+            Some(have) if have.skeleton != want.skeleton => {
+                plan.reload.push(format!("service {name}: port or options changed"))
+            }
+            Some(have) => plan_servers(&mut plan, name, have, want, caps, tidy),
+        }
+    }
+    plan
+}
+
+fn plan_servers(
+    plan: &mut Plan,
+    service: &str,
+    have: &RunningService,
+    want: &DesiredService,
+    caps: &Capabilities,
+    tidy: bool,
+) {
+    let wanted: BTreeMap<String, &Server> = want.servers.iter().map(|s| (s.name(), s)).collect();
+    for (name, server) in &have.servers {
+        if wanted.contains_key(name) {
+            continue;
+        }
+        if server.ready {
+            plan.steps.push(Step::Disable { service: service.into(), server: name.clone() });
+        } else if tidy && caps.add_server {
+            plan.steps.push(Step::Delete { service: service.into(), server: name.clone() });
+        }
+    }
+    for (name, server) in wanted {
+        match have.servers.get(&name) {
+            Some(current) => {
+                if !current.ready {
+                    plan.steps.push(Step::Enable { service: service.into(), server: server.clone() });
+                }
+                let weight = effective_weight(server, &want.spec);
+                if effective_weight(&current.server, &want.spec) != weight {
+                    plan.steps.push(Step::Reweight {
+                        service: service.into(),
+                        server: server.clone(),
+                        weight,
+                    });
+                }
+            }
+            None if caps.add_server && want.dynamic => {
+                let arguments = format!(
+                    "{}{}",
+                    server.endpoint(),
+                    crate::haproxy::render::server_arguments(&want.spec, server, " ")
+                );
+                let health =
+                    want.spec.server_options.iter().any(|o| o.split_whitespace().any(|w| w == "check"));
+                plan.steps.push(Step::Add {
+                    service: service.into(),
+                    server: server.clone(),
+                    arguments,
+                    health,
+                });
+            }
+            None if caps.add_server => plan
+                .reload
+                .push(format!("service {service}: new server {name} (HAProxy refuses dynamic servers here)")),
+            None => {
+                plan.reload.push(format!("service {service}: new server {name} (HAProxy too old to add it)"))
+            }
+        }
+    }
+}
+
+/// The weight HAProxy gives `server`: its own, else a `weight N` among the service's server options, else 1.
+pub fn effective_weight(server: &Server, spec: &ServiceSpec) -> u16 {
+    server.weight.unwrap_or_else(|| {
+        let words: Vec<&str> = spec.server_options.iter().flat_map(|o| o.split_whitespace()).collect();
+        let option = words.windows(2).rev().find(|w| w[0] == "weight").and_then(|w| w[1].parse().ok());
+        option.unwrap_or(DEFAULT_WEIGHT)
+    })
+}
+
+impl Step {
+    pub fn service(&self) -> &str {
+        match self {
+            Step::Disable { service, .. }
+            | Step::Enable { service, .. }
+            | Step::Reweight { service, .. }
+            | Step::Add { service, .. }
+            | Step::Delete { service, .. } => service,
+        }
+    }
+
+    /// The runtime commands that make this step, in order.
+    pub fn commands(&self, caps: &Capabilities) -> Vec<Command> {
+        let state = |backend: &str, server: String, ready: bool| {
+            let backend = backend.to_string();
+            if caps.set_server_state {
+                let state = if ready { State::Ready } else { State::Maint };
+                Command::SetState { backend, server, state }
+            } else {
+                Command::EnableServer { backend, server, enable: ready }
+            }
+        };
+        match self {
+            Step::Disable { service, server } => vec![state(service, server.clone(), false)],
+            Step::Enable { service, server } => vec![state(service, server.name(), true)],
+            Step::Reweight { service, server, weight } => {
+                vec![Command::SetWeight { backend: service.clone(), server: server.name(), weight: *weight }]
+            }
+            Step::Add { service, server, arguments, health } => {
+                let mut commands = vec![Command::AddServer {
+                    backend: service.clone(),
+                    server: server.name(),
+                    arguments: arguments.clone(),
+                }];
+                if *health {
+                    commands.push(Command::EnableHealth { backend: service.clone(), server: server.name() });
+                }
+                commands.push(state(service, server.name(), true));
+                commands
+            }
+            Step::Delete { service, server } => {
+                vec![Command::DelServer { backend: service.clone(), server: server.clone() }]
+            }
+        }
+    }
+}
+
+impl Running {
+    /// Records a step HAProxy carried out.
+    pub fn apply(&mut self, step: &Step) {
+        let Some(service) = self.services.get_mut(step.service()) else { return };
+        match step {
+            Step::Disable { server, .. } => {
+                if let Some(s) = service.servers.get_mut(server) {
+                    s.ready = false;
+                }
+            }
+            Step::Enable { server, .. } | Step::Reweight { server, .. } | Step::Add { server, .. } => {
+                let ready = !matches!(step, Step::Reweight { .. })
+                    || service.servers.get(&server.name()).is_some_and(|s| s.ready);
+                service.servers.insert(server.name(), RunningServer { server: server.clone(), ready });
+            }
+            Step::Delete { server, .. } => {
+                service.servers.remove(server);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::WatcherSpec;
+
+    const V26: Capabilities = Capabilities {
+        set_server_state: true,
+        add_server: true,
+        idle_close_on_response: true,
+        hard_stop_after: true,
+    };
+    const V15: Capabilities = Capabilities {
+        set_server_state: false,
+        add_server: false,
+        idle_close_on_response: false,
+        hard_stop_after: false,
+    };
+
+    fn server(port: u16, weight: Option<u16>) -> Server {
+        Server { weight, ..Server::new("10.0.0.1", port as i64).unwrap() }
+    }
+
+    fn spec(options: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            port: 80,
+            listen_options: vec![],
+            server_options: options.iter().map(|s| s.to_string()).collect(),
+            watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
+        }
+    }
+
+    fn desired(servers: &[Server]) -> Desired {
+        let service = DesiredService {
+            skeleton: "listen web".into(),
+            spec: spec(&["check"]),
+            servers: servers.to_vec(),
+            dynamic: true,
+        };
+        Desired { head: "head".into(), services: [("web".to_string(), service)].into() }
+    }
+
+    fn with_options(mut desired: Desired, options: &[&str]) -> Desired {
+        desired.services.get_mut("web").unwrap().spec = spec(options);
+        desired
+    }
+
+    /// The running state: `ready` servers and servers in maintenance.
+    fn running(ready: &[Server], maint: &[Server]) -> Running {
+        let mut running = desired(ready).running();
+        let web = running.services.get_mut("web").unwrap();
+        for s in maint {
+            web.servers.insert(s.name(), RunningServer { server: s.clone(), ready: false });
+        }
+        running
+    }
+
+    struct Case {
+        what: &'static str,
+        running: Running,
+        desired: Desired,
+        caps: Capabilities,
+        tidy: bool,
+        commands: &'static [&'static str],
+        reload: &'static [&'static str],
+    }
+
+    fn case(
+        what: &'static str,
+        running: Running,
+        desired: Desired,
+        commands: &'static [&'static str],
+    ) -> Case {
+        Case { what, running, desired, caps: V26, tidy: false, commands, reload: &[] }
+    }
+
+    #[test]
+    fn the_table() {
+        let (a, b, c) = (|| server(1, None), || server(2, None), || server(3, None));
+        let a5 = || server(1, Some(5));
+        let cases = [
+            case("nothing changed", running(&[a(), b()], &[]), desired(&[a(), b()]), &[]),
+            case(
+                "a server leaves",
+                running(&[a(), b()], &[]),
+                desired(&[a()]),
+                &["set server web/10.0.0.1:2 state maint"],
+            ),
+            case(
+                "it returns",
+                running(&[a()], &[b()]),
+                desired(&[a(), b()]),
+                &["set server web/10.0.0.1:2 state ready"],
+            ),
+            case(
+                "a brand-new server",
+                running(&[a()], &[]),
+                desired(&[a(), c()]),
+                &[
+                    "add server web/10.0.0.1:3 10.0.0.1:3 check",
+                    "enable health web/10.0.0.1:3",
+                    "set server web/10.0.0.1:3 state ready",
+                ],
+            ),
+            case(
+                "a weight changes",
+                running(&[a()], &[]),
+                desired(&[a5()]),
+                &["set weight web/10.0.0.1:1 5"],
+            ),
+            case(
+                "back to the default weight",
+                running(&[a5()], &[]),
+                desired(&[a()]),
+                &["set weight web/10.0.0.1:1 1"],
+            ),
+            case(
+                "the default weight comes from the server options",
+                running(&[a5()], &[]),
+                with_options(desired(&[a()]), &["check", "weight 5"]),
+                &[],
+            ),
+            case(
+                "a returning server with a new weight",
+                running(&[], &[a()]),
+                desired(&[a5()]),
+                &["set server web/10.0.0.1:1 state ready", "set weight web/10.0.0.1:1 5"],
+            ),
+            Case {
+                tidy: true,
+                ..case(
+                    "tidy deletes",
+                    running(&[a()], &[b()]),
+                    desired(&[a()]),
+                    &["del server web/10.0.0.1:2"],
+                )
+            },
+            case("without tidy it stays", running(&[a()], &[b()]), desired(&[a()]), &[]),
+            Case {
+                caps: V15,
+                tidy: true,
+                ..case(
+                    "HAProxy 1.5 disables",
+                    running(&[a(), b()], &[]),
+                    desired(&[a()]),
+                    &["disable server web/10.0.0.1:2"],
+                )
+            },
+            Case {
+                caps: V15,
+                ..case(
+                    "HAProxy 1.5 enables",
+                    running(&[a()], &[b()]),
+                    desired(&[a(), b()]),
+                    &["enable server web/10.0.0.1:2"],
+                )
+            },
+            Case {
+                caps: V15,
+                reload: &["service web: new server 10.0.0.1:3 (HAProxy too old to add it)"],
+                ..case(
+                    "HAProxy 1.5 reloads for a new server",
+                    running(&[a()], &[]),
+                    desired(&[a(), c()]),
+                    &[],
+                )
+            },
+        ];
+        for Case { what, running, desired, caps, tidy, commands, reload } in cases {
+            let plan = plan(&running, &desired, &caps, tidy);
+            let got: Vec<String> =
+                plan.steps.iter().flat_map(|s| s.commands(&caps)).map(|c| c.to_string()).collect();
+            assert_eq!(got, commands, "{what}: commands");
+            assert_eq!(plan.reload, reload, "{what}: reload");
+        }
+    }
+
+    #[test]
+    fn what_takes_a_reload() {
+        let a = server(1, None);
+        let base = desired(std::slice::from_ref(&a));
+        let running = base.running();
+        let mut head = base.clone();
+        head.head = "other head".into();
+        let mut skeleton = base.clone();
+        skeleton.services.get_mut("web").unwrap().skeleton = "listen web port 81".into();
+        let mut added = base.clone();
+        added.services.insert("api".into(), base.services["web"].clone());
+        let mut removed = base.clone();
+        removed.services.clear();
+        let mut refused = desired(&[a, server(2, None)]);
+        refused.services.get_mut("web").unwrap().dynamic = false;
+        for (what, desired, reason) in [
+            ("head", head, "global or defaults changed"),
+            ("skeleton", skeleton, "service web: port or options changed"),
+            ("added", added, "service api added"),
+            ("removed", removed, "service web removed"),
+            ("refused", refused, "service web: new server 10.0.0.1:2 (HAProxy refuses dynamic servers here)"),
+        ] {
+            assert_eq!(plan(&running, &desired, &V26, false).reload, vec![reason.to_string()], "{what}");
+        }
+    }
+
+    #[test]
+    fn applying_the_steps_reaches_the_desired_state() {
+        let (a, b, c) = (server(1, None), server(2, Some(3)), server(3, None));
+        let mut running = running(&[a.clone(), server(2, None)], std::slice::from_ref(&c));
+        let desired = desired(&[b.clone(), c.clone(), server(4, None)]);
+        let first = plan(&running, &desired, &V26, false);
+        for step in &first.steps {
+            running.apply(step);
+        }
+        let want = desired.running();
+        let ready: Vec<_> = running.services["web"]
+            .servers
+            .iter()
+            .filter(|(_, s)| s.ready)
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let want_ready: Vec<_> = want.services["web"].servers.clone().into_iter().collect();
+        assert_eq!(ready, want_ready);
+        assert_eq!(plan(&running, &desired, &V26, false), Plan::default(), "a second plan has nothing to do");
+        let tidy = plan(&running, &desired, &V26, true);
+        assert_eq!(tidy.steps, vec![Step::Delete { service: "web".into(), server: a.name() }]);
+    }
+}

@@ -114,13 +114,16 @@ pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, tidy: boo
         plan.reload.push(format!("service {name} removed"));
     }
     for (name, want) in &desired.services {
-        match running.services.get(name) {
-            None => plan.reload.push(format!("service {name} added")),
-            Some(have) if have.skeleton != want.skeleton => {
-                plan.reload.push(format!("service {name}: port or options changed"))
-            }
-            Some(have) => plan_servers(&mut plan, name, have, want, caps, tidy),
+        let Some(have) = running.services.get(name) else {
+            plan.reload.push(format!("service {name} added"));
+            continue;
+        };
+        if have.skeleton != want.skeleton {
+            plan.reload.push(format!("service {name}: port or options changed"));
         }
+        // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the
+        // running backend serves until then.
+        plan_servers(&mut plan, name, have, want, caps, tidy);
     }
     plan
 }
@@ -445,7 +448,7 @@ mod tests {
         let running = base.running();
         let mut head = base.clone();
         head.head = "other head".into();
-        let mut skeleton = base.clone();
+        let mut skeleton = desired(&[a.clone(), server(2, None)]);
         skeleton.services.get_mut("web").unwrap().skeleton = "listen web port 81".into();
         let mut added = base.clone();
         added.services.insert("api".into(), base.services["web"].clone());
@@ -455,13 +458,16 @@ mod tests {
         refused.services.get_mut("web").unwrap().dynamic = false;
         for (what, desired, reason) in [
             ("head", head, "global or defaults changed"),
-            ("skeleton", skeleton, "service web: port or options changed"),
+            ("skeleton", skeleton.clone(), "service web: port or options changed"),
             ("added", added, "service api added"),
             ("removed", removed, "service web removed"),
             ("refused", refused, "service web: new server 10.0.0.1:2 (HAProxy refuses dynamic servers here)"),
         ] {
             assert_eq!(plan(&running, &desired, &V26, false).reload, vec![reason.to_string()], "{what}");
         }
+        // A changed skeleton still lets server changes through at once.
+        let plan = plan(&running, &skeleton, &V26, false);
+        assert!(matches!(&plan.steps[..], [Step::Add { .. }]), "{plan:?}");
     }
 
     #[test]

@@ -106,3 +106,32 @@ fn an_old_haproxy_is_refused() {
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("is HAProxy 1.4.24; proxymgr needs 1.5 or newer"), "{}", stderr(&out));
 }
+
+#[test]
+fn make_demo_serves_a_request() {
+    if !support::require("haproxy") || !support::require("zookeeper") {
+        return;
+    }
+    // `cargo test --all-targets` (make test) builds the demo example beside this test binary's directory.
+    let exe = std::env::current_exe().unwrap();
+    let demo = exe.parent().and_then(Path::parent).map(|d| d.join("examples/demo")).unwrap();
+    if !demo.is_file() {
+        assert!(
+            std::env::var("PROXYMGR_TEST_REQUIRE").as_deref() != Ok("1"),
+            "{} is not built",
+            demo.display()
+        );
+        eprintln!("skipping: {} is not built (cargo test --all-targets builds it)", demo.display());
+        return;
+    }
+    let output = std::process::Command::new(&demo)
+        .env("PROXYMGR_BIN", env!("CARGO_BIN_EXE_proxymgr"))
+        .env("DEMO_SMOKE", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", stderr(&output));
+    assert!(stdout.contains("demo ready"), "{stdout}");
+    assert!(stdout.contains("curl http://127.0.0.1:"), "{stdout}");
+}

@@ -5,6 +5,8 @@
 mod cli;
 /// Issue 2's scenarios: services and servers from ZooKeeper served by HAProxy, end to end.
 mod core;
+/// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests.
+mod hitless;
 /// RAII fixtures: Zk, Backend, Proxymgr, waits with deadlines.
 mod support;
 /// The fixtures themselves work.

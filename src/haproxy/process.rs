@@ -66,7 +66,10 @@ impl Binary {
         }
         let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stdout));
-        Err(format!("{} ({})", text.trim(), describe(output.status)))
+        // The [ALERT] lines say what is wrong; the [NOTICE] and [WARNING] ones around them are noise here.
+        let alerts: Vec<&str> = text.lines().filter(|l| l.contains("[ALERT]")).map(str::trim).collect();
+        let reason = if alerts.is_empty() { text.trim().to_string() } else { alerts.join(" | ") };
+        Err(format!("{reason} ({})", describe(output.status)))
     }
 
     /// A command running this binary on `config` in the foreground, inheriting `fds`.

@@ -200,8 +200,9 @@ service_config:
         }
     }
 
-    /// Stops proxymgr: SIGTERM, then SIGKILL for it and its process group if it has not exited within 15 s.
-    /// Returns its exit status; calling it again returns the same status.
+    /// Stops proxymgr: SIGTERM, then, if it has not exited within 15 s, SIGKILL for it and what it started.
+    /// Returns its exit status; calling it again returns the same status. After a graceful exit, whatever it
+    /// left running stays until `Drop`, so a test can see it with `survivors`.
     pub fn stop(&mut self) -> ExitStatus {
         if let Some(status) = self.try_status() {
             return status;
@@ -215,6 +216,8 @@ service_config:
         let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
         let status = self.child.wait().expect("wait for proxymgr");
         self.status = Some(status);
+        // A proxymgr that had to be killed stopped nothing; its exit status tells the test so.
+        self.kill_leftovers();
         status
     }
 

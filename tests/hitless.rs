@@ -1,0 +1,386 @@
+//! Hitless updates (issue 3): server changes go through HAProxy's runtime API with no reload, reloads are
+//! checked and coalesced, and reloads under load fail no request. Each test asserts HAProxy's pids (unchanged
+//! where no reload is promised), the server's state in `show servers state`, and which backends answer.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::support::{self, free_port, http_get, wait_until, Backend, Proxymgr, Zk};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// The standard test config with `extra` lines added to its `haproxy` section.
+fn start_with(extra: &str) -> Option<(Zk, Proxymgr)> {
+    if !support::require("haproxy") || !support::require("zookeeper") {
+        return None;
+    }
+    let zk = Zk::start();
+    zk.create("/service_config", "");
+    let pm = Proxymgr::start_with(|dir| {
+        let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
+        yaml.replacen("  bind_address: 127.0.0.1\n", &format!("  bind_address: 127.0.0.1\n{extra}"), 1)
+    });
+    Some((zk, pm))
+}
+
+fn start() -> Option<(Zk, Proxymgr)> {
+    start_with("")
+}
+
+fn blob(zk: &Zk, service: &str, port: u16, listen_options: &[&str]) -> String {
+    let options: Vec<String> = listen_options.iter().map(|o| format!("{o:?}")).collect();
+    format!(
+        r#"{{"type":"zookeeper","server":"{}","path":"/services/{service}","port":{port},
+            "listen_options":[{}],"server_options":["check inter 500"]}}"#,
+        zk.connect_string(),
+        options.join(",")
+    )
+}
+
+fn add_server(zk: &Zk, service: &str, backend: &Backend) {
+    zk.create(&format!("/services/{service}/{}", backend.name()), &server_json(backend.port()));
+}
+
+fn server_json(port: u16) -> String {
+    format!(r#"{{"address":"127.0.0.1","port":{port}}}"#)
+}
+
+fn server_name(backend: &Backend) -> String {
+    format!("127.0.0.1:{}", backend.port())
+}
+
+fn wait_answers(port: u16, expected: &[&str]) {
+    let expected: std::collections::BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    wait_until(SETTLE, &format!("port {port} answered by exactly {expected:?}"), || {
+        let seen: std::collections::BTreeSet<String> =
+            (0..8).map(|_| http_get(port).unwrap_or_else(|e| format!("error: {e}"))).collect();
+        seen == expected
+    });
+}
+
+/// Each server of `service` in HAProxy: name -> srv_admin_state (0 ready, 1 forced maintenance).
+fn admin_states(pm: &Proxymgr, service: &str) -> Vec<(String, String)> {
+    let reply = pm.haproxy_command(&format!("show servers state {service}")).unwrap_or_default();
+    reply
+        .lines()
+        .skip(2)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            Some((fields.get(3)?.to_string(), fields.get(6)?.to_string()))
+        })
+        .collect()
+}
+
+fn admin_state(pm: &Proxymgr, service: &str, server: &str) -> Option<String> {
+    admin_states(pm, service).into_iter().find(|(name, _)| name == server).map(|(_, state)| state)
+}
+
+/// A web service with `backends`, serving; returns its port and the HAProxy pids.
+fn serving_web(zk: &Zk, pm: &Proxymgr, backends: &[&Backend], listen_options: &[&str]) -> (u16, Vec<u32>) {
+    let port = free_port();
+    for backend in backends {
+        add_server(zk, "web", backend);
+    }
+    zk.create("/service_config/web", &blob(zk, "web", port, listen_options));
+    wait_answers(port, &backends.iter().map(|b| b.name()).collect::<Vec<_>>());
+    wait_until(SETTLE, "one HAProxy serves", || pm.haproxy_pids().len() == 1);
+    (port, pm.haproxy_pids())
+}
+
+#[test]
+fn a_server_that_leaves_goes_into_maintenance_without_a_reload() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (port, pids) = serving_web(&zk, &pm, &[&a, &b], &["mode http"]);
+
+    zk.delete("/services/web/b");
+    wait_until(SETTLE, "b in maintenance", || {
+        admin_state(&pm, "web", &server_name(&b)).as_deref() == Some("1")
+    });
+    wait_answers(port, &["a"]);
+    assert_eq!(pm.haproxy_pids(), pids, "no reload");
+    pm.wait_log(&format!("haproxy: set server web/{} state maint", server_name(&b)), SETTLE);
+    // haproxy.cfg follows the desired state, so a later reload loses nothing.
+    wait_until(SETTLE, "haproxy.cfg drops b", || !pm.haproxy_cfg().contains(&server_name(&b)));
+
+    // It comes back: ready again, still no reload.
+    add_server(&zk, "web", &b);
+    wait_until(SETTLE, "b ready", || admin_state(&pm, "web", &server_name(&b)).as_deref() == Some("0"));
+    wait_answers(port, &["a", "b"]);
+    assert_eq!(pm.haproxy_pids(), pids, "no reload");
+    wait_until(SETTLE, "haproxy.cfg has b again", || pm.haproxy_cfg().contains(&server_name(&b)));
+}
+
+#[test]
+fn a_brand_new_server_is_added_at_run_time() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, c) = (Backend::start("a"), Backend::start("c"));
+    let (port, pids) = serving_web(&zk, &pm, &[&a], &["mode http", "balance roundrobin", "option httpchk"]);
+
+    add_server(&zk, "web", &c);
+    wait_answers(port, &["a", "c"]);
+    assert_eq!(admin_state(&pm, "web", &server_name(&c)).as_deref(), Some("0"));
+    assert_eq!(pm.haproxy_pids(), pids, "no reload for a new server");
+    let log = pm.log();
+    assert!(
+        log.contains(&format!(
+            "haproxy: add server web/{0} 127.0.0.1:{1} check inter 500",
+            server_name(&c),
+            c.port()
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("haproxy: enable health web/{}", server_name(&c))), "{log}");
+    wait_until(SETTLE, "the file has c", || pm.haproxy_cfg().contains(&server_name(&c)));
+    // Health checks run on the dynamic server: the backend sees them.
+    wait_until(SETTLE, "c is health-checked", || c.checks() > 0);
+}
+
+#[test]
+fn a_backend_that_refuses_dynamic_servers_falls_back_to_a_reload() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, c) = (Backend::start("a"), Backend::start("c"));
+    let (port, pids) = serving_web(&zk, &pm, &[&a], &["mode http", "balance static-rr"]);
+
+    add_server(&zk, "web", &c);
+    wait_answers(port, &["a", "c"]);
+    assert_ne!(pm.haproxy_pids(), pids, "static-rr takes a reload");
+    pm.wait_log("Backend must use a dynamic load balancing", SETTLE);
+    // The refusal is remembered: the next new server reloads without asking again.
+    let d = Backend::start("d");
+    add_server(&zk, "web", &d);
+    wait_answers(port, &["a", "c", "d"]);
+    assert_eq!(pm.log().matches("Backend must use a dynamic load balancing").count(), 1, "{}", pm.log());
+}
+
+#[test]
+fn listen_options_take_a_reload() {
+    let Some((zk, pm)) = start() else { return };
+    let a = Backend::start("a");
+    let (port, pids) = serving_web(&zk, &pm, &[&a], &["mode http"]);
+    zk.set("/service_config/web", &blob(&zk, "web", port, &["mode http", "timeout server 7s"]));
+    wait_until(SETTLE, "a new HAProxy serves", || {
+        let now = pm.haproxy_pids();
+        !now.is_empty() && !now.contains(&pids[0])
+    });
+    assert!(pm.haproxy_cfg().contains("  timeout server 7s\n"));
+    wait_answers(port, &["a"]);
+}
+
+#[test]
+fn a_config_haproxy_rejects_leaves_traffic_flowing_and_is_reported() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (port, pids) = serving_web(&zk, &pm, &[&a], &["mode http"]);
+    let good = pm.haproxy_cfg();
+
+    zk.set("/service_config/web", &blob(&zk, "web", port, &["mode http", "no-such-keyword on"]));
+    pm.wait_log("HAProxy rejected the new config", SETTLE);
+    let rejected = pm.dir().join("haproxy.cfg.rejected");
+    let text = std::fs::read_to_string(&rejected).expect("the rejected file is kept");
+    assert!(text.contains("no-such-keyword on"));
+    assert!(
+        pm.log().contains(&format!("{}:", rejected.display())),
+        "the error names the file and line: {}",
+        pm.log()
+    );
+    assert_eq!(pm.haproxy_cfg(), good, "the running config stays on disk");
+    assert_eq!(pm.haproxy_pids(), pids, "the old process keeps serving");
+    wait_answers(port, &["a"]);
+
+    // Server changes still go through at run time meanwhile.
+    add_server(&zk, "web", &b);
+    wait_answers(port, &["a", "b"]);
+
+    // The next good change goes through.
+    zk.set("/service_config/web", &blob(&zk, "web", port, &["mode http", "timeout server 9s"]));
+    wait_until(SETTLE, "the good change is installed", || pm.haproxy_cfg().contains("timeout server 9s"));
+    wait_answers(port, &["a", "b"]);
+    assert!(!pm.haproxy_pids().contains(&pids[0]) || pm.haproxy_pids().len() > 1, "it reloaded");
+}
+
+#[test]
+fn drift_is_repaired_from_show_servers_state() {
+    let Some((zk, pm)) = start_with("  drift_check_interval: 0.3\n") else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (port, pids) = serving_web(&zk, &pm, &[&a, &b], &["mode http"]);
+
+    // Someone puts b into maintenance by hand.
+    let reply = pm.haproxy_command(&format!("set server web/{} state maint", server_name(&b))).unwrap();
+    assert_eq!(reply.trim(), "");
+    pm.wait_log(&format!("drift: service web server {} is in maintenance", server_name(&b)), SETTLE);
+    wait_until(SETTLE, "b ready again", || admin_state(&pm, "web", &server_name(&b)).as_deref() == Some("0"));
+    wait_answers(port, &["a", "b"]);
+    assert_eq!(pm.haproxy_pids(), pids, "repaired without a reload");
+}
+
+#[test]
+fn servers_long_gone_are_deleted_at_the_drift_check() {
+    let Some((zk, pm)) = start_with("  drift_check_interval: 0.3\n") else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (port, pids) = serving_web(&zk, &pm, &[&a, &b], &["mode http"]);
+    zk.delete("/services/web/b");
+    wait_until(SETTLE, "b leaves HAProxy", || admin_state(&pm, "web", &server_name(&b)).is_none());
+    assert_eq!(pm.haproxy_pids(), pids);
+    wait_answers(port, &["a"]);
+}
+
+#[test]
+fn reloads_are_coalesced() {
+    let Some((zk, pm)) = start_with("  reload_window: 0.5\n") else { return };
+    let a = Backend::start("a");
+    let (port, _) = serving_web(&zk, &pm, &[&a], &["mode http"]);
+    let before = pm.log().matches("] started").count();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    for (i, p) in ports.iter().enumerate() {
+        add_server(&zk, &format!("s{i}"), &a);
+        zk.create(&format!("/service_config/s{i}"), &blob(&zk, &format!("s{i}"), *p, &["mode http"]));
+    }
+    for p in &ports {
+        wait_answers(*p, &["a"]);
+    }
+    wait_answers(port, &["a"]);
+    let reloads = pm.log().matches("] started").count() - before;
+    assert!(reloads <= 2, "five new services within the window took {reloads} reloads:\n{}", pm.log());
+}
+
+/// What a bounded load loop saw.
+#[derive(Debug, Default)]
+struct LoadReport {
+    ok: usize,
+    failed: usize,
+    errors: Vec<String>,
+}
+
+/// GET requests against `port` until stopped, at most `max` of them and for at most `limit`: a new connection
+/// per request, or one kept-alive connection reused until the server closes it.
+fn load(
+    port: u16,
+    keep_alive: bool,
+    max: usize,
+    limit: Duration,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<LoadReport> {
+    std::thread::spawn(move || {
+        let mut report = LoadReport::default();
+        let deadline = Instant::now() + limit;
+        let mut connection: Option<BufReader<TcpStream>> = None;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && report.ok + report.failed < max {
+            let result = if keep_alive {
+                keep_alive_request(port, &mut connection)
+            } else {
+                http_get(port).map(|_| ()).map_err(|e| e.to_string())
+            };
+            match result {
+                Ok(()) => report.ok += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    if report.errors.len() < 10 {
+                        report.errors.push(e);
+                    }
+                }
+            }
+        }
+        report
+    })
+}
+
+/// One HTTP/1.1 request on the kept connection (opened if need be). A response that says `Connection: close`
+/// (what `idle-close-on-response` sends while HAProxy stops) ends the connection after it.
+fn keep_alive_request(port: u16, connection: &mut Option<BufReader<TcpStream>>) -> Result<(), String> {
+    let result = (|| -> std::io::Result<bool> {
+        if connection.is_none() {
+            let stream = TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            *connection = Some(BufReader::new(stream));
+        }
+        let reader = connection.as_mut().expect("connected above");
+        reader.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
+        let mut status = String::new();
+        if reader.read_line(&mut status)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a response"));
+        }
+        if !status.starts_with("HTTP/1.1 200") {
+            return Err(std::io::Error::other(format!("status {}", status.trim())));
+        }
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in the headers"));
+            }
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if line.starts_with("connection:") && line.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        Ok(close)
+    })();
+    match result {
+        Ok(close) => {
+            if close {
+                *connection = None;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            *connection = None;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// At least 20 reloads while clients send requests: none fails.
+fn reloads_under_load(keep_alive: bool) {
+    let Some((zk, pm)) = start_with("  reload_window: 0.01\n  reload_interval: 0.05\n") else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (port, _) = serving_web(&zk, &pm, &[&a, &b], &["mode http"]);
+    let other = free_port();
+    add_server(&zk, "other", &a);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..2).map(|_| load(port, keep_alive, 50_000, Duration::from_secs(60), stop.clone())).collect();
+    let serves = |pm: &Proxymgr| pm.log().matches("] serves (").count();
+    let start = serves(&pm);
+    for i in 0..22 {
+        // Each step changes a listen option of another service: a reload every time.
+        let options = ["mode http".to_string(), format!("timeout server {}s", 10 + i)];
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        zk.put("/service_config/other", &blob(&zk, "other", other, &options));
+        wait_until(SETTLE, "the reload serves", || serves(&pm) > start + i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reports: Vec<LoadReport> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let reloads = serves(&pm) - start;
+    let (ok, failed): (usize, usize) = reports.iter().fold((0, 0), |(o, f), r| (o + r.ok, f + r.failed));
+    let errors: Vec<&String> = reports.iter().flat_map(|r| &r.errors).collect();
+    eprintln!(
+        "{reloads} reloads under load, keep-alive {keep_alive}: {ok} requests ok, {failed} failed {errors:?}"
+    );
+    assert!(reloads >= 20, "only {reloads} reloads");
+    assert!(ok > 100, "the load loop barely ran: {ok} requests");
+    assert_eq!(failed, 0, "failed requests across {reloads} reloads: {errors:?}");
+}
+
+#[test]
+fn reloads_fail_no_request_with_connection_close_clients() {
+    reloads_under_load(false);
+}
+
+#[test]
+fn reloads_fail_no_request_with_keep_alive_clients() {
+    reloads_under_load(true);
+}

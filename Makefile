@@ -38,6 +38,7 @@ demo: deps build
 
 # PROXYMGR_TEST_REQUIRE=1: a test whose tool is missing fails instead of skipping.
 test: deps
+	$(CARGO) build --bins --examples
 	PROXYMGR_TEST_REQUIRE=1 $(CARGO) test --all-targets
 
 check:

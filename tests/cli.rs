@@ -112,7 +112,7 @@ fn make_demo_serves_a_request() {
     if !support::require("haproxy") || !support::require("zookeeper") {
         return;
     }
-    // `cargo test --all-targets` (make test) builds the demo example beside this test binary's directory.
+    // make test builds the demo example (cargo build --examples) beside this test binary's directory.
     let exe = std::env::current_exe().unwrap();
     let demo = exe.parent().and_then(Path::parent).map(|d| d.join("examples/demo")).unwrap();
     if !demo.is_file() {
@@ -121,7 +121,7 @@ fn make_demo_serves_a_request() {
             "{} is not built",
             demo.display()
         );
-        eprintln!("skipping: {} is not built (cargo test --all-targets builds it)", demo.display());
+        eprintln!("skipping: {} is not built (cargo build --examples builds it)", demo.display());
         return;
     }
     let output = std::process::Command::new(&demo)

@@ -104,6 +104,8 @@ pub enum ServiceConfigSource {
         /// The node whose children are the services.
         path: String,
     },
+    /// A directory holding one JSON file per service.
+    Directory { path: PathBuf },
 }
 
 /// `service_config` as written. A plain struct rather than a tagged enum, so that a wrong type names its key
@@ -121,6 +123,7 @@ struct RawSource {
 #[serde(rename_all = "lowercase")]
 enum SourceKind {
     Zookeeper,
+    Directory,
 }
 
 impl TryFrom<RawSource> for ServiceConfigSource {
@@ -134,6 +137,13 @@ impl TryFrom<RawSource> for ServiceConfigSource {
                     .ok_or("service_config.servers: missing, the ZooKeeper ensemble (host:port,...)")?,
                 path: raw.path.unwrap_or_else(default_service_config_path),
             }),
+            SourceKind::Directory => {
+                if raw.servers.is_some() {
+                    return Err("service_config.servers: a directory service_config takes only `path`".into());
+                }
+                let path = raw.path.ok_or("service_config.path: missing, the directory of service files")?;
+                Ok(ServiceConfigSource::Directory { path: path.into() })
+            }
         }
     }
 }
@@ -192,6 +202,12 @@ impl Config {
             ServiceConfigSource::Zookeeper { servers, path } => {
                 check_ensemble(servers).map_err(|reason| ("service_config.servers".to_string(), reason))?;
                 check_znode_path(path).map_err(|reason| ("service_config.path".to_string(), reason))?;
+            }
+            ServiceConfigSource::Directory { path } => {
+                if !path.is_absolute() {
+                    let reason = format!("must be an absolute path, not {}", path.display());
+                    return Err(("service_config.path".into(), reason));
+                }
             }
         }
         Ok(())
@@ -278,6 +294,7 @@ impl fmt::Display for ServiceConfigSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServiceConfigSource::Zookeeper { servers, path } => write!(f, "zookeeper {servers}{path}"),
+            ServiceConfigSource::Directory { path } => write!(f, "directory {}", path.display()),
         }
     }
 }
@@ -352,6 +369,9 @@ mod tests {
             ("service_config:\n  type: zookeeper\n  servers: a:1\n  server: x\n", "unknown field `server`"),
             ("service_config:\n  type: zookeeper\n  servers: nohostport\n", "service_config.servers"),
             ("service_config:\n  type: zookeeper\n  servers: a:1\n  path: rel\n", "service_config.path"),
+            ("service_config:\n  type: directory\n", "service_config.path: missing"),
+            ("service_config:\n  type: directory\n  path: rel\n", "service_config.path: must be an absolute"),
+            ("service_config:\n  type: directory\n  path: /d\n  servers: a:1\n", "takes only `path`"),
             ("haproxy: {}\n", "missing field `service_config`"),
         ];
         for (text, expected) in cases {
@@ -362,6 +382,15 @@ mod tests {
                 "error for {text:?} was {err:?}, expected it to contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_directory_service_config() {
+        let c = parse("service_config:\n  type: directory\n  path: /etc/proxymgr/services\n").unwrap();
+        assert_eq!(
+            c.service_config,
+            ServiceConfigSource::Directory { path: "/etc/proxymgr/services".into() }
+        );
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 mod config;
 mod event;
+mod fswatch;
 mod haproxy;
 mod plan;
 mod reconcile;
+mod registry;
 mod service;
 mod threads;
 mod watcher;
@@ -86,11 +88,17 @@ fn run(args: &Args) -> u8 {
     let sessions = Arc::new(zk::Sessions::default());
     // The registry runs for the daemon's life: its stop sender is held here until the reconciler returns.
     let (_stop_registry, stop) = crossbeam_channel::bounded::<()>(0);
+    let tx = events.clone();
     match config.service_config.clone() {
         ServiceConfigSource::Zookeeper { servers, path } => {
-            let (sessions, tx) = (sessions.clone(), events.clone());
+            let sessions = sessions.clone();
             threads::spawn("registry".into(), events.clone(), move || {
                 zk::registry::run(sessions, &servers, &path, tx, stop)
+            });
+        }
+        ServiceConfigSource::Directory { path } => {
+            threads::spawn("registry".into(), events.clone(), move || {
+                registry::directory::run(path, tx, stop)
             });
         }
     }

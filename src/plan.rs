@@ -149,6 +149,9 @@ fn plan_servers(
     }
     for (name, server) in wanted {
         match have.servers.get(&name) {
+            Some(current) if current.server.options != server.options => {
+                plan.reload.push(format!("service {service}: the options of server {name} changed"))
+            }
             Some(current) => {
                 if !current.ready {
                     plan.steps.push(Step::Enable { service: service.into(), server: server.clone() });
@@ -402,6 +405,25 @@ mod tests {
                 )
             },
             case("without tidy it stays", running(&[a()], &[b()]), desired(&[a()]), &[]),
+            case(
+                "a new server's own options go on its line",
+                running(&[a()], &[]),
+                desired(&[a(), Server { options: vec!["backup".into()], ..c() }]),
+                &[
+                    "add server web/10.0.0.1:3 10.0.0.1:3 check backup",
+                    "enable health web/10.0.0.1:3",
+                    "set server web/10.0.0.1:3 state ready",
+                ],
+            ),
+            Case {
+                reload: &["service web: the options of server 10.0.0.1:1 changed"],
+                ..case(
+                    "a server's own options changed",
+                    running(&[a()], &[]),
+                    desired(&[Server { options: vec!["backup".into()], ..a() }]),
+                    &[],
+                )
+            },
             Case {
                 caps: V15,
                 tidy: true,

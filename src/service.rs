@@ -4,6 +4,8 @@
 //! [`SpecError`] that the caller logs with the node's path, and the rest of the system carries on.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +30,27 @@ pub struct ServiceSpec {
 /// How a service's servers are found. Each variant is one kind of watcher thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatcherSpec {
-    /// Children of `path` on the ensemble `server`, each holding `{"address": .., "port": ..}`.
+    /// Children of `path` on the ensemble `server`, each holding `{"address": .., "port": ..}` (the original's)
+    /// or a Nerve registration `{"host": .., "port": .., "weight": .., "haproxy_server_options": ..}`.
     Zookeeper { server: String, path: String },
+    /// Children of `path` whose names are hosts, all serving on `port`.
+    Campanjazk { server: String, path: String, port: u16 },
+    /// Every address each name resolves to, re-resolved every `interval`.
+    Dns { backends: Vec<DnsBackend>, interval: Duration },
+    /// `host:port` lines of a file, re-read when it changes and every `interval`.
+    File { file: PathBuf, interval: Duration },
 }
 
-pub const WATCHER_TYPES: &[&str] = &["zookeeper"];
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsBackend {
+    pub name: String,
+    pub port: u16,
+}
+
+pub const WATCHER_TYPES: &[&str] = &["zookeeper", "campanjazk", "dns", "file"];
+
+/// The original re-resolved and re-read every 5 s.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The blob as written; every key any watcher takes is here so that unknown keys are refused by name.
 #[derive(Deserialize)]
@@ -47,6 +65,17 @@ struct RawSpec {
     server_options: Vec<String>,
     server: Option<String>,
     path: Option<String>,
+    remote_port: Option<i64>,
+    backends: Option<Vec<RawDnsBackend>>,
+    file: Option<PathBuf>,
+    interval: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnsBackend {
+    name: String,
+    port: i64,
 }
 
 impl ServiceSpec {
@@ -60,14 +89,55 @@ impl ServiceSpec {
                 check_config_line(option).map_err(|reason| SpecError(format!("{key}[{i}]: {reason}")))?;
             }
         }
-        let watcher = match raw.kind.as_str() {
-            "zookeeper" => {
-                let server =
-                    raw.server.ok_or_else(|| SpecError("zookeeper watcher needs `server`".into()))?;
+        let kind = raw.kind.as_str();
+        // A key of another watcher type is a mistake worth naming (a dns blob with `file` does nothing).
+        let given = [
+            ("server", raw.server.is_some(), &["zookeeper", "campanjazk"][..]),
+            ("path", raw.path.is_some(), &["zookeeper", "campanjazk"]),
+            ("remote_port", raw.remote_port.is_some(), &["campanjazk"]),
+            ("backends", raw.backends.is_some(), &["dns"]),
+            ("file", raw.file.is_some(), &["file"]),
+            ("interval", raw.interval.is_some(), &["dns", "file"]),
+        ];
+        if WATCHER_TYPES.contains(&kind) {
+            if let Some((key, _, _)) = given.iter().find(|(_, given, types)| *given && !types.contains(&kind))
+            {
+                return Err(SpecError(format!("`{key}` is not a key of the {kind} watcher")));
+            }
+        }
+        let watcher = match kind {
+            "zookeeper" | "campanjazk" => {
+                let server = raw.server.ok_or_else(|| SpecError(format!("{kind} watcher needs `server`")))?;
                 check_ensemble(&server).map_err(|r| SpecError(format!("server: {r}")))?;
-                let path = raw.path.ok_or_else(|| SpecError("zookeeper watcher needs `path`".into()))?;
+                let path = raw.path.ok_or_else(|| SpecError(format!("{kind} watcher needs `path`")))?;
                 check_znode_path(&path).map_err(|r| SpecError(format!("path: {r}")))?;
-                WatcherSpec::Zookeeper { server, path }
+                if kind == "zookeeper" {
+                    WatcherSpec::Zookeeper { server, path }
+                } else {
+                    let port = raw.remote_port.map(check_port).transpose()?.unwrap_or(port);
+                    WatcherSpec::Campanjazk { server, path, port }
+                }
+            }
+            "dns" => {
+                let raw_backends =
+                    raw.backends.ok_or_else(|| SpecError("dns watcher needs `backends`".into()))?;
+                if raw_backends.is_empty() {
+                    return Err(SpecError("backends: names no host".into()));
+                }
+                let mut backends = Vec::new();
+                for (i, b) in raw_backends.into_iter().enumerate() {
+                    let port = check_port(b.port).map_err(|e| SpecError(format!("backends[{i}]: {e}")))?;
+                    check_address(&b.name).map_err(|e| SpecError(format!("backends[{i}]: {e}")))?;
+                    backends.push(DnsBackend { name: b.name, port });
+                }
+                WatcherSpec::Dns { backends, interval: interval(raw.interval)? }
+            }
+            "file" => {
+                let file = raw.file.ok_or_else(|| SpecError("file watcher needs `file`".into()))?;
+                if !file.is_absolute() {
+                    return Err(SpecError(format!("file: {} must be an absolute path", file.display())));
+                }
+                WatcherSpec::File { file, interval: interval(raw.interval)? }
             }
             other => {
                 return Err(SpecError(format!(
@@ -82,6 +152,14 @@ impl ServiceSpec {
             server_options: raw.server_options,
             watcher,
         })
+    }
+}
+
+fn interval(seconds: Option<f64>) -> Result<Duration, SpecError> {
+    match seconds {
+        None => Ok(DEFAULT_INTERVAL),
+        Some(s) if s.is_finite() && (0.05..=86400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(SpecError(format!("interval: {s} is not between 0.05 and 86400 seconds"))),
     }
 }
 
@@ -100,38 +178,77 @@ pub fn check_name(name: &str) -> Result<(), SpecError> {
 }
 
 /// One backend server of a service. Its identity is `name()`, address and port; the weight is a property
-/// HAProxy can change at run time.
+/// HAProxy can change at run time, its own options are not.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Server {
     pub address: String,
     pub port: u16,
-    /// HAProxy's weight (0-256); None leaves HAProxy's default.
+    /// HAProxy's weight (0-256); None leaves it to the server options or HAProxy's default.
     pub weight: Option<u16>,
+    /// Options of this server alone (Nerve's `haproxy_server_options`), after the service's on its line.
+    pub options: Vec<String>,
 }
 
+/// A server node in either format: the original's `address`, or Nerve's `host`.
 #[derive(Deserialize)]
 struct RawServer {
-    address: String,
-    port: i64,
+    address: Option<String>,
+    host: Option<String>,
+    port: Option<i64>,
+    weight: Option<i64>,
+    haproxy_server_options: Option<String>,
 }
 
 impl Server {
-    /// A server node as the original wrote it: `{"address": "1.2.3.4", "port": 8080}`. Other keys are allowed
-    /// (registration tools add their own).
+    /// A server node: the original's `{"address": "1.2.3.4", "port": 8080}`, or the registration SmartStack's
+    /// Nerve writes, `{"host": .., "port": .., "name": .., "weight": .., "haproxy_server_options": ..}`. Other keys
+    /// are allowed (registration tools add their own).
     pub fn parse(data: &[u8]) -> Result<Server, SpecError> {
         let raw: RawServer = parse_json(data)?;
-        Server::new(&raw.address, raw.port)
+        let address = match (raw.address, raw.host) {
+            (Some(address), _) => address,
+            (None, Some(host)) => host,
+            (None, None) => return Err(SpecError("has neither `address` nor `host`".into())),
+        };
+        let port = raw.port.ok_or_else(|| SpecError("has no `port`".into()))?;
+        let mut server = Server::new(&address, port)?;
+        if let Some(weight) = raw.weight {
+            server.weight = Some(
+                u16::try_from(weight)
+                    .ok()
+                    .filter(|w| *w <= 256)
+                    .ok_or_else(|| SpecError(format!("weight {weight} is out of range 0-256")))?,
+            );
+        }
+        if let Some(options) = raw.haproxy_server_options.filter(|o| !o.trim().is_empty()) {
+            check_config_line(&options).map_err(|r| SpecError(format!("haproxy_server_options: {r}")))?;
+            server.options.push(options);
+        }
+        Ok(server)
     }
 
     pub fn new(address: &str, port: i64) -> Result<Server, SpecError> {
         let port = check_port(port)?;
-        let valid = !address.is_empty()
-            && address.len() <= 255
-            && address.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
-        if !valid {
-            return Err(SpecError(format!("address {address:?} is not an IP address or host name")));
-        }
-        Ok(Server { address: address.to_string(), port, weight: None })
+        check_address(address)?;
+        Ok(Server { address: address.to_string(), port, weight: None, options: Vec::new() })
+    }
+
+    /// `host:port`, `[v6]:port`, or a bare IPv6 address with a port after its last colon is not accepted: the
+    /// brackets are what keep the port apart.
+    pub fn parse_endpoint(text: &str) -> Result<Server, SpecError> {
+        let bad = || SpecError(format!("{text:?} is not host:port"));
+        let (host, port) = match text.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:").ok_or_else(bad)?,
+            None => {
+                let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+                if host.contains(':') {
+                    return Err(SpecError(format!("{text:?}: write an IPv6 address as [address]:port")));
+                }
+                (host, port)
+            }
+        };
+        let port: i64 = port.parse().map_err(|_| bad())?;
+        Server::new(host, port)
     }
 
     /// The stable name both the running HAProxy and every rendered config know this server by.
@@ -152,6 +269,18 @@ impl Server {
 impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.endpoint())
+    }
+}
+
+/// An IP address or a host name: what HAProxy takes on a server line, and nothing that could end it.
+pub fn check_address(address: &str) -> Result<(), SpecError> {
+    let valid = !address.is_empty()
+        && address.len() <= 255
+        && address.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(SpecError(format!("address {address:?} is not an IP address or host name")))
     }
 }
 
@@ -218,6 +347,94 @@ mod tests {
         for (blob, expected) in cases {
             let err = ServiceSpec::parse(blob.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(expected), "error for {blob:.80} was {err:?}, expected {expected:?}");
+        }
+    }
+
+    #[test]
+    fn every_watcher_type_parses() {
+        let campanja = r#"{"type":"campanjazk","server":"z:1","path":"/h","port":80,"remote_port":9001}"#;
+        let spec = ServiceSpec::parse(campanja.as_bytes()).unwrap();
+        assert_eq!(
+            spec.watcher,
+            WatcherSpec::Campanjazk { server: "z:1".into(), path: "/h".into(), port: 9001 }
+        );
+        let default_port = r#"{"type":"campanjazk","server":"z:1","path":"/h","port":80}"#;
+        assert!(matches!(
+            ServiceSpec::parse(default_port.as_bytes()).unwrap().watcher,
+            WatcherSpec::Campanjazk { port: 80, .. }
+        ));
+        let dns = r#"{"type":"dns","port":80,"backends":[{"name":"a.example","port":81},{"name":"10.0.0.1","port":82}]}"#;
+        let spec = ServiceSpec::parse(dns.as_bytes()).unwrap();
+        let WatcherSpec::Dns { backends, interval } = spec.watcher else { panic!("{spec:?}") };
+        assert_eq!((backends.len(), backends[0].name.as_str(), backends[1].port), (2, "a.example", 82));
+        assert_eq!(interval, Duration::from_secs(5), "the original's default");
+        let file = r#"{"type":"file","port":80,"file":"/etc/s.txt","interval":0.5}"#;
+        assert_eq!(
+            ServiceSpec::parse(file.as_bytes()).unwrap().watcher,
+            WatcherSpec::File { file: "/etc/s.txt".into(), interval: Duration::from_millis(500) }
+        );
+        let cases = [
+            (r#"{"type":"dns","port":80}"#, "dns watcher needs `backends`"),
+            (r#"{"type":"dns","port":80,"backends":[]}"#, "backends: names no host"),
+            (
+                r#"{"type":"dns","port":80,"backends":[{"name":"a b","port":1}]}"#,
+                "backends[0]: address \"a b\"",
+            ),
+            (r#"{"type":"dns","port":80,"backends":[{"name":"a","port":0}]}"#, "backends[0]: port 0"),
+            (
+                r#"{"type":"dns","port":80,"backends":[{"name":"a","port":1}],"interval":0}"#,
+                "interval: 0 is not",
+            ),
+            (r#"{"type":"file","port":80,"file":"rel.txt"}"#, "must be an absolute path"),
+            (
+                r#"{"type":"file","port":80,"file":"/a","path":"/x"}"#,
+                "`path` is not a key of the file watcher",
+            ),
+            (
+                r#"{"type":"campanjazk","server":"z:1","path":"/h","port":80,"remote_port":70000}"#,
+                "port 70000",
+            ),
+            (
+                r#"{"type":"zookeeper","server":"z:1","path":"/h","port":80,"remote_port":1}"#,
+                "`remote_port` is not a key",
+            ),
+        ];
+        for (blob, expected) in cases {
+            let err = ServiceSpec::parse(blob.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(expected), "error for {blob} was {err:?}, expected {expected:?}");
+        }
+    }
+
+    #[test]
+    fn nerve_registrations() {
+        let nerve =
+            br#"{"host":"10.0.0.5","port":3000,"name":"web","weight":10,"haproxy_server_options":"backup"}"#;
+        let s = Server::parse(nerve).unwrap();
+        assert_eq!(
+            (s.name(), s.weight, s.options.clone()),
+            ("10.0.0.5:3000".into(), Some(10), vec!["backup".into()])
+        );
+        assert_eq!(Server::parse(br#"{"host":"10.0.0.5","port":3000,"name":"web"}"#).unwrap().weight, None);
+        for (bad, expected) in [
+            (&br#"{"port":3000,"name":"web"}"#[..], "neither `address` nor `host`"),
+            (br#"{"host":"10.0.0.5","port":3000,"weight":300}"#, "weight 300 is out of range"),
+            (
+                br#"{"host":"10.0.0.5","port":3000,"haproxy_server_options":"backup\nlisten x"}"#,
+                "haproxy_server_options",
+            ),
+        ] {
+            let err = Server::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(Server::parse_endpoint("10.0.0.1:80").unwrap().endpoint(), "10.0.0.1:80");
+        assert_eq!(Server::parse_endpoint("[::1]:80").unwrap().name(), "::1:80");
+        assert_eq!(Server::parse_endpoint("db.local:5432").unwrap().address, "db.local");
+        for bad in ["nonsense", "::1:80", "a:", "a:0", "[::1]80", "a b:80"] {
+            assert!(Server::parse_endpoint(bad).is_err(), "{bad}");
         }
     }
 

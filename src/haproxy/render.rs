@@ -135,14 +135,14 @@ impl Renderer {
     }
 }
 
-/// What follows the address on a server's line (and in `add server`): its weight, then the service's options,
-/// each with `separator` before it.
+/// What follows the address on a server's line (and in `add server`): its weight, the service's options, then
+/// its own, each with `separator` before it.
 pub fn server_arguments(spec: &ServiceSpec, server: &Server, separator: &str) -> String {
     let mut text = String::new();
     if let Some(weight) = server.weight {
         text.push_str(&format!("{separator}weight {weight}"));
     }
-    for option in &spec.server_options {
+    for option in spec.server_options.iter().chain(&server.options) {
         text.push_str(separator);
         text.push_str(option);
     }
@@ -194,7 +194,11 @@ mod tests {
     }
 
     fn servers() -> Vec<Server> {
-        let weighted = Server { weight: Some(20), ..Server::new("127.0.0.1", 9003).unwrap() };
+        let weighted = Server {
+            weight: Some(20),
+            options: vec!["backup".into()],
+            ..Server::new("127.0.0.1", 9003).unwrap()
+        };
         vec![Server::new("127.0.0.1", 9001).unwrap(), weighted, Server::new("::1", 9002).unwrap()]
     }
 
@@ -239,7 +243,7 @@ mod tests {
               mode http
               balance roundrobin
               server 127.0.0.1:9001 127.0.0.1:9001 check inter 2000
-              server 127.0.0.1:9003 127.0.0.1:9003 weight 20 check inter 2000
+              server 127.0.0.1:9003 127.0.0.1:9003 weight 20 check inter 2000 backup
               server ::1:9002 [::1]:9002 check inter 2000
         "#]]
         .assert_eq(&text);

@@ -2,7 +2,11 @@
 //! whenever it changes (level-triggered); the reconciler starts one per service and stops it by dropping its
 //! [`Watcher`] handle.
 //!
-//! The ZooKeeper watcher lives in `zk::watcher` so that all ZooKeeper code stays in one module.
+//! The ZooKeeper watchers (`zookeeper`, `campanjazk`) live in `zk::watcher` so that all ZooKeeper code stays in
+//! one module; `dns` and `file` are here.
+
+mod dns;
+mod file;
 
 use std::sync::Arc;
 
@@ -41,8 +45,9 @@ impl Report {
     }
 
     pub fn send(&mut self, mut servers: Vec<Server>) {
+        // One server per name: two entries for the same address and port are one HAProxy server.
         servers.sort();
-        servers.dedup();
+        servers.dedup_by(|a, b| a.name() == b.name());
         if self.last.as_ref() == Some(&servers) {
             return;
         }
@@ -60,12 +65,32 @@ pub fn start(service: &str, spec: &WatcherSpec, generation: u64, context: &Conte
     let report =
         Report { service: service.to_string(), generation, events: context.events.clone(), last: None };
     let name = format!("watch:{service}");
+    let events = context.events.clone();
     match spec.clone() {
         WatcherSpec::Zookeeper { server, path } => {
             let sessions = context.sessions.clone();
-            threads::spawn(name, context.events.clone(), move || {
-                zk::watcher::run(sessions, &server, &path, report, stop)
+            threads::spawn(name, events, move || {
+                zk::watcher::run(sessions, &server, &path, zk::watcher::Children::Servers, report, stop)
             });
+        }
+        WatcherSpec::Campanjazk { server, path, port } => {
+            let sessions = context.sessions.clone();
+            threads::spawn(name, events, move || {
+                zk::watcher::run(
+                    sessions,
+                    &server,
+                    &path,
+                    zk::watcher::Children::Hosts { port },
+                    report,
+                    stop,
+                )
+            });
+        }
+        WatcherSpec::Dns { backends, interval } => {
+            threads::spawn(name, events, move || dns::run(backends, interval, report, stop));
+        }
+        WatcherSpec::File { file, interval } => {
+            threads::spawn(name, events, move || file::run(file, interval, report, stop));
         }
     }
     Watcher { _stop: stop_tx, generation }

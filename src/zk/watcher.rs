@@ -1,5 +1,7 @@
-//! The `zookeeper` watcher: the servers of one service are the children of `path`, each holding
-//! `{"address": "1.2.3.4", "port": 8080}`. A node that does not parse is skipped and logged once with its path.
+//! The `zookeeper` and `campanjazk` watchers: the servers of one service are the children of `path`. For
+//! `zookeeper` each child's data is a server (the original's `{"address", "port"}` or a Nerve registration);
+//! for `campanjazk` each child's name is a host serving on the service's port. A child that does not make a
+//! server is skipped and logged once with its path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +12,23 @@ use super::{Sessions, Tree};
 use crate::service::Server;
 use crate::watcher::Report;
 
+/// What the children of the path are.
+pub enum Children {
+    /// Each child's data describes a server.
+    Servers,
+    /// Each child's name is a host serving on `port`.
+    Hosts { port: u16 },
+}
+
 /// Follows the servers of one service until `stop` fires.
-pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, mut report: Report, stop: Receiver<()>) {
+pub fn run(
+    sessions: Arc<Sessions>,
+    ensemble: &str,
+    path: &str,
+    children: Children,
+    mut report: Report,
+    stop: Receiver<()>,
+) {
     let session = match sessions.get(ensemble) {
         Ok(session) => session,
         Err(e) => {
@@ -24,7 +41,11 @@ pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, mut report: Repo
         let mut servers = Vec::new();
         let mut now_skipped = BTreeMap::new();
         for (name, data) in tree.children() {
-            match Server::parse(data) {
+            let server = match children {
+                Children::Servers => Server::parse(data),
+                Children::Hosts { port } => Server::new(name, i64::from(port)),
+            };
+            match server {
                 Ok(server) => servers.push(server),
                 Err(e) => {
                     if skipped.get(name) != Some(data) {

@@ -1,0 +1,95 @@
+//! Where services come from (`service_config`), and the memory every source shares: a definition that does
+//! not validate is logged once with its source (node path, file) and the reason; a service that had a good spec
+//! keeps it, and one that never had one does not exist. Only the definition's removal removes a service.
+//!
+//! The sources: `zk::registry` (children of a ZooKeeper node) and `directory` (one JSON file per service).
+
+pub mod directory;
+
+use std::collections::BTreeMap;
+
+use crate::service::{check_name, ServiceSpec, SpecError};
+
+/// One service definition as found (a node, a file), parsed.
+pub struct Entry<'a> {
+    name: &'a str,
+    path: String,
+    data: &'a [u8],
+    parsed: Result<ServiceSpec, SpecError>,
+}
+
+impl<'a> Entry<'a> {
+    pub fn parse(name: &'a str, path: String, data: &'a [u8]) -> Entry<'a> {
+        let parsed = check_name(name).and_then(|()| ServiceSpec::parse(data));
+        Entry { name, path, data, parsed }
+    }
+}
+
+/// The registry's memory: the last good spec of each service and the last data seen, so that a bad blob is
+/// reported once and a good one is not parsed again for nothing.
+#[derive(Default)]
+pub struct Registry {
+    good: BTreeMap<String, ServiceSpec>,
+    seen: BTreeMap<String, Vec<u8>>,
+    sent: Option<BTreeMap<String, ServiceSpec>>,
+}
+
+impl Registry {
+    /// Takes the whole current set of nodes; returns the service set when it differs from the last one sent.
+    pub fn update<'a>(
+        &mut self,
+        nodes: impl Iterator<Item = Entry<'a>>,
+    ) -> Option<BTreeMap<String, ServiceSpec>> {
+        let mut services = BTreeMap::new();
+        let mut seen = BTreeMap::new();
+        for Entry { name, path: node, data, parsed } in nodes {
+            let is_new_data = self.seen.get(name).map(Vec::as_slice) != Some(data);
+            match parsed {
+                Ok(spec) => {
+                    self.good.insert(name.to_string(), spec);
+                }
+                Err(e) if is_new_data => match self.good.contains_key(name) {
+                    true => log::error!("service {node}: {e}; keeping its last good spec"),
+                    false => log::error!("service {node}: {e}; ignored until it is fixed"),
+                },
+                Err(_) => {}
+            }
+            if let Some(spec) = self.good.get(name) {
+                services.insert(name.to_string(), spec.clone());
+            }
+            seen.insert(name.to_string(), data.to_vec());
+        }
+        self.good.retain(|name, _| seen.contains_key(name));
+        self.seen = seen;
+        if self.sent.as_ref() == Some(&services) {
+            return None;
+        }
+        self.sent = Some(services.clone());
+        Some(services)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(list: &'static [(&'static str, &'static str)]) -> impl Iterator<Item = Entry<'static>> {
+        list.iter().map(|(name, data)| Entry::parse(name, format!("/sc/{name}"), data.as_bytes()))
+    }
+
+    const A80: &str = r#"{"type":"zookeeper","server":"z:1","path":"/a","port":80}"#;
+    const A81: &str = r#"{"type":"zookeeper","server":"z:1","path":"/a","port":81}"#;
+
+    #[test]
+    fn a_bad_blob_keeps_the_last_good_spec_and_a_deleted_node_drops_it() {
+        let mut r = Registry::default();
+        let first = r.update(nodes(&[("a", A80), ("b", "{bad"), ("bad name", A81)])).unwrap();
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(r.update(nodes(&[("a", "{broken")])), None, "a keeps port 80, nothing to send");
+        let changed = r.update(nodes(&[("a", A81)])).unwrap();
+        assert_eq!(changed["a"].port, 81);
+        assert_eq!(r.update(nodes(&[])).unwrap().len(), 0);
+        // Once deleted, a bad blob under the same name is not a service.
+        assert_eq!(r.update(nodes(&[("a", "{bad")])), None);
+    }
+}

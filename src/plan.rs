@@ -296,6 +296,7 @@ mod tests {
             listen_options: vec![],
             server_options: options.iter().map(|s| s.to_string()).collect(),
             watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
+            allow_empty: false,
         }
     }
 

@@ -25,6 +25,9 @@ pub struct ServiceSpec {
     pub listen_options: Vec<String>,
     pub server_options: Vec<String>,
     pub watcher: WatcherSpec,
+    /// Whether an empty server set from the watcher is served as such. By default (the original's behaviour) it
+    /// keeps the last known servers: an empty set is far more often a registry fault than a real state.
+    pub allow_empty: bool,
 }
 
 /// How a service's servers are found. Each variant is one kind of watcher thread.
@@ -63,6 +66,8 @@ struct RawSpec {
     listen_options: Vec<String>,
     #[serde(default)]
     server_options: Vec<String>,
+    #[serde(default)]
+    allow_empty: bool,
     server: Option<String>,
     path: Option<String>,
     remote_port: Option<i64>,
@@ -151,6 +156,7 @@ impl ServiceSpec {
             listen_options: raw.listen_options,
             server_options: raw.server_options,
             watcher,
+            allow_empty: raw.allow_empty,
         })
     }
 }

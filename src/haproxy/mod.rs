@@ -122,6 +122,7 @@ mod tests {
             listen_options: listen_options.iter().map(|s| s.to_string()).collect(),
             server_options: vec!["check".into(), "inter 2000".into(), "weight 10".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/s".into() },
+            allow_empty: false,
         }
     }
 

@@ -11,8 +11,8 @@ pub mod registry;
 pub mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, ZkError, ZkState, ZooKeeper};
@@ -49,54 +49,148 @@ impl Sessions {
     }
 }
 
-/// What a [`Tree`] hears: a node below its root changed, or the connection came back and everything must be
-/// re-read.
+/// What a [`Tree`] hears: a node below its root changed, the connection came back and everything must be
+/// re-read, or the session of client `generation` expired and a new client is needed.
 #[derive(Debug, Clone)]
 enum Tick {
     Changed { path: String, deleted: bool },
     Reconnected,
+    Expired { generation: u64 },
 }
 
+/// One ZooKeeper session, shared by every tree on its ensemble, and renewed with a new client when it expires
+/// or stops working.
 pub struct Session {
     ensemble: String,
-    client: ZooKeeper,
-    /// Every live tree's tick channel, told of reconnects.
+    /// The client and its generation, which goes up with every renewal.
+    client: RwLock<(u64, Arc<ZooKeeper>)>,
+    /// Every live tree's tick channel, told of reconnects and expiry.
     subscribers: Arc<Mutex<Vec<Sender<Tick>>>>,
     /// How many live trees follow each root.
     roots: Mutex<HashMap<String, usize>>,
+    /// The connection's state across clients, for logging an outage once with its length.
+    link: Arc<Mutex<Link>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    /// Not connected yet, since then.
+    Starting(Instant),
+    Up,
+    /// Lost since then.
+    Down(Instant),
 }
 
 impl Session {
     fn connect(ensemble: &str) -> Result<Session, Error> {
+        let (subscribers, link) = (Arc::default(), Arc::new(Mutex::new(Link::Starting(Instant::now()))));
+        let client = Self::new_client(ensemble, 0, &subscribers, &link)?;
+        Ok(Session {
+            ensemble: ensemble.to_string(),
+            client: RwLock::new((0, Arc::new(client))),
+            subscribers,
+            roots: Mutex::default(),
+            link,
+        })
+    }
+
+    fn new_client(
+        ensemble: &str,
+        generation: u64,
+        subscribers: &Arc<Mutex<Vec<Sender<Tick>>>>,
+        link: &Arc<Mutex<Link>>,
+    ) -> Result<ZooKeeper, Error> {
         let client =
             ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {}).map_err(|source| Error {
                 ensemble: ensemble.to_string(),
                 what: "cannot parse or resolve".into(),
                 source,
             })?;
-        let subscribers: Arc<Mutex<Vec<Sender<Tick>>>> = Arc::default();
-        let (to_tell, name) = (subscribers.clone(), ensemble.to_string());
+        let (to_tell, link, name) = (subscribers.clone(), link.clone(), ensemble.to_string());
         let previous = Mutex::new(ZkState::Connecting);
         client.add_listener(move |state| {
             let mut previous = previous.lock().unwrap_or_else(|e| e.into_inner());
             log::debug!("zookeeper {name}: {state:?}");
-            // The crate keeps the session across a dropped connection but re-registers no watch: every tree must
-            // re-arm its watch and re-read. This runs on the crate's I/O thread, which must not block on a call of
-            // its own, so the trees do the work on their threads.
-            if state == ZkState::Connected && *previous != ZkState::Connected {
-                to_tell
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|tx| tx.send(Tick::Reconnected).is_ok());
+            let tell = |tick: Tick| {
+                to_tell.lock().unwrap_or_else(|e| e.into_inner()).retain(|tx| tx.send(tick.clone()).is_ok());
+            };
+            let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
+            match (state, *link) {
+                // The crate keeps the session across a dropped connection but re-registers no watch: every tree
+                // must re-arm its watch and re-read. This runs on the crate's I/O thread, which must not block on
+                // a call of its own, so the trees do the work on their threads.
+                (ZkState::Connected, _) if *previous != ZkState::Connected => {
+                    match *link {
+                        Link::Starting(since) => {
+                            log::info!("zookeeper {name}: connected after {:.1}s", since.elapsed().as_secs_f64())
+                        }
+                        Link::Down(since) => {
+                            log::info!("zookeeper {name}: connected again after an outage of {:.1}s", since.elapsed().as_secs_f64())
+                        }
+                        Link::Up => {}
+                    }
+                    *link = Link::Up;
+                    tell(Tick::Reconnected);
+                }
+                (ZkState::Closed, _) => {
+                    if let Link::Up = *link {
+                        *link = Link::Down(Instant::now());
+                    }
+                    log::warn!("zookeeper {name}: session closed; starting a new one, serving the last known state meanwhile");
+                    tell(Tick::Expired { generation });
+                }
+                (ZkState::Connecting, Link::Up) => {
+                    *link = Link::Down(Instant::now());
+                    log::warn!("zookeeper {name}: connection lost; serving the last known state until it is back");
+                }
+                _ => {}
             }
             *previous = state;
         });
-        Ok(Session { ensemble: ensemble.to_string(), client, subscribers, roots: Mutex::default() })
+        Ok(client)
+    }
+
+    /// The current client and its generation.
+    fn client(&self) -> (u64, Arc<ZooKeeper>) {
+        let guard = self.client.read().unwrap_or_else(|e| e.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// Whether the client last said it is connected. Calls failing while it does mean a client that no longer
+    /// works; while it says it is connecting, it is doing its job and is left to it.
+    fn says_connected(&self) -> bool {
+        matches!(*self.link.lock().unwrap_or_else(|e| e.into_inner()), Link::Up)
+    }
+
+    /// Replaces client `generation` with a new one (the crate cannot revive an expired session, nor one whose
+    /// server lost its data). A later generation means another tree did it already.
+    fn renew(&self, generation: u64) {
+        let mut guard = self.client.write().unwrap_or_else(|e| e.into_inner());
+        if guard.0 != generation {
+            return;
+        }
+        match Self::new_client(&self.ensemble, generation + 1, &self.subscribers, &self.link) {
+            Ok(client) => {
+                log::info!("zookeeper {}: new client (generation {})", self.ensemble, generation + 1);
+                let old = std::mem::replace(&mut *guard, (generation + 1, Arc::new(client)));
+                close_in_background(old.1);
+            }
+            Err(e) => log::error!("{e}"),
+        }
     }
 
     fn error(&self, what: impl Into<String>, source: ZkError) -> Error {
         Error { ensemble: self.ensemble.clone(), what: what.into(), source }
     }
+}
+
+/// Closing an expired client can wait on the network; nobody needs to wait for it.
+fn close_in_background(client: Arc<ZooKeeper>) {
+    let _ = std::thread::Builder::new().name("zk-close".into()).spawn(move || {
+        if let Err(e) = client.close() {
+            log::debug!("closing an old zookeeper client: {e:?}");
+        }
+    });
 }
 
 /// The children of one path and their data, kept current by a persistent recursive watch.
@@ -145,16 +239,31 @@ impl Tree {
     /// current set of children after the first read and after every change (the caller tells whether it differs
     /// from what it last saw).
     pub fn follow(mut self, stop: &Receiver<()>, mut on_change: impl FnMut(&Tree)) {
+        // Since when calls fail, and on which client: a client that fails for longer than a session lasts is
+        // as good as dead even if it never says so (the crate reconnects in a hot loop to a server that lost
+        // its data), and is replaced.
+        let mut failing: Option<(Instant, u64)> = None;
         loop {
+            let generation = self.session.client().0;
             match self.sync() {
                 Ok(()) => {
                     self.backoff = Duration::from_millis(100);
+                    failing = None;
                     on_change(&self);
                 }
                 Err(e) => {
-                    log::warn!("{e}; retrying in {:?}", self.backoff);
+                    // Until it works again the last known children stand: nothing is reported, nothing removed.
+                    let (since, _) = *failing.get_or_insert((Instant::now(), generation));
+                    if since.elapsed() > SESSION_TIMEOUT && self.session.says_connected() {
+                        log::warn!("{e}; failing for {:.0?}, starting a new session", since.elapsed());
+                        self.session.renew(generation);
+                        failing = None;
+                    } else {
+                        log::debug!("{e}; retrying in {:?}", self.backoff);
+                    }
                     select! {
                         recv(stop) -> _ => return,
+                        recv(self.ticks) -> tick => if let Ok(tick) = tick { self.note(tick) },
                         recv(crossbeam_channel::after(self.backoff)) -> _ => {}
                     }
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -179,6 +288,11 @@ impl Tree {
     fn note(&mut self, tick: Tick) {
         match tick {
             Tick::Reconnected => {
+                self.armed = false;
+                self.stale = true;
+            }
+            Tick::Expired { generation } => {
+                self.session.renew(generation);
                 self.armed = false;
                 self.stale = true;
             }
@@ -209,6 +323,7 @@ impl Tree {
 
     /// Brings `children` up to date.
     fn sync(&mut self) -> Result<(), Error> {
+        let (_, client) = self.session.client();
         if !self.armed {
             let tx = self.tick_tx.clone();
             let watch = move |event: WatchedEvent| {
@@ -217,15 +332,14 @@ impl Tree {
                     let _ = tx.send(Tick::Changed { path, deleted });
                 }
             };
-            self.session
-                .client
+            client
                 .add_watch(&self.root, AddWatchMode::PersistentRecursive, watch)
                 .map_err(|e| self.session.error(format!("watch {}", self.root), e))?;
             self.armed = true;
             self.stale = true;
         }
         if self.stale {
-            let names = match self.session.client.get_children(&self.root, false) {
+            let names = match client.get_children(&self.root, false) {
                 Ok(names) => names,
                 // A root that does not exist yet has no children; its creation fires the watch.
                 Err(ZkError::NoNode) => Vec::new(),
@@ -237,7 +351,7 @@ impl Tree {
         }
         while let Some(name) = self.pending.pop_first() {
             let path = self.path_of(&name);
-            match self.session.client.get_data(&path, false) {
+            match client.get_data(&path, false) {
                 Ok((data, _)) => {
                     self.children.insert(name, data);
                 }
@@ -264,7 +378,7 @@ impl Drop for Tree {
         if *count == 0 {
             roots.remove(&self.root);
             drop(roots);
-            if let Err(e) = self.session.client.remove_watches(&self.root, zookeeper::WatcherType::Any) {
+            if let Err(e) = self.session.client().1.remove_watches(&self.root, zookeeper::WatcherType::Any) {
                 log::debug!("zookeeper {}: remove watch on {}: {e:?}", self.session.ensemble, self.root);
             }
         }

@@ -29,6 +29,14 @@ pub struct Config {
     #[serde(default)]
     pub haproxy: HaproxyConfig,
     pub service_config: ServiceConfigSource,
+    /// The last known services, servers and HAProxy pids, so that a start while the registry is unreachable
+    /// serves what was served, and a start after a crash takes over the HAProxy left behind.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+}
+
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/proxymgr/state.json")
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -168,6 +176,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
+        if !self.state_file.is_absolute() {
+            return Err((
+                "state_file".into(),
+                format!("must be an absolute path, not {}", self.state_file.display()),
+            ));
+        }
         let h = &self.haproxy;
         for (key, path) in [("haproxy.config_path", &h.config_path), ("haproxy.socket_path", &h.socket_path)]
         {

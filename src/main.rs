@@ -9,6 +9,7 @@ mod plan;
 mod reconcile;
 mod registry;
 mod service;
+mod state;
 mod threads;
 mod watcher;
 mod zk;

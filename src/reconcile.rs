@@ -27,6 +27,7 @@ use crate::haproxy::runtime::{Runtime, RuntimeError};
 use crate::haproxy::{self, Capabilities, InstallError};
 use crate::plan::{effective_weight, plan, Desired, DesiredService, Running, RunningServer, Step};
 use crate::service::{Server, ServiceSpec};
+use crate::state::{self, SavedService, State};
 use crate::watcher::{self, Watcher};
 
 /// How long the first start waits for the registry's first answer and every watcher's first server set, so that
@@ -40,6 +41,8 @@ const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A process that served this long is healthy: its crash restarts it at once.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// The least time between two writes of the state file while servers churn.
+const STATE_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a starting HAProxy is asked whether it serves yet, and for how long.
 const START_POLL: Duration = Duration::from_millis(5);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -112,6 +115,11 @@ pub struct Reconciler {
     restart_due: Option<Instant>,
     restart_backoff: Duration,
     started: Instant,
+    /// The state file's services, until the registry answers or the start wait is over.
+    saved: Option<BTreeMap<String, SavedService>>,
+    /// Whether the state changed since the state file was last written, and when it may be written next.
+    state_dirty: bool,
+    state_due: Instant,
 }
 
 impl Reconciler {
@@ -124,6 +132,14 @@ impl Reconciler {
     ) -> Reconciler {
         let runtime = Runtime::new(&config.haproxy.socket_path);
         let next_drift_check = config.haproxy.drift_check_interval().map(|d| Instant::now() + d);
+        let saved = State::load(&config.state_file).unwrap_or_default();
+        let mut processes = Processes::default();
+        let orphans: Vec<u32> =
+            saved.haproxy_pids.iter().copied().filter(|&pid| state::is_haproxy(pid)).collect();
+        if !orphans.is_empty() {
+            log::warn!("taking over haproxy {orphans:?}, left running by an earlier proxymgr");
+            processes.adopt(orphans);
+        }
         Reconciler {
             config_file,
             caps: Capabilities::of(binary.version),
@@ -138,7 +154,7 @@ impl Reconciler {
             retry_blocked_at: None,
             next_generation: 0,
             listeners: Listeners::default(),
-            processes: Processes::default(),
+            processes,
             runtime,
             running: None,
             running_ports: BTreeSet::new(),
@@ -151,6 +167,9 @@ impl Reconciler {
             restart_due: None,
             restart_backoff: RESTART_BACKOFF_MIN,
             started: Instant::now(),
+            saved: Some(saved.services).filter(|s| !s.is_empty()),
+            state_dirty: false,
+            state_due: Instant::now(),
         }
     }
 
@@ -180,11 +199,62 @@ impl Reconciler {
             if self.next_drift_check.is_some_and(|at| at <= Instant::now()) {
                 self.check_drift();
             }
+            self.serve_saved_state();
             self.converge();
+            self.save_state();
         }
     }
 
+    /// At start, while the registry does not answer: serve what the state file says was served.
+    fn serve_saved_state(&mut self) {
+        if self.registry.is_some() {
+            self.saved = None;
+            return;
+        }
+        if self.started.elapsed() < STARTUP_WAIT {
+            return;
+        }
+        let Some(saved) = self.saved.take() else { return };
+        log::warn!(
+            "the registry has not answered in {STARTUP_WAIT:?}; serving {} service(s) from the state file until it does",
+            saved.len()
+        );
+        self.registry = Some(saved.iter().map(|(name, s)| (name.clone(), s.spec.clone())).collect());
+        self.apply_registry();
+        for (name, saved) in saved {
+            if let Some(service) = self.services.get_mut(&name) {
+                if service.awaiting_since.is_some() {
+                    service.servers = saved.servers;
+                    service.awaiting_since = None;
+                }
+            }
+        }
+        // What came from the file is not news from the registry: the file keeps it as it was.
+        self.registry = None;
+    }
+
+    /// Writes the state file when the state changed, at most once a second.
+    fn save_state(&mut self) {
+        if !self.state_dirty
+            || Instant::now() < self.state_due
+            || (self.registry.is_none() && self.services.is_empty())
+        {
+            return;
+        }
+        let services = self.services.iter().map(|(name, s)| {
+            (name.clone(), SavedService { spec: s.spec.clone(), servers: s.servers.clone() })
+        });
+        let state = State { haproxy_pids: self.processes.pids(), services: services.collect() };
+        if let Err(e) = state.save(&self.config.state_file) {
+            log::error!("state_file {}: cannot write: {e}", self.config.state_file.display());
+        }
+        self.state_dirty = false;
+        self.state_due = Instant::now() + STATE_WRITE_INTERVAL;
+    }
+
     fn handle(&mut self, event: Event) -> Option<Outcome> {
+        self.state_dirty |=
+            matches!(event, Event::Services(_) | Event::Servers { .. } | Event::Signal(Signal::Child));
         match event {
             Event::Services(specs) => {
                 self.registry = Some(specs);
@@ -310,7 +380,8 @@ impl Reconciler {
             Phase::Waiting { due } => Some(due),
             Phase::Starting { .. } => Some(Instant::now() + START_POLL),
         };
-        [startup, awaiting, phase, self.restart_due, self.retry_blocked_at, self.next_drift_check]
+        let state = self.state_dirty.then_some(self.state_due);
+        [startup, awaiting, phase, self.restart_due, self.retry_blocked_at, self.next_drift_check, state]
             .into_iter()
             .flatten()
             .min()
@@ -515,6 +586,10 @@ impl Reconciler {
         }
         self.last_reload = Some(Instant::now());
         self.runtime.reconnect();
+        // The new pid must reach the state file before anything else: a proxymgr killed now must be able to
+        // take it over.
+        self.state_dirty = true;
+        self.state_due = Instant::now();
         let pid = self.processes.pids()[0];
         self.phase = Phase::Starting { pid, state: desired.running(), ports, since: Instant::now() };
     }

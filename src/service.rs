@@ -18,8 +18,9 @@ pub const MAX_BLOB_BYTES: usize = 64 * 1024;
 #[error("{0}")]
 pub struct SpecError(pub String);
 
-/// What one service is: its listen port and options, and how to find its servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one service is: its listen port and options, and how to find its servers. (Serialized only into the
+/// state file; the registry's blobs are read through `RawSpec`.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub port: u16,
     pub listen_options: Vec<String>,
@@ -31,7 +32,7 @@ pub struct ServiceSpec {
 }
 
 /// How a service's servers are found. Each variant is one kind of watcher thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WatcherSpec {
     /// Children of `path` on the ensemble `server`, each holding `{"address": .., "port": ..}` (the original's)
     /// or a Nerve registration `{"host": .., "port": .., "weight": .., "haproxy_server_options": ..}`.
@@ -44,7 +45,7 @@ pub enum WatcherSpec {
     File { file: PathBuf, interval: Duration },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsBackend {
     pub name: String,
     pub port: u16,
@@ -185,7 +186,7 @@ pub fn check_name(name: &str) -> Result<(), SpecError> {
 
 /// One backend server of a service. Its identity is `name()`, address and port; the weight is a property
 /// HAProxy can change at run time, its own options are not.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Server {
     pub address: String,
     pub port: u16,

@@ -11,3 +11,5 @@ mod hitless;
 mod support;
 /// The fixtures themselves work.
 mod support_selftest;
+/// Issue 4: every watcher (zookeeper with Nerve nodes, campanjazk, dns, file) and the directory service_config.
+mod watchers;

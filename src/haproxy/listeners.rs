@@ -2,15 +2,20 @@
 //! restarts, so the kernel queues connections while no HAProxy accepts them (DESIGN.md §3: 0 failed requests
 //! over 50 reloads, against 23-25 when HAProxy binds the port itself).
 //!
+//! Every listener has SO_REUSEPORT, so that a proxymgr started after one that was killed can bind beside the
+//! HAProxy it left behind (which still holds the old sockets) and take over without refusing connections.
+//!
 //! **Architecture Invariant:** the sockets keep FD_CLOEXEC in proxymgr; only `process.rs` clears it, in the
 //! child between fork and exec, so no other child ever inherits a listener.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
-use nix::sys::socket::{listen, Backlog};
+use nix::sys::socket::{
+    self, listen, setsockopt, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+};
 
 /// The accept queue we ask for: connections wait here while HAProxy reloads or restarts.
 const BACKLOG: i32 = 4096;
@@ -34,10 +39,7 @@ impl Listeners {
             return Ok(listener.as_raw_fd());
         }
         let addr = SocketAddr::new(address, port);
-        let listener = TcpListener::bind(addr).map_err(|source| ListenerError { addr, source })?;
-        // std listens with a backlog of 128; a longer queue rides out a slow HAProxy start.
-        let backlog = Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN);
-        listen(&listener.as_fd(), backlog).map_err(|e| ListenerError { addr, source: e.into() })?;
+        let listener = bind(addr).map_err(|e| ListenerError { addr, source: e.into() })?;
         let fd = listener.as_raw_fd();
         self.bound.insert(port, listener);
         Ok(fd)
@@ -56,5 +58,38 @@ impl Listeners {
             }
             keep
         });
+    }
+}
+
+/// A listening TCP socket on `addr` with SO_REUSEADDR and SO_REUSEPORT, close-on-exec, and a long accept queue
+/// (std listens with 128; a longer queue rides out a slow HAProxy start).
+fn bind(addr: SocketAddr) -> nix::Result<TcpListener> {
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    match addr {
+        SocketAddr::V4(v4) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?,
+        SocketAddr::V6(v6) => socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?,
+    }
+    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    Ok(TcpListener::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_listener_binds_beside_the_first() {
+        // What a restarted proxymgr does while the HAProxy its killed predecessor left still holds the port.
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = bind(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        let flags = nix::fcntl::fcntl(second.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & nix::libc::FD_CLOEXEC, 0, "close-on-exec in proxymgr");
+        // A plain socket (no SO_REUSEPORT) cannot: the port is not open to anyone else.
+        assert!(std::net::TcpListener::bind(addr).is_err());
     }
 }

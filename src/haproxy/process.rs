@@ -158,6 +158,9 @@ pub struct Exited {
 pub struct Processes {
     current: Option<Running>,
     old: Vec<Running>,
+    /// HAProxy processes a proxymgr that died left behind: not our children, so they cannot be reaped, only
+    /// told to finish (by the next start's `-sf`) and watched until they are gone.
+    orphans: Vec<u32>,
 }
 
 impl Processes {
@@ -184,13 +187,25 @@ impl Processes {
         Ok(pid)
     }
 
+    /// Takes over processes an earlier proxymgr left running.
+    pub fn adopt(&mut self, orphans: Vec<u32>) {
+        self.orphans = orphans;
+    }
+
     /// Every live pid, the serving one first.
     pub fn pids(&self) -> Vec<u32> {
-        self.current.iter().chain(&self.old).map(Running::pid).collect()
+        self.current.iter().chain(&self.old).map(Running::pid).chain(self.orphans.iter().copied()).collect()
     }
 
     /// Reaps whatever has ended. Returns the serving process if it was among them: nobody asked it to stop.
     pub fn reap(&mut self) -> Option<Exited> {
+        self.orphans.retain(|&pid| {
+            let alive = crate::state::is_haproxy(pid);
+            if !alive {
+                log::info!("haproxy[{pid}] (left by an earlier proxymgr) finished");
+            }
+            alive
+        });
         self.old.retain_mut(|old| match old.child.try_wait() {
             Ok(Some(status)) => {
                 log::info!("haproxy[{}] finished ({})", old.pid(), describe(status));
@@ -219,15 +234,16 @@ impl Processes {
     /// kills what is left. Returns once every process is reaped.
     pub fn stop(&mut self, timeout: Duration) {
         self.old.extend(self.current.take());
-        signal_all(&self.old, Signal::SIGUSR1);
+        signal_all(&self.pids(), Signal::SIGUSR1);
         let deadline = Instant::now() + timeout;
-        while !self.old.is_empty() && Instant::now() < deadline {
+        while !self.pids().is_empty() && Instant::now() < deadline {
             self.reap();
             std::thread::sleep(Duration::from_millis(20));
         }
-        if !self.old.is_empty() {
+        if !self.pids().is_empty() {
             log::warn!("haproxy {:?} still running after {timeout:?}; killing", self.pids());
-            signal_all(&self.old, Signal::SIGKILL);
+            signal_all(&self.pids(), Signal::SIGKILL);
+            self.orphans.clear();
             for old in &mut self.old {
                 let _ = old.child.wait();
             }
@@ -236,10 +252,10 @@ impl Processes {
     }
 }
 
-fn signal_all(processes: &[Running], signal: Signal) {
-    for p in processes {
-        if let Err(e) = kill(Pid::from_raw(p.pid() as i32), signal) {
-            log::debug!("haproxy[{}]: {signal}: {e}", p.pid());
+fn signal_all(pids: &[u32], signal: Signal) {
+    for &pid in pids {
+        if let Err(e) = kill(Pid::from_raw(pid as i32), signal) {
+            log::debug!("haproxy[{pid}]: {signal}: {e}");
         }
     }
 }

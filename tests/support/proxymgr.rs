@@ -58,6 +58,36 @@ impl Proxymgr {
     /// Starts proxymgr with the config `config(dir)` returns, `dir` being the fixture's temporary directory, so
     /// the config can put HAProxy's files there: `Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk))`.
     pub fn start_with(config: impl FnOnce(&Path) -> String) -> Proxymgr {
+        Proxymgr::launch(config, |bin| Command::new(bin))
+    }
+
+    /// Like `start_with`, but proxymgr (and the HAProxy it starts) runs in a private mount namespace with
+    /// `hosts` bind-mounted over `/etc/hosts`, so the names a test writes there resolve for proxymgr only and the
+    /// machine's `/etc/hosts` is untouched. Tests using it start with `support::require("unshare")`.
+    ///
+    /// `hosts` must exist. The mount pins its inode: rewrite it in place (`fs::write`, which truncates), never
+    /// by renaming another file over it, or proxymgr keeps seeing the old contents. As root this is
+    /// `unshare --mount`; as another user it adds `--user --map-root-user` (needs unprivileged user namespaces).
+    /// `unshare` and `sh` exec, so the fixture's pid is still proxymgr's.
+    pub fn start_with_hosts(hosts: &Path, config: impl FnOnce(&Path) -> String) -> Proxymgr {
+        assert!(hosts.is_file(), "{} must exist to be bind-mounted over /etc/hosts", hosts.display());
+        let hosts = hosts.canonicalize().unwrap_or_else(|e| panic!("canonicalize {}: {e}", hosts.display()));
+        Proxymgr::launch(config, move |bin| {
+            let mut command = Command::new("unshare");
+            if effective_uid() != Some(0) {
+                command.args(["--user", "--map-root-user"]);
+            }
+            // A new mount namespace is private (util-linux's default propagation), so the mount stays in it.
+            command
+                .args(["--mount", "sh", "-c", r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#, "sh"])
+                .arg(&hosts)
+                .arg(bin);
+            command
+        })
+    }
+
+    /// Writes the config, opens the log and spawns `command(proxymgr_bin())` with `-c <config> -d` appended.
+    fn launch(config: impl FnOnce(&Path) -> String, command: impl FnOnce(&Path) -> Command) -> Proxymgr {
         let dir = temp_dir("proxymgr-");
         let config_path = dir.path().join("proxymgr.yml");
         let yaml = config(dir.path());
@@ -70,7 +100,8 @@ impl Proxymgr {
             .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
         let log_err = log.try_clone().expect("clone a file handle");
         let bin = proxymgr_bin();
-        let child = Command::new(&bin)
+        let mut command = command(&bin);
+        let child = command
             .arg("-c")
             .arg(&config_path)
             .arg("-d")
@@ -82,7 +113,7 @@ impl Proxymgr {
             // Ctrl-C at the terminal (make demo) reaches the demo, which stops proxymgr in order.
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e} (is it built?)", bin.display()));
+            .unwrap_or_else(|e| panic!("start {:?}: {e} (is it built?)", command.get_program()));
         Proxymgr { dir, child, status: None, descendants: Vec::new() }
     }
 
@@ -103,6 +134,7 @@ impl Proxymgr {
     - "timeout connect 2s"
     - "timeout client 10s"
     - "timeout server 10s"
+state_file: {dir}/state.json
 service_config:
   type: zookeeper
   servers: {zk}
@@ -300,6 +332,13 @@ pub fn haproxy_command(socket: &Path, command: &str) -> io::Result<String> {
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     Ok(reply)
+}
+
+/// This process's effective uid, from `/proc/self/status` (`Uid:` real, effective, saved, filesystem).
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Runs the proxymgr binary with `args` (for CLI tests) and collects its output; panics if it runs for more

@@ -1,0 +1,101 @@
+//! The state file: what proxymgr last served (every service's spec and servers) and the HAProxy processes it
+//! ran. Written atomically whenever that changes (at most once a second for server churn). Read at start:
+//! - while the registry does not answer, the saved services are served, so a restart during a registry outage
+//!   does not take the load balancer down;
+//! - a saved HAProxy that still runs was left by a proxymgr that died (kill -9): the first HAProxy this
+//!   proxymgr starts takes over from it with `-sf`, so two generations never stay side by side.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::{Server, ServiceSpec};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub haproxy_pids: Vec<u32>,
+    pub services: BTreeMap<String, SavedService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedService {
+    pub spec: ServiceSpec,
+    pub servers: Vec<Server>,
+}
+
+impl State {
+    /// The saved state; None when there is none. A file that does not parse is reported and ignored.
+    pub fn load(path: &Path) -> Option<State> {
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                log::warn!("state_file {}: cannot read: {e}; starting without it", path.display());
+                return None;
+            }
+        };
+        match serde_json::from_slice(&text) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                log::warn!("state_file {}: {e}; starting without it", path.display());
+                None
+            }
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut file = tempfile::Builder::new().prefix(".state.").tempfile_in(dir)?;
+        serde_json::to_writer(&mut file, self)?;
+        file.flush()?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// Whether `pid` is a live HAProxy: a saved pid may have been reused by anything since.
+pub fn is_haproxy(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "haproxy")
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::WatcherSpec;
+    use std::time::Duration;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        assert_eq!(State::load(&path), None);
+        let spec = ServiceSpec {
+            port: 80,
+            listen_options: vec!["mode http".into()],
+            server_options: vec![],
+            watcher: WatcherSpec::File { file: "/etc/s".into(), interval: Duration::from_millis(1500) },
+            allow_empty: false,
+        };
+        let server = Server { weight: Some(3), ..Server::new("10.0.0.1", 80).unwrap() };
+        let state = State {
+            haproxy_pids: vec![42],
+            services: [("web".to_string(), SavedService { spec, servers: vec![server] })].into(),
+        };
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path), Some(state));
+        std::fs::write(&path, "{not json").unwrap();
+        assert_eq!(State::load(&path), None, "a broken file is ignored");
+    }
+
+    #[test]
+    fn only_live_haproxy_processes_count() {
+        assert!(!is_haproxy(std::process::id()), "the test runner is no HAProxy");
+        assert!(!is_haproxy(u32::MAX));
+    }
+}

@@ -11,8 +11,12 @@ use crate::service::{Server, ServiceSpec};
 #[derive(Debug)]
 pub enum Event {
     /// The registry's whole current set of services. A service whose blob turned bad is still here with its
-    /// last good spec: the registry only drops a service when its node is gone.
-    Services(BTreeMap<String, ServiceSpec>),
+    /// last good spec: the registry only drops a service when its node is gone. `source` tells a replaced
+    /// registry's late message (after SIGHUP changed service_config) from the current one's.
+    Services {
+        source: u64,
+        services: BTreeMap<String, ServiceSpec>,
+    },
     /// A watcher's whole current server set for one service. `generation` tells a stopped watcher's late
     /// message from the current one's.
     Servers {

@@ -23,7 +23,7 @@ use crossbeam_channel::Sender;
 use log::LevelFilter;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 
-use config::{Config, ServiceConfigSource};
+use config::Config;
 use event::{Event, Signal};
 use haproxy::process::Binary;
 use reconcile::{Outcome, Reconciler};
@@ -86,24 +86,7 @@ fn run(args: &Args) -> u8 {
         log::error!("cannot install signal handlers: {e}");
         return EXIT_FAILED;
     }
-    let sessions = Arc::new(zk::Sessions::default());
-    // The registry runs for the daemon's life: its stop sender is held here until the reconciler returns.
-    let (_stop_registry, stop) = crossbeam_channel::bounded::<()>(0);
-    let tx = events.clone();
-    match config.service_config.clone() {
-        ServiceConfigSource::Zookeeper { servers, path } => {
-            let sessions = sessions.clone();
-            threads::spawn("registry".into(), events.clone(), move || {
-                zk::registry::run(sessions, &servers, &path, tx, stop)
-            });
-        }
-        ServiceConfigSource::Directory { path } => {
-            threads::spawn("registry".into(), events.clone(), move || {
-                registry::directory::run(path, tx, stop)
-            });
-        }
-    }
-    let watchers = watcher::Context { events, sessions };
+    let watchers = watcher::Context { events, sessions: Arc::new(zk::Sessions::default()) };
     match Reconciler::new(args.config.clone(), config, binary, inbox, watchers).run() {
         Outcome::Stopped => {
             log::info!("stopped");

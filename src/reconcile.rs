@@ -26,6 +26,7 @@ use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime::{Runtime, RuntimeError};
 use crate::haproxy::{self, Capabilities, InstallError};
 use crate::plan::{effective_weight, plan, Desired, DesiredService, Running, RunningServer, Step};
+use crate::registry;
 use crate::service::{Server, ServiceSpec};
 use crate::state::{self, SavedService, State};
 use crate::watcher::{self, Watcher};
@@ -88,6 +89,8 @@ pub struct Reconciler {
     events: Receiver<Event>,
     watchers: watcher::Context,
     renderer: Renderer,
+    /// The thread following `service_config`.
+    source: registry::Source,
     /// The registry's last whole set, as it sent it.
     registry: Option<BTreeMap<String, ServiceSpec>>,
     /// The services being served (or about to be), each with a running watcher.
@@ -140,7 +143,9 @@ impl Reconciler {
             log::warn!("taking over haproxy {orphans:?}, left running by an earlier proxymgr");
             processes.adopt(orphans);
         }
+        let source = registry::start(&config.service_config, 0, &watchers);
         Reconciler {
+            source,
             config_file,
             caps: Capabilities::of(binary.version),
             config,
@@ -254,11 +259,13 @@ impl Reconciler {
 
     fn handle(&mut self, event: Event) -> Option<Outcome> {
         self.state_dirty |=
-            matches!(event, Event::Services(_) | Event::Servers { .. } | Event::Signal(Signal::Child));
+            matches!(event, Event::Services { .. } | Event::Servers { .. } | Event::Signal(Signal::Child));
         match event {
-            Event::Services(specs) => {
-                self.registry = Some(specs);
-                self.apply_registry();
+            Event::Services { source, services } => {
+                if source == self.source.generation {
+                    self.registry = Some(services);
+                    self.apply_registry();
+                }
             }
             Event::Servers { service, generation, servers } => {
                 if let Some(s) =
@@ -689,13 +696,12 @@ impl Reconciler {
             Err(e) => return log::error!("{e}; keeping the running configuration"),
         };
         if config.service_config != self.config.service_config {
-            log::warn!(
-                "service_config changed ({} -> {}); that takes a restart of proxymgr, keeping {}",
-                self.config.service_config,
-                config.service_config,
-                self.config.service_config
-            );
+            // The new source's first whole set replaces the old one's; until it comes, what is served stays.
+            log::info!("service_config: {} -> {}", self.config.service_config, config.service_config);
+            self.source = registry::start(&config.service_config, self.source.generation + 1, &self.watchers);
+            self.config.service_config = config.service_config;
         }
+        self.config.state_file = config.state_file;
         if config.haproxy.socket_path != self.config.haproxy.socket_path {
             self.runtime = Runtime::new(&config.haproxy.socket_path);
         }

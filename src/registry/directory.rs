@@ -7,17 +7,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
-use super::{Entry, Registry};
-use crate::event::Event;
+use super::{Announce, Entry, Registry};
 use crate::fswatch::DirWatch;
 use crate::service::MAX_BLOB_BYTES;
 
 const RESCAN: Duration = Duration::from_secs(1);
 
 /// Follows `dir` until `stop` fires, sending [`Event::Services`] whenever the set changes.
-pub fn run(dir: PathBuf, events: Sender<Event>, stop: Receiver<()>) {
+pub fn run(dir: PathBuf, announce: Announce, stop: Receiver<()>) {
     log::info!("service_config: following directory {}", dir.display());
     let mut registry = Registry::default();
     let mut watch = DirWatch::new(&dir);
@@ -30,7 +29,7 @@ pub fn run(dir: PathBuf, events: Sender<Event>, stop: Receiver<()>) {
                     .iter()
                     .map(|(name, (path, data))| Entry::parse(name, path.display().to_string(), data));
                 if let Some(services) = registry.update(entries) {
-                    let _ = events.send(Event::Services(services));
+                    announce.send(services);
                 }
             }
             Err(e) => {

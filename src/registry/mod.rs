@@ -8,7 +8,52 @@ pub mod directory;
 
 use std::collections::BTreeMap;
 
+use crossbeam_channel::Sender;
+
+use crate::config::ServiceConfigSource;
+use crate::event::Event;
 use crate::service::{check_name, ServiceSpec, SpecError};
+use crate::threads;
+use crate::watcher;
+use crate::zk;
+
+/// The running registry thread; dropping it stops the thread at its next wake-up.
+pub struct Source {
+    _stop: Sender<()>,
+    pub generation: u64,
+}
+
+/// How a registry thread sends the whole set.
+pub struct Announce {
+    generation: u64,
+    events: Sender<Event>,
+}
+
+impl Announce {
+    pub fn send(&self, services: BTreeMap<String, ServiceSpec>) {
+        let _ = self.events.send(Event::Services { source: self.generation, services });
+    }
+}
+
+/// Starts the thread that follows `source` and sends `Event::Services`.
+pub fn start(source: &ServiceConfigSource, generation: u64, context: &watcher::Context) -> Source {
+    let (stop_tx, stop) = crossbeam_channel::bounded(0);
+    let events = Announce { generation, events: context.events.clone() };
+    match source.clone() {
+        ServiceConfigSource::Zookeeper { servers, path } => {
+            let sessions = context.sessions.clone();
+            threads::spawn("registry".into(), context.events.clone(), move || {
+                zk::registry::run(sessions, &servers, &path, events, stop)
+            });
+        }
+        ServiceConfigSource::Directory { path } => {
+            threads::spawn("registry".into(), context.events.clone(), move || {
+                directory::run(path, events, stop)
+            });
+        }
+    }
+    Source { _stop: stop_tx, generation }
+}
 
 /// One service definition as found (a node, a file), parsed.
 pub struct Entry<'a> {

@@ -204,6 +204,8 @@ pub struct Tree {
     /// Children to read at the next sync: created or changed since the last.
     pending: BTreeSet<String>,
     armed: bool,
+    /// Whether the root existed at the last listing.
+    root_exists: bool,
     /// Set when a read failed or a reconnect happened: the next sync re-reads every child.
     stale: bool,
     backoff: Duration,
@@ -222,6 +224,7 @@ impl Tree {
             children: BTreeMap::new(),
             pending: BTreeSet::new(),
             armed: false,
+            root_exists: false,
             stale: true,
             backoff: Duration::from_millis(100),
         }
@@ -285,6 +288,16 @@ impl Tree {
         &self.children
     }
 
+    /// Whether the root node exists. A root that vanished (deleted by mistake, or a server that lost its data)
+    /// says nothing about the services or servers, so its followers keep what they have.
+    pub fn root_exists(&self) -> bool {
+        self.root_exists
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
     fn note(&mut self, tick: Tick) {
         match tick {
             Tick::Reconnected => {
@@ -339,12 +352,13 @@ impl Tree {
             self.stale = true;
         }
         if self.stale {
-            let names = match client.get_children(&self.root, false) {
-                Ok(names) => names,
+            let (names, exists) = match client.get_children(&self.root, false) {
+                Ok(names) => (names, true),
                 // A root that does not exist yet has no children; its creation fires the watch.
-                Err(ZkError::NoNode) => Vec::new(),
+                Err(ZkError::NoNode) => (Vec::new(), false),
                 Err(e) => return Err(self.session.error(format!("list {}", self.root), e)),
             };
+            self.root_exists = exists;
             self.children.retain(|name, _| names.contains(name));
             self.pending = names.into_iter().collect();
             self.stale = false;

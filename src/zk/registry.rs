@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use super::{Sessions, Tree};
-use crate::event::Event;
-use crate::registry::{Entry, Registry};
+use crate::registry::{Announce, Entry, Registry};
 
 /// Follows `path` on `ensemble` until `stop` fires, sending [`Event::Services`] whenever the set changes.
-pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, events: Sender<Event>, stop: Receiver<()>) {
+pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, announce: Announce, stop: Receiver<()>) {
     let session = match sessions.get(ensemble) {
         Ok(session) => session,
         Err(e) => {
@@ -20,11 +19,23 @@ pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, events: Sender<E
     };
     log::info!("service_config: following zookeeper {ensemble}{path}");
     let mut registry = Registry::default();
+    let mut missing = false;
     Tree::new(session, path).follow(&stop, |tree| {
+        if !tree.root_exists() {
+            if !missing {
+                log::error!(
+                    "service_config: {} does not exist; keeping the services as they are until it does",
+                    tree.root()
+                );
+                missing = true;
+            }
+            return;
+        }
+        missing = false;
         if let Some(services) = registry
             .update(tree.children().iter().map(|(name, data)| Entry::parse(name, tree.path_of(name), data)))
         {
-            let _ = events.send(Event::Services(services));
+            announce.send(services);
         }
     });
 }

@@ -37,7 +37,26 @@ pub fn run(
         }
     };
     let mut skipped: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let (mut missing, mut reported) = (false, false);
     Tree::new(session, path).follow(&stop, |tree| {
+        if !tree.root_exists() {
+            if !missing {
+                log::error!(
+                    "service {}: {} does not exist; keeping its servers as they are",
+                    report.service(),
+                    tree.root()
+                );
+                missing = true;
+            }
+            // A path that never existed: the service has no servers, and need not wait for any.
+            if !reported {
+                report.send(Vec::new());
+                reported = true;
+            }
+            return;
+        }
+        missing = false;
+        reported = true;
         let mut servers = Vec::new();
         let mut now_skipped = BTreeMap::new();
         for (name, data) in tree.children() {

@@ -5,7 +5,7 @@
 //! service added or removed, or a changed `listen` skeleton (port, listen or server options) or head
 //! (global, defaults), takes a reload. So does a new server where HAProxy cannot add one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::haproxy::runtime::{Command, State};
 use crate::haproxy::Capabilities;
@@ -35,33 +35,47 @@ pub struct RunningServer {
     pub ready: bool,
 }
 
-/// What HAProxy should have.
+/// What HAProxy should have, borrowed from the reconciler's state (nothing is copied per change).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Desired {
-    pub head: String,
-    pub services: BTreeMap<String, DesiredService>,
+pub struct Desired<'a> {
+    pub head: &'a str,
+    pub services: BTreeMap<&'a str, DesiredService<'a>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredService {
-    pub skeleton: String,
-    pub spec: ServiceSpec,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DesiredService<'a> {
+    pub skeleton: &'a str,
+    /// Its server lines as rendered (for the file; the planner does not read them).
+    pub lines: &'a str,
+    pub spec: &'a ServiceSpec,
     /// Sorted and unique by name.
-    pub servers: Vec<Server>,
+    pub servers: &'a [Server],
     /// False once HAProxy refused a dynamic server for this service (its balance algorithm, an option dynamic
     /// servers do not take): its new servers then take a reload.
     pub dynamic: bool,
 }
 
-impl Desired {
+impl Desired<'_> {
     /// The process a reload to this state starts: every server in the file, all of them ready.
     pub fn running(&self) -> Running {
         let services = self.services.iter().map(|(name, d)| {
             let servers =
                 d.servers.iter().map(|s| (s.name(), RunningServer { server: s.clone(), ready: true }));
-            (name.clone(), RunningService { skeleton: d.skeleton.clone(), servers: servers.collect() })
+            (
+                name.to_string(),
+                RunningService { skeleton: d.skeleton.to_string(), servers: servers.collect() },
+            )
         });
-        Running { head: self.head.clone(), services: services.collect() }
+        Running { head: self.head.to_string(), services: services.collect() }
+    }
+
+    /// Everything in the config but the server lines: what HAProxy must accept before a reload.
+    pub fn skeleton(&self) -> String {
+        let mut text = self.head.to_string();
+        for service in self.services.values() {
+            text.push_str(service.skeleton);
+        }
+        text
     }
 }
 
@@ -104,16 +118,24 @@ pub struct Plan {
     pub reload: Vec<String>,
 }
 
-/// `tidy` adds a `Delete` for every server in maintenance that the registry no longer has.
-pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, tidy: bool) -> Plan {
+/// `tidy` adds a `Delete` for every server in maintenance that the registry no longer has. `scope` limits the
+/// server comparison to the services named (those that changed since the last plan); what takes a reload is
+/// always judged on everything, since it costs a string comparison per service.
+pub fn plan(
+    running: &Running,
+    desired: &Desired,
+    caps: &Capabilities,
+    tidy: bool,
+    scope: Option<&BTreeSet<String>>,
+) -> Plan {
     let mut plan = Plan::default();
     if running.head != desired.head {
         plan.reload.push("global or defaults changed".into());
     }
-    for name in running.services.keys().filter(|name| !desired.services.contains_key(*name)) {
+    for name in running.services.keys().filter(|name| !desired.services.contains_key(name.as_str())) {
         plan.reload.push(format!("service {name} removed"));
     }
-    for (name, want) in &desired.services {
+    for (&name, want) in &desired.services {
         let Some(have) = running.services.get(name) else {
             plan.reload.push(format!("service {name} added"));
             continue;
@@ -123,7 +145,9 @@ pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, tidy: boo
         }
         // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the
         // running backend serves until then.
-        plan_servers(&mut plan, name, have, want, caps, tidy);
+        if scope.map_or(true, |names| names.contains(name)) {
+            plan_servers(&mut plan, name, have, want, caps, tidy);
+        }
     }
     plan
 }
@@ -156,8 +180,8 @@ fn plan_servers(
                 if !current.ready {
                     plan.steps.push(Step::Enable { service: service.into(), server: server.clone() });
                 }
-                let weight = effective_weight(server, &want.spec);
-                if effective_weight(&current.server, &want.spec) != weight {
+                let weight = effective_weight(server, want.spec);
+                if effective_weight(&current.server, want.spec) != weight {
                     plan.steps.push(Step::Reweight {
                         service: service.into(),
                         server: server.clone(),
@@ -169,7 +193,7 @@ fn plan_servers(
                 let arguments = format!(
                     "{}{}",
                     server.endpoint(),
-                    crate::haproxy::render::server_arguments(&want.spec, server, " ")
+                    crate::haproxy::render::server_arguments(want.spec, server, " ")
                 );
                 let health =
                     want.spec.server_options.iter().any(|o| o.split_whitespace().any(|w| w == "check"));
@@ -300,18 +324,24 @@ mod tests {
         }
     }
 
-    fn desired(servers: &[Server]) -> Desired {
-        let service = DesiredService {
-            skeleton: "listen web".into(),
-            spec: spec(&["check"]),
-            servers: servers.to_vec(),
-            dynamic: true,
-        };
-        Desired { head: "head".into(), services: [("web".to_string(), service)].into() }
+    /// Tests leak what a `Desired` borrows: the reconciler's state, in the daemon.
+    fn leak<T>(value: T) -> &'static T {
+        Box::leak(Box::new(value))
     }
 
-    fn with_options(mut desired: Desired, options: &[&str]) -> Desired {
-        desired.services.get_mut("web").unwrap().spec = spec(options);
+    fn desired(servers: &[Server]) -> Desired<'static> {
+        let service = DesiredService {
+            skeleton: "listen web",
+            lines: "",
+            spec: leak(spec(&["check"])),
+            servers: leak(servers.to_vec()),
+            dynamic: true,
+        };
+        Desired { head: "head", services: [("web", service)].into() }
+    }
+
+    fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'static> {
+        desired.services.get_mut("web").unwrap().spec = leak(spec(options));
         desired
     }
 
@@ -328,7 +358,7 @@ mod tests {
     struct Case {
         what: &'static str,
         running: Running,
-        desired: Desired,
+        desired: Desired<'static>,
         caps: Capabilities,
         tidy: bool,
         commands: &'static [&'static str],
@@ -338,7 +368,7 @@ mod tests {
     fn case(
         what: &'static str,
         running: Running,
-        desired: Desired,
+        desired: Desired<'static>,
         commands: &'static [&'static str],
     ) -> Case {
         Case { what, running, desired, caps: V26, tidy: false, commands, reload: &[] }
@@ -456,7 +486,7 @@ mod tests {
             },
         ];
         for Case { what, running, desired, caps, tidy, commands, reload } in cases {
-            let plan = plan(&running, &desired, &caps, tidy);
+            let plan = plan(&running, &desired, &caps, tidy, None);
             let got: Vec<String> =
                 plan.steps.iter().flat_map(|s| s.commands(&caps)).map(|c| c.to_string()).collect();
             assert_eq!(got, commands, "{what}: commands");
@@ -470,11 +500,11 @@ mod tests {
         let base = desired(std::slice::from_ref(&a));
         let running = base.running();
         let mut head = base.clone();
-        head.head = "other head".into();
+        head.head = "other head";
         let mut skeleton = desired(&[a.clone(), server(2, None)]);
-        skeleton.services.get_mut("web").unwrap().skeleton = "listen web port 81".into();
+        skeleton.services.get_mut("web").unwrap().skeleton = "listen web port 81";
         let mut added = base.clone();
-        added.services.insert("api".into(), base.services["web"].clone());
+        added.services.insert("api", base.services["web"]);
         let mut removed = base.clone();
         removed.services.clear();
         let mut refused = desired(&[a, server(2, None)]);
@@ -486,10 +516,18 @@ mod tests {
             ("removed", removed, "service web removed"),
             ("refused", refused, "service web: new server 10.0.0.1:2 (HAProxy refuses dynamic servers here)"),
         ] {
-            assert_eq!(plan(&running, &desired, &V26, false).reload, vec![reason.to_string()], "{what}");
+            assert_eq!(
+                plan(&running, &desired, &V26, false, None).reload,
+                vec![reason.to_string()],
+                "{what}"
+            );
         }
+        // Out of scope, a service's servers are not compared; what takes a reload still is.
+        let nothing = BTreeSet::new();
+        let scoped = plan(&running, &skeleton, &V26, false, Some(&nothing));
+        assert!(scoped.steps.is_empty() && scoped.reload.len() == 1, "{scoped:?}");
         // A changed skeleton still lets server changes through at once.
-        let plan = plan(&running, &skeleton, &V26, false);
+        let plan = plan(&running, &skeleton, &V26, false, None);
         assert!(matches!(&plan.steps[..], [Step::Add { .. }]), "{plan:?}");
     }
 
@@ -498,7 +536,7 @@ mod tests {
         let (a, b, c) = (server(1, None), server(2, Some(3)), server(3, None));
         let mut running = running(&[a.clone(), server(2, None)], std::slice::from_ref(&c));
         let desired = desired(&[b.clone(), c.clone(), server(4, None)]);
-        let first = plan(&running, &desired, &V26, false);
+        let first = plan(&running, &desired, &V26, false, None);
         for step in &first.steps {
             running.apply(step);
         }
@@ -511,8 +549,12 @@ mod tests {
             .collect();
         let want_ready: Vec<_> = want.services["web"].servers.clone().into_iter().collect();
         assert_eq!(ready, want_ready);
-        assert_eq!(plan(&running, &desired, &V26, false), Plan::default(), "a second plan has nothing to do");
-        let tidy = plan(&running, &desired, &V26, true);
+        assert_eq!(
+            plan(&running, &desired, &V26, false, None),
+            Plan::default(),
+            "a second plan has nothing to do"
+        );
+        let tidy = plan(&running, &desired, &V26, true, None);
         assert_eq!(tidy.steps, vec![Step::Delete { service: "web".into(), server: a.name() }]);
     }
 }

@@ -23,7 +23,7 @@ use crate::event::{Event, Signal};
 use crate::haproxy::listeners::Listeners;
 use crate::haproxy::process::{describe, Binary, Processes};
 use crate::haproxy::render::Renderer;
-use crate::haproxy::runtime::{Runtime, RuntimeError};
+use crate::haproxy::runtime::Runtime;
 use crate::haproxy::{self, Capabilities, InstallError};
 use crate::plan::{effective_weight, plan, Desired, DesiredService, Running, RunningServer, Step};
 use crate::registry;
@@ -44,6 +44,8 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// The least time between two writes of the state file while servers churn.
 const STATE_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// The least time between two rewrites of haproxy.cfg for runtime changes.
+const FILE_WRITE_INTERVAL: Duration = Duration::from_millis(200);
 /// How often a starting HAProxy is asked whether it serves yet, and for how long.
 const START_POLL: Duration = Duration::from_millis(5);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,6 +65,9 @@ struct Service {
     watcher: Watcher,
     /// Set while its watcher has not reported yet.
     awaiting_since: Option<Instant>,
+    /// Its `listen` skeleton and its server lines as rendered; None once what they come from changed.
+    skeleton: Option<String>,
+    lines: Option<String>,
 }
 
 /// Where reloading stands.
@@ -112,8 +117,14 @@ pub struct Reconciler {
     rejected: Option<String>,
     /// Services whose dynamic servers HAProxy refused, with the server options it refused them under.
     no_dynamic: BTreeMap<String, Vec<String>>,
-    /// Whether haproxy.cfg on disk lags behind runtime changes.
+    /// Whether haproxy.cfg on disk lags behind runtime changes, and when it may be written next.
     file_stale: bool,
+    file_due: Instant,
+    /// The head (global, defaults) as rendered; None once the config changed.
+    head: Option<String>,
+    /// Services whose servers or spec changed since the last plan; all of them when `dirty_all`.
+    dirty: BTreeSet<String>,
+    dirty_all: bool,
     next_drift_check: Option<Instant>,
     restart_due: Option<Instant>,
     restart_backoff: Duration,
@@ -168,6 +179,10 @@ impl Reconciler {
             rejected: None,
             no_dynamic: BTreeMap::new(),
             file_stale: false,
+            file_due: Instant::now(),
+            head: None,
+            dirty: BTreeSet::new(),
+            dirty_all: true,
             next_drift_check,
             restart_due: None,
             restart_backoff: RESTART_BACKOFF_MIN,
@@ -230,6 +245,7 @@ impl Reconciler {
             if let Some(service) = self.services.get_mut(&name) {
                 if service.awaiting_since.is_some() {
                     service.servers = saved.servers;
+                    service.lines = None;
                     service.awaiting_since = None;
                 }
             }
@@ -273,6 +289,8 @@ impl Reconciler {
                 {
                     log::info!("service {service}: {} server(s): {}", servers.len(), list(&servers));
                     s.servers = servers;
+                    s.lines = None;
+                    self.dirty.insert(service);
                     s.awaiting_since = None;
                 }
             }
@@ -352,6 +370,9 @@ impl Reconciler {
                     self.next_generation += 1;
                 }
                 service.spec = spec.clone();
+                service.skeleton = None;
+                service.lines = None;
+                self.dirty.insert(name.to_string());
             }
             None => {
                 log::info!("service {name}: added on port {}", spec.port);
@@ -362,6 +383,8 @@ impl Reconciler {
                     servers: Vec::new(),
                     watcher,
                     awaiting_since: Some(Instant::now()),
+                    skeleton: None,
+                    lines: None,
                 };
                 self.services.insert(name.to_string(), service);
             }
@@ -388,50 +411,48 @@ impl Reconciler {
             Phase::Starting { .. } => Some(Instant::now() + START_POLL),
         };
         let state = self.state_dirty.then_some(self.state_due);
-        [startup, awaiting, phase, self.restart_due, self.retry_blocked_at, self.next_drift_check, state]
-            .into_iter()
-            .flatten()
-            .min()
+        let file = self.file_stale.then_some(self.file_due);
+        [
+            startup,
+            awaiting,
+            phase,
+            self.restart_due,
+            self.retry_blocked_at,
+            self.next_drift_check,
+            state,
+            file,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// The desired state, with the listener fds its config binds.
-    fn desired(&self) -> (Desired, Vec<RawFd>, BTreeSet<u16>) {
-        let head = self.renderer.head(&self.config.haproxy, &self.caps);
-        let (mut services, mut fds, mut ports) = (BTreeMap::new(), Vec::new(), BTreeSet::new());
-        for (name, service) in &self.services {
-            // Every service in `services` had its listener opened by `set_up`.
-            let Some(fd) = self.listeners.fd(service.spec.port) else { continue };
-            let skeleton = self.renderer.listen(name, fd, &service.spec, &self.config.haproxy, &self.caps);
-            let dynamic = self.no_dynamic.get(name) != Some(&service.spec.server_options);
-            let desired = DesiredService {
-                skeleton,
-                spec: service.spec.clone(),
-                servers: service.servers.clone(),
-                dynamic,
-            };
-            services.insert(name.clone(), desired);
-            fds.push(fd);
-            ports.insert(service.spec.port);
+    /// Renders what changed since the last render: the head, and each service's skeleton and server lines.
+    fn refresh_renders(&mut self) {
+        if self.head.is_none() {
+            self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps));
         }
-        (Desired { head, services }, fds, ports)
+        for (name, service) in &mut self.services {
+            if service.skeleton.is_none() {
+                // Every service in `services` had its listener opened by `set_up`.
+                let fd = self.listeners.fd(service.spec.port).unwrap_or(-1);
+                service.skeleton =
+                    Some(self.renderer.listen(name, fd, &service.spec, &self.config.haproxy, &self.caps));
+            }
+            if service.lines.is_none() {
+                service.lines = Some(self.renderer.servers(&service.spec, &service.servers));
+            }
+        }
     }
 
-    fn text(&self, desired: &Desired) -> String {
-        let mut text = desired.head.clone();
-        for service in desired.services.values() {
-            text.push_str(&service.skeleton);
-            text.push_str(&self.renderer.servers(&service.spec, &service.servers));
+    /// Forgets every rendered piece (the config or the HAProxy binary changed).
+    fn forget_renders(&mut self) {
+        self.head = None;
+        for service in self.services.values_mut() {
+            service.skeleton = None;
+            service.lines = None;
         }
-        text
-    }
-
-    /// Everything in the config but the server lines: what HAProxy must accept before a reload.
-    fn skeleton(desired: &Desired) -> String {
-        let mut text = desired.head.clone();
-        for service in desired.services.values() {
-            text.push_str(&service.skeleton);
-        }
-        text
+        self.dirty_all = true;
     }
 
     /// Brings HAProxy (its runtime state first, its config by reload when it must) in line with the desired state.
@@ -439,24 +460,59 @@ impl Reconciler {
         if !self.confirm_start() {
             return;
         }
-        let (desired, fds, ports) = self.desired();
-        if self.running.is_none() {
+        let started = Instant::now();
+        self.refresh_renders();
+        let render_time = started.elapsed();
+        // A pending reload's reasons may come from any service's servers (a refused dynamic server): while one
+        // waits, everything is planned again.
+        let everything = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
+        let scope = if everything { None } else { Some(std::mem::take(&mut self.dirty)) };
+        self.dirty.clear();
+        let awaiting = self.awaiting();
+        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
+        let Some(mut running) = self.running.take() else {
             // Nothing serves: start as soon as the first state is complete, or the restart backoff is over.
             let backoff = self.restart_due.is_some_and(|due| Instant::now() < due);
-            if !self.awaiting() && !backoff {
-                self.reload(&desired, fds, ports, &["first start".to_string()]);
+            if !awaiting && !backoff {
+                let reload = Reload::of(&desired, &self.listeners);
+                self.reload(reload, &["first start".to_string()]);
             }
             return;
+        };
+        let plan_started = Instant::now();
+        let plan = plan(&running, &desired, &self.caps, false, scope.as_ref());
+        let plan_time = plan_started.elapsed();
+        let outcome = carry_out(&mut self.runtime, &self.caps, &mut running, &plan.steps);
+        self.running = Some(running);
+        log::debug!(
+            "converge: {} step(s), plan {} µs, render {} µs, services {} changed",
+            plan.steps.len(),
+            plan_time.as_micros(),
+            render_time.as_micros(),
+            scope.as_ref().map_or_else(|| "all".to_string(), |s| s.len().to_string())
+        );
+        let mut reasons = plan.reload;
+        self.file_stale |= outcome.applied > 0;
+        for service in &outcome.refused {
+            let options = desired.services.get(service.as_str()).map(|s| s.spec.server_options.clone());
+            self.no_dynamic.insert(service.clone(), options.unwrap_or_default());
+            reasons.push(format!("service {service}: HAProxy refused a dynamic server"));
         }
-        let mut reasons = self.apply_runtime(&desired);
+        if outcome.failure.is_some() || !outcome.refused.is_empty() {
+            // Plan everything next time: what failed was not done.
+            self.dirty_all = true;
+        }
+        reasons.extend(outcome.failure);
         if reasons.is_empty() {
-            if self.file_stale {
-                self.write_file(&desired);
-            }
             self.phase = Phase::Idle;
+            if self.file_stale && Instant::now() >= self.file_due {
+                let text = text(&desired);
+                self.write_file(&text);
+            }
             return;
         }
-        if self.rejected.as_deref() == Some(&Self::skeleton(&desired)) || self.awaiting() {
+        let skeleton = desired.skeleton();
+        if self.rejected.as_deref() == Some(&skeleton) || awaiting {
             // Not now: the next change, or the end of the wait for a first server set, brings us back.
             self.phase = Phase::Idle;
             return;
@@ -471,7 +527,8 @@ impl Reconciler {
             }
             Phase::Waiting { due } if now >= due => {
                 reasons.dedup();
-                self.reload(&desired, fds, ports, &reasons);
+                let reload = Reload::of(&desired, &self.listeners);
+                self.reload(reload, &reasons);
             }
             Phase::Waiting { .. } | Phase::Starting { .. } => {}
         }
@@ -500,72 +557,31 @@ impl Reconciler {
         };
         self.running = Some(state);
         self.running_ports = ports;
+        // What changed while it started was not planned against it.
+        self.dirty_all = true;
         let desired_ports: BTreeSet<u16> = self.services.values().map(|s| s.spec.port).collect();
         let running_ports = &self.running_ports;
         self.listeners.retain(|port| desired_ports.contains(&port) || running_ports.contains(&port));
         true
     }
 
-    /// Carries out the runtime part of the plan. Returns why a reload is needed (what the runtime API cannot do,
-    /// or what it refused).
-    fn apply_runtime(&mut self, desired: &Desired) -> Vec<String> {
-        let Some(mut running) = self.running.take() else { return vec!["nothing serves".into()] };
-        let plan = plan(&running, desired, &self.caps, false);
-        let mut reasons = plan.reload;
-        for step in &plan.steps {
-            match self.carry_out(step) {
-                Ok(()) => {
-                    running.apply(step);
-                    self.file_stale = true;
-                }
-                Err(e) if e.refuses_dynamic_servers() => {
-                    let service = step.service().to_string();
-                    log::warn!("service {service}: {e}; its new servers take a reload until its server options change");
-                    let options = desired
-                        .services
-                        .get(&service)
-                        .map(|s| s.spec.server_options.clone())
-                        .unwrap_or_default();
-                    self.no_dynamic.insert(service.clone(), options);
-                    reasons.push(format!("service {service}: HAProxy refused a dynamic server"));
-                }
-                Err(e) => {
-                    log::error!("{e}; falling back to a reload");
-                    reasons.push(format!("runtime command failed: {e}"));
-                    break;
-                }
-            }
-        }
-        self.running = Some(running);
-        reasons
-    }
-
-    fn carry_out(&mut self, step: &Step) -> Result<(), RuntimeError> {
-        for command in step.commands(&self.caps) {
-            let started = Instant::now();
-            self.runtime.run(&command)?;
-            log::info!("haproxy: {command} ({} µs)", started.elapsed().as_micros());
-        }
-        Ok(())
-    }
-
     /// haproxy.cfg must always equal the desired state, so that a restart loses nothing done at run time. Only
-    /// server lines changed since HAProxy accepted the skeleton, so no check is needed.
-    fn write_file(&mut self, desired: &Desired) {
-        match haproxy::write(&self.config.haproxy.config_path, &self.text(desired)) {
+    /// server lines changed since HAProxy accepted the skeleton, so no check is needed. Written at most every
+    /// FILE_WRITE_INTERVAL while servers churn: the file is 2 MB at 1000 services of 50 servers.
+    fn write_file(&mut self, text: &str) {
+        match haproxy::write(&self.config.haproxy.config_path, text) {
             Ok(()) => self.file_stale = false,
             Err(e) => log::error!("{e}"),
         }
+        self.file_due = Instant::now() + FILE_WRITE_INTERVAL;
     }
 
     /// Installs the desired config (HAProxy checks it first) and starts a new process on it, which tells the
     /// serving ones to finish once it serves.
-    fn reload(&mut self, desired: &Desired, fds: Vec<RawFd>, ports: BTreeSet<u16>, reasons: &[String]) {
+    fn reload(&mut self, reload: Reload, reasons: &[String]) {
         self.phase = Phase::Idle;
-        let skeleton = Self::skeleton(desired);
-        if let Err(e) =
-            haproxy::install(&self.binary, &self.config.haproxy.config_path, &self.text(desired), &fds)
-        {
+        let Reload { text, skeleton, fds, ports, state } = reload;
+        if let Err(e) = haproxy::install(&self.binary, &self.config.haproxy.config_path, &text, &fds) {
             match e {
                 InstallError::Rejected { .. } => {
                     log::error!("{e}; HAProxy keeps its running config until the next change");
@@ -598,7 +614,7 @@ impl Reconciler {
         self.state_dirty = true;
         self.state_due = Instant::now();
         let pid = self.processes.pids()[0];
-        self.phase = Phase::Starting { pid, state: desired.running(), ports, since: Instant::now() };
+        self.phase = Phase::Starting { pid, state, ports, since: Instant::now() };
     }
 
     /// Compares each backend's servers in HAProxy (`show servers state <backend>`, one backend at a time) with
@@ -610,9 +626,10 @@ impl Reconciler {
             return;
         }
         let Some(mut running) = self.running.take() else { return };
-        let (desired, _, _) = self.desired();
+        self.refresh_renders();
+        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
         for (name, service) in running.services.iter_mut() {
-            let Some(spec) = desired.services.get(name).map(|d| &d.spec) else { continue };
+            let Some(spec) = desired.services.get(name.as_str()).map(|d| d.spec) else { continue };
             let actual = match self.runtime.servers_state(name) {
                 Ok(actual) => actual,
                 Err(e) => {
@@ -646,16 +663,19 @@ impl Reconciler {
             }
         }
         // The drift check is also when servers long out of the registry leave HAProxy for good.
-        for step in plan(&running, &desired, &self.caps, true).steps {
-            if let Step::Delete { service, server } = &step {
-                match self.carry_out(&step) {
-                    Ok(()) => running.apply(&step),
-                    Err(e) => {
-                        log::debug!("service {service}: server {server} stays in maintenance for now: {e}")
-                    }
-                }
+        let deletes: Vec<Step> = plan(&running, &desired, &self.caps, true, None)
+            .steps
+            .into_iter()
+            .filter(|step| matches!(step, Step::Delete { .. }))
+            .collect();
+        for step in deletes {
+            // One at a time: a server that still has connections stays until the next check.
+            let outcome = carry_out(&mut self.runtime, &self.caps, &mut running, std::slice::from_ref(&step));
+            if let Some(failure) = outcome.failure {
+                log::debug!("{failure}; it stays in maintenance for now");
             }
         }
+        self.dirty_all = true;
         self.running = Some(running);
     }
 
@@ -708,6 +728,7 @@ impl Reconciler {
         self.caps = Capabilities::of(binary.version);
         self.binary = binary;
         self.config.haproxy = config.haproxy;
+        self.forget_renders();
         self.next_drift_check = self.config.haproxy.drift_check_interval().map(|d| Instant::now() + d);
     }
 
@@ -721,6 +742,97 @@ impl Reconciler {
         self.processes.stop(timeout);
         outcome
     }
+}
+
+/// The desired state, borrowed from the services and their rendered pieces.
+fn desired<'a>(
+    head: &'a str,
+    services: &'a BTreeMap<String, Service>,
+    no_dynamic: &BTreeMap<String, Vec<String>>,
+) -> Desired<'a> {
+    let services = services.iter().map(|(name, s)| {
+        let desired = DesiredService {
+            skeleton: s.skeleton.as_deref().unwrap_or_default(),
+            lines: s.lines.as_deref().unwrap_or_default(),
+            spec: &s.spec,
+            servers: &s.servers,
+            dynamic: no_dynamic.get(name) != Some(&s.spec.server_options),
+        };
+        (name.as_str(), desired)
+    });
+    Desired { head, services: services.collect() }
+}
+
+/// The whole haproxy.cfg: the head, then each service's skeleton and server lines, as rendered.
+fn text(desired: &Desired) -> String {
+    let mut text = desired.head.to_string();
+    for service in desired.services.values() {
+        text.push_str(service.skeleton);
+        text.push_str(service.lines);
+    }
+    text
+}
+
+/// What a reload needs, taken from the desired state before it starts.
+struct Reload {
+    text: String,
+    skeleton: String,
+    fds: Vec<RawFd>,
+    ports: BTreeSet<u16>,
+    state: Running,
+}
+
+impl Reload {
+    fn of(desired: &Desired, listeners: &Listeners) -> Reload {
+        let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
+        for service in desired.services.values() {
+            if let Some(fd) = listeners.fd(service.spec.port) {
+                fds.push(fd);
+                ports.insert(service.spec.port);
+            }
+        }
+        Reload { text: text(desired), skeleton: desired.skeleton(), fds, ports, state: desired.running() }
+    }
+}
+
+/// What carrying out a plan's steps came to.
+#[derive(Default)]
+struct Carried {
+    applied: usize,
+    /// Services whose dynamic servers HAProxy refused.
+    refused: Vec<String>,
+    /// Why the rest was not carried out.
+    failure: Option<String>,
+}
+
+/// Sends each step's commands and records in `running` what HAProxy did. Stops at the first failure, but for a
+/// refused dynamic server, which only that service's new servers fall back from.
+fn carry_out(runtime: &mut Runtime, caps: &Capabilities, running: &mut Running, steps: &[Step]) -> Carried {
+    let mut carried = Carried::default();
+    'steps: for step in steps {
+        for command in step.commands(caps) {
+            let started = Instant::now();
+            match runtime.run(&command) {
+                Ok(()) => log::info!("haproxy: {command} ({} µs)", started.elapsed().as_micros()),
+                Err(e) if e.refuses_dynamic_servers() => {
+                    let service = step.service().to_string();
+                    log::warn!("service {service}: {e}; its new servers take a reload until its server options change");
+                    carried.refused.push(service);
+                    continue 'steps;
+                }
+                Err(e) => {
+                    if !matches!(step, Step::Delete { .. }) {
+                        log::error!("{e}; falling back to a reload");
+                    }
+                    carried.failure = Some(format!("runtime command failed: {e}"));
+                    break 'steps;
+                }
+            }
+        }
+        running.apply(step);
+        carried.applied += 1;
+    }
+    carried
 }
 
 fn state(ready: bool) -> &'static str {

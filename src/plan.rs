@@ -297,18 +297,8 @@ mod tests {
     use super::*;
     use crate::service::WatcherSpec;
 
-    const V26: Capabilities = Capabilities {
-        set_server_state: true,
-        add_server: true,
-        idle_close_on_response: true,
-        hard_stop_after: true,
-    };
-    const V15: Capabilities = Capabilities {
-        set_server_state: false,
-        add_server: false,
-        idle_close_on_response: false,
-        hard_stop_after: false,
-    };
+    const V26: Capabilities = Capabilities::of((2, 6));
+    const V15: Capabilities = Capabilities::of((1, 5));
 
     fn server(port: u16, weight: Option<u16>) -> Server {
         Server { weight, ..Server::new("10.0.0.1", port as i64).unwrap() }

@@ -37,14 +37,18 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub fn of(version: (u32, u32)) -> Capabilities {
+    pub const fn of(version: (u32, u32)) -> Capabilities {
         Capabilities {
-            set_server_state: version >= (1, 6),
-            add_server: version >= (2, 5),
-            idle_close_on_response: version >= (2, 6),
-            hard_stop_after: version >= (1, 7),
+            set_server_state: at_least(version, (1, 6)),
+            add_server: at_least(version, (2, 5)),
+            idle_close_on_response: at_least(version, (2, 6)),
+            hard_stop_after: at_least(version, (1, 7)),
         }
     }
+}
+
+const fn at_least((major, minor): (u32, u32), (want_major, want_minor): (u32, u32)) -> bool {
+    major > want_major || (major == want_major && minor >= want_minor)
 }
 
 /// Atomically replaces `path` with `text` once `binary` accepts it with `fds` inherited.
@@ -72,14 +76,21 @@ pub fn install(binary: &Binary, path: &Path, text: &str, fds: &[RawFd]) -> Resul
 /// Atomically replaces `path` with `text` without asking HAProxy: only for a file whose listen sections HAProxy
 /// accepted through `install` and whose server lines it just accepted at run time.
 pub fn write(path: &Path, text: &str) -> Result<(), InstallError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let write_error = |source| InstallError::Write { path: path.to_path_buf(), source };
-    let mut file = tempfile::Builder::new().prefix(".haproxy.cfg.").tempfile_in(dir).map_err(write_error)?;
-    file.write_all(text.as_bytes()).map_err(write_error)?;
-    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(write_error)?;
-    file.as_file().sync_all().map_err(write_error)?;
-    file.persist(path).map_err(|e| write_error(e.error))?;
+    candidate(path, text).map_err(write_error)?.persist(path).map_err(|e| write_error(e.error))?;
     Ok(())
+}
+
+/// `text` in a new file beside `path`, on disk, ready to be renamed over it.
+fn candidate(path: &Path, text: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::Builder::new().prefix(".haproxy.cfg.").tempfile_in(dir)?;
+    file.write_all(text.as_bytes())?;
+    // Readable like any other file in /etc; the admin socket, not this file, is what needs guarding.
+    file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    file.as_file().sync_all()?;
+    Ok(file)
 }
 
 pub fn rejected_path(path: &Path) -> PathBuf {

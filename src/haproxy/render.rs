@@ -171,18 +171,8 @@ mod tests {
     use crate::service::WatcherSpec;
     use expect_test::expect;
 
-    const V26: Capabilities = Capabilities {
-        set_server_state: true,
-        add_server: true,
-        idle_close_on_response: true,
-        hard_stop_after: true,
-    };
-    const V15: Capabilities = Capabilities {
-        set_server_state: false,
-        add_server: false,
-        idle_close_on_response: false,
-        hard_stop_after: false,
-    };
+    const V26: Capabilities = Capabilities::of((2, 6));
+    const V15: Capabilities = Capabilities::of((1, 5));
 
     pub fn web() -> ServiceSpec {
         ServiceSpec {

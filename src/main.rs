@@ -56,6 +56,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> u8 {
+    // Signals first: an init script may send SIGHUP or SIGTERM as soon as the process exists, and they must be
+    // queued for the reconciler, not kill the process.
+    let (events, inbox) = crossbeam_channel::unbounded();
+    if !args.check {
+        if let Err(e) = forward_signals(events.clone()) {
+            log::error!("cannot install signal handlers: {e}");
+            return EXIT_FAILED;
+        }
+    }
     let config = match Config::load(&args.config) {
         Ok(config) => config,
         Err(e) => {
@@ -81,11 +90,6 @@ fn run(args: &Args) -> u8 {
         binary.path.display()
     );
 
-    let (events, inbox) = crossbeam_channel::unbounded();
-    if let Err(e) = forward_signals(events.clone()) {
-        log::error!("cannot install signal handlers: {e}");
-        return EXIT_FAILED;
-    }
     let watchers = watcher::Context { events, sessions: Arc::new(zk::Sessions::default()) };
     match Reconciler::new(args.config.clone(), config, binary, inbox, watchers).run() {
         Outcome::Stopped => {

@@ -287,11 +287,19 @@ impl Reconciler {
                 if let Some(s) =
                     self.services.get_mut(&service).filter(|s| s.watcher.generation == generation)
                 {
+                    s.awaiting_since = None;
+                    if servers.is_empty() && !s.servers.is_empty() && !s.spec.allow_empty {
+                        log::warn!(
+                            "service {service}: its watcher reports no servers; keeping the last {} \
+                             (\"allow_empty\": true serves none)",
+                            s.servers.len()
+                        );
+                        return None;
+                    }
                     log::info!("service {service}: {} server(s): {}", servers.len(), list(&servers));
                     s.servers = servers;
                     s.lines = None;
                     self.dirty.insert(service);
-                    s.awaiting_since = None;
                 }
             }
             Event::Signal(Signal::Terminate) => {
@@ -596,6 +604,9 @@ impl Reconciler {
         let socket = &self.config.haproxy.socket_path;
         if let Err(e) = haproxy::prepare_socket_dir(socket) {
             log::error!("cannot create the directory of haproxy.socket_path {}: {e}", socket.display());
+        }
+        if let Err(e) = self.listeners.listen_all() {
+            log::error!("{e}");
         }
         let old = self.processes.pids();
         match self.processes.start(&self.binary, &self.config.haproxy.config_path, &fds) {

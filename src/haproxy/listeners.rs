@@ -3,7 +3,11 @@
 //! over 50 reloads, against 23-25 when HAProxy binds the port itself).
 //!
 //! Every listener has SO_REUSEPORT, so that a proxymgr started after one that was killed can bind beside the
-//! HAProxy it left behind (which still holds the old sockets) and take over without refusing connections.
+//! HAProxy it left behind (which still holds the old sockets) and take over without refusing connections. A
+//! socket is bound when its service is set up (so a port taken by another program is found at once) but
+//! listens only right before the first HAProxy that serves it starts: a listening socket joins the port's
+//! reuseport group and gets its share of new connections, which must not wait in a queue nobody accepts from
+//! while the orphan still serves.
 //!
 //! **Architecture Invariant:** the sockets keep FD_CLOEXEC in proxymgr; only `process.rs` clears it, in the
 //! child between fork and exec, so no other child ever inherits a listener.
@@ -29,24 +33,44 @@ pub struct ListenerError {
 
 #[derive(Default)]
 pub struct Listeners {
-    bound: BTreeMap<u16, TcpListener>,
+    bound: BTreeMap<u16, Bound>,
+}
+
+struct Bound {
+    listener: TcpListener,
+    listening: bool,
 }
 
 impl Listeners {
     /// The fd of the listener on `port`, binding it first if need be.
     pub fn open(&mut self, address: IpAddr, port: u16) -> Result<RawFd, ListenerError> {
-        if let Some(listener) = self.bound.get(&port) {
-            return Ok(listener.as_raw_fd());
+        if let Some(bound) = self.bound.get(&port) {
+            return Ok(bound.listener.as_raw_fd());
         }
         let addr = SocketAddr::new(address, port);
         let listener = bind(addr).map_err(|e| ListenerError { addr, source: e.into() })?;
         let fd = listener.as_raw_fd();
-        self.bound.insert(port, listener);
+        self.bound.insert(port, Bound { listener, listening: false });
         Ok(fd)
     }
 
     pub fn fd(&self, port: u16) -> Option<RawFd> {
-        self.bound.get(&port).map(AsRawFd::as_raw_fd)
+        self.bound.get(&port).map(|b| b.listener.as_raw_fd())
+    }
+
+    /// Makes every bound socket listen (with a long accept queue: std's 128 is short for a slow HAProxy
+    /// start). Called right before a HAProxy starts on them.
+    pub fn listen_all(&mut self) -> Result<(), ListenerError> {
+        for bound in self.bound.values_mut().filter(|b| !b.listening) {
+            let addr = bound
+                .listener
+                .local_addr()
+                .map_err(|source| ListenerError { addr: ([0, 0, 0, 0], 0).into(), source })?;
+            listen(&bound.listener, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))
+                .map_err(|e| ListenerError { addr, source: e.into() })?;
+            bound.listening = true;
+        }
+        Ok(())
     }
 
     /// Closes every listener whose port is not in `keep`.
@@ -61,8 +85,7 @@ impl Listeners {
     }
 }
 
-/// A listening TCP socket on `addr` with SO_REUSEADDR and SO_REUSEPORT, close-on-exec, and a long accept queue
-/// (std listens with 128; a longer queue rides out a slow HAProxy start).
+/// A TCP socket bound to `addr` with SO_REUSEADDR and SO_REUSEPORT, close-on-exec, not listening yet.
 fn bind(addr: SocketAddr) -> nix::Result<TcpListener> {
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
@@ -72,7 +95,6 @@ fn bind(addr: SocketAddr) -> nix::Result<TcpListener> {
         SocketAddr::V4(v4) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?,
         SocketAddr::V6(v6) => socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?,
     }
-    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
     Ok(TcpListener::from(fd))
 }
 
@@ -83,8 +105,10 @@ mod tests {
     #[test]
     fn a_second_listener_binds_beside_the_first() {
         // What a restarted proxymgr does while the HAProxy its killed predecessor left still holds the port.
-        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = first.local_addr().unwrap();
+        let mut first = Listeners::default();
+        first.open("127.0.0.1".parse().unwrap(), 0).unwrap();
+        first.listen_all().unwrap();
+        let addr = first.bound[&0].listener.local_addr().unwrap();
         let second = bind(addr).unwrap();
         assert_eq!(second.local_addr().unwrap(), addr);
         let flags = nix::fcntl::fcntl(second.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();

@@ -21,6 +21,8 @@ const MIN_VERSION: (u32, u32) = (1, 5);
 pub enum ProcessError {
     #[error("haproxy.path: {0} not found (neither a file nor on PATH)")]
     NotFound(PathBuf),
+    #[error("haproxy.path: {0} is not an executable file")]
+    NotExecutable(PathBuf),
     #[error("haproxy.path: cannot run {path}: {source}")]
     Run { path: PathBuf, source: io::Error },
     #[error("haproxy.path: {path} -v printed no version we understand: {output:?}")]
@@ -40,7 +42,13 @@ pub struct Binary {
 impl Binary {
     /// Finds `path` (a file, or a name on PATH), runs `-v` and refuses versions older than 1.5.
     pub fn locate(path: &Path) -> Result<Binary, ProcessError> {
-        let resolved = resolve(path).ok_or_else(|| ProcessError::NotFound(path.to_path_buf()))?;
+        let resolved = resolve(path).ok_or_else(|| {
+            if path.exists() {
+                ProcessError::NotExecutable(path.to_path_buf())
+            } else {
+                ProcessError::NotFound(path.to_path_buf())
+            }
+        })?;
         let output = Command::new(&resolved)
             .arg("-v")
             .stdin(Stdio::null())

@@ -12,7 +12,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # `haproxy` from PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all deps build demo test check bench clean
+.PHONY: all deps build demo test check bench clean package-tools deb rpm \
+	cargo-deb-tool cargo-generate-rpm-tool rpm-tool checkbashisms-tool
 
 all: build
 
@@ -36,10 +37,61 @@ build:
 demo: deps build
 	PROXYMGR_BIN=$(CURDIR)/target/debug/proxymgr $(CARGO) run --quiet --example demo
 
-# PROXYMGR_TEST_REQUIRE=1: a test whose tool is missing fails instead of skipping.
+# PROXYMGR_TEST_REQUIRE=1: a test whose tool is missing fails instead of skipping. As root (CI), the deb and
+# the rpm are built first: tests/packaging.rs installs the deb and runs proxymgr through its init script.
 test: deps
 	$(CARGO) build --bins --examples
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) package-tools deb rpm; \
+	else echo "not root: no packages built; the packaging tests skip"; fi
 	PROXYMGR_TEST_REQUIRE=1 $(CARGO) test --all-targets
+
+# Packaging (packaging/README.md). The tools are installed only when missing, at pinned versions:
+# cargo-deb and cargo-generate-rpm (cargo install --locked, a few minutes once), rpm (apt, for rpm -qp and
+# the rpm test) and checkbashisms, which is one perl script: it is taken out of the devscripts package
+# into target/tools rather than installing devscripts and its 47 dependencies.
+CARGO_DEB_VERSION := 3.8.0
+CARGO_GENERATE_RPM_VERSION := 0.21.1
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+package-tools: cargo-deb-tool cargo-generate-rpm-tool rpm-tool checkbashisms-tool
+
+cargo-deb-tool:
+	@$(CARGO) deb --version >/dev/null 2>&1 || \
+		$(CARGO) install --locked cargo-deb@$(CARGO_DEB_VERSION)
+
+cargo-generate-rpm-tool:
+	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || \
+		$(CARGO) install --locked cargo-generate-rpm@$(CARGO_GENERATE_RPM_VERSION)
+
+rpm-tool:
+	@command -v rpm >/dev/null 2>&1 || { \
+		echo "installing: rpm"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rpm; }
+
+checkbashisms-tool:
+	@if ! command -v checkbashisms >/dev/null 2>&1 && [ ! -x $(TARGET_DIR)/tools/checkbashisms ]; then \
+		echo "fetching checkbashisms (from the devscripts package) into $(TARGET_DIR)/tools"; \
+		rm -rf $(TARGET_DIR)/tools/devscripts && mkdir -p $(TARGET_DIR)/tools/devscripts && \
+		( cd $(TARGET_DIR)/tools/devscripts && apt-get download devscripts >/dev/null 2>&1 && \
+		  dpkg-deb -x devscripts_*.deb root ) && \
+		cp $(TARGET_DIR)/tools/devscripts/root/usr/bin/checkbashisms $(TARGET_DIR)/tools/checkbashisms && \
+		rm -rf $(TARGET_DIR)/tools/devscripts || \
+		echo "could not fetch checkbashisms; the script check runs sh -n and dash -n only"; \
+	fi
+
+# target/debian/proxymgr_<version>-1_<arch>.deb. cargo deb runs `cargo build --release` (a no-op when the
+# release build is current) and strips the binary.
+deb: cargo-deb-tool
+	$(CARGO) deb
+
+# target/generate-rpm/proxymgr-<version>-1.<arch>.rpm. cargo generate-rpm neither builds nor strips, so the
+# release binary is built here and a stripped copy staged in target/rpm-stage (Cargo.toml's rpm assets).
+rpm: cargo-generate-rpm-tool
+	$(CARGO) build --release
+	mkdir -p target/rpm-stage
+	strip --strip-all -o target/rpm-stage/proxymgr $(TARGET_DIR)/release/proxymgr
+	$(CARGO) generate-rpm
 
 check:
 	$(CARGO) fmt --check

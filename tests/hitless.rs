@@ -2,13 +2,11 @@
 //! checked and coalesced, and reloads under load fail no request. Each test asserts HAProxy's pids (unchanged
 //! where no reload is promised), the server's state in `show servers state`, and which backends answer.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::load::{load, LoadReport};
 use crate::support::{self, free_port, http_get, wait_until, Backend, Proxymgr, Zk};
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -246,100 +244,6 @@ fn reloads_are_coalesced() {
     wait_answers(port, &["a"]);
     let reloads = pm.log().matches("] started").count() - before;
     assert!(reloads <= 2, "five new services within the window took {reloads} reloads:\n{}", pm.log());
-}
-
-/// What a bounded load loop saw.
-#[derive(Debug, Default)]
-struct LoadReport {
-    ok: usize,
-    failed: usize,
-    errors: Vec<String>,
-}
-
-/// GET requests against `port` until stopped, at most `max` of them and for at most `limit`: a new connection
-/// per request, or one kept-alive connection reused until the server closes it.
-fn load(
-    port: u16,
-    keep_alive: bool,
-    max: usize,
-    limit: Duration,
-    stop: Arc<AtomicBool>,
-) -> JoinHandle<LoadReport> {
-    std::thread::spawn(move || {
-        let mut report = LoadReport::default();
-        let deadline = Instant::now() + limit;
-        let mut connection: Option<BufReader<TcpStream>> = None;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && report.ok + report.failed < max {
-            let result = if keep_alive {
-                keep_alive_request(port, &mut connection)
-            } else {
-                http_get(port).map(|_| ()).map_err(|e| e.to_string())
-            };
-            match result {
-                Ok(()) => report.ok += 1,
-                Err(e) => {
-                    report.failed += 1;
-                    if report.errors.len() < 10 {
-                        report.errors.push(e);
-                    }
-                }
-            }
-        }
-        report
-    })
-}
-
-/// One HTTP/1.1 request on the kept connection (opened if need be). A response that says `Connection: close`
-/// (what `idle-close-on-response` sends while HAProxy stops) ends the connection after it.
-fn keep_alive_request(port: u16, connection: &mut Option<BufReader<TcpStream>>) -> Result<(), String> {
-    let result = (|| -> std::io::Result<bool> {
-        if connection.is_none() {
-            let stream = TcpStream::connect(("127.0.0.1", port))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            *connection = Some(BufReader::new(stream));
-        }
-        let reader = connection.as_mut().expect("connected above");
-        reader.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
-        let mut status = String::new();
-        if reader.read_line(&mut status)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a response"));
-        }
-        if !status.starts_with("HTTP/1.1 200") {
-            return Err(std::io::Error::other(format!("status {}", status.trim())));
-        }
-        let (mut length, mut close) = (0usize, false);
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in the headers"));
-            }
-            let line = line.trim_end().to_ascii_lowercase();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            if line.starts_with("connection:") && line.contains("close") {
-                close = true;
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        Ok(close)
-    })();
-    match result {
-        Ok(close) => {
-            if close {
-                *connection = None;
-            }
-            Ok(())
-        }
-        Err(e) => {
-            *connection = None;
-            Err(e.to_string())
-        }
-    }
 }
 
 /// At least 20 reloads while clients send requests: none fails.

@@ -5,8 +5,12 @@
 mod cli;
 /// Issue 2's scenarios: services and servers from ZooKeeper served by HAProxy, end to end.
 mod core;
+/// Issue 5: ZooKeeper outages, ensembles, expiry, HAProxy and proxymgr killed, the state file, SIGHUP, hostile input.
+mod faults;
 /// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests.
 mod hitless;
+/// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax.
+mod packaging;
 /// RAII fixtures: Zk, Backend, Proxymgr, waits with deadlines.
 mod support;
 /// The fixtures themselves work.

@@ -1,5 +1,6 @@
-//! Test fixtures: a real ZooKeeper, tiny HTTP backends and the proxymgr daemon, each started on a port picked at
-//! run time and cleaned up on `Drop`, plus deadline-bound waits.
+//! Test fixtures: a real ZooKeeper (a standalone server or a quorum ensemble), tiny HTTP backends, a TCP relay a
+//! test can cut, the proxymgr daemon and bounded load loops, each started on a port picked at run time and
+//! cleaned up on `Drop`, plus deadline-bound waits.
 //!
 //! Tests that need an external tool start with `if !support::require("haproxy") { return; }`: the tool's absence
 //! skips the test with a message, or fails it when `PROXYMGR_TEST_REQUIRE=1` (as `make test` and CI set it), so a
@@ -12,7 +13,9 @@
 #![allow(dead_code)]
 
 mod backend;
+pub mod load;
 mod proxymgr;
+mod relay;
 mod zk;
 
 // Re-exports are "unused" in whichever binary (tests, demo) does not use them, like the dead code above.
@@ -20,7 +23,10 @@ mod zk;
 pub use backend::{http_get, Backend};
 #[allow(unused_imports)]
 pub use proxymgr::{haproxy_command, proxymgr_bin, run_proxymgr, Proxymgr};
-pub use zk::Zk;
+#[allow(unused_imports)]
+pub use relay::Relay;
+#[allow(unused_imports)]
+pub use zk::{Zk, ZkEnsemble};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

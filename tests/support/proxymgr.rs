@@ -47,6 +47,10 @@ pub struct Proxymgr {
     /// proxymgr's descendants as `stop` found them before signalling it. They are reparented when proxymgr
     /// exits, and proxymgr puts HAProxy in a process group of its own, so this list is how leftovers are found.
     descendants: Vec<ProcStat>,
+    /// Makes the command that runs proxymgr (before `-c <config> -d`), for `start_again`.
+    command: Box<dyn Fn(&Path) -> Command + Send + Sync>,
+    /// Earlier proxymgr processes of this fixture (`start_again`): their process groups may hold leftovers.
+    earlier: Vec<u32>,
 }
 
 impl Proxymgr {
@@ -58,7 +62,7 @@ impl Proxymgr {
     /// Starts proxymgr with the config `config(dir)` returns, `dir` being the fixture's temporary directory, so
     /// the config can put HAProxy's files there: `Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk))`.
     pub fn start_with(config: impl FnOnce(&Path) -> String) -> Proxymgr {
-        Proxymgr::launch(config, |bin| Command::new(bin))
+        Proxymgr::launch(config, |bin: &Path| Command::new(bin))
     }
 
     /// Like `start_with`, but proxymgr (and the HAProxy it starts) runs in a private mount namespace with
@@ -87,34 +91,65 @@ impl Proxymgr {
     }
 
     /// Writes the config, opens the log and spawns `command(proxymgr_bin())` with `-c <config> -d` appended.
-    fn launch(config: impl FnOnce(&Path) -> String, command: impl FnOnce(&Path) -> Command) -> Proxymgr {
+    fn launch(
+        config: impl FnOnce(&Path) -> String,
+        command: impl Fn(&Path) -> Command + Send + Sync + 'static,
+    ) -> Proxymgr {
         let dir = temp_dir("proxymgr-");
         let config_path = dir.path().join("proxymgr.yml");
         let yaml = config(dir.path());
         fs::write(&config_path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
-        let log_path = dir.path().join("proxymgr.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
-        let log_err = log.try_clone().expect("clone a file handle");
-        let bin = proxymgr_bin();
-        let mut command = command(&bin);
-        let child = command
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-d")
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group: the fixture can then find and kill every HAProxy it left behind, and a
-            // Ctrl-C at the terminal (make demo) reaches the demo, which stops proxymgr in order.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {:?}: {e} (is it built?)", command.get_program()));
-        Proxymgr { dir, child, status: None, descendants: Vec::new() }
+        let child = spawn(dir.path(), &command);
+        Proxymgr {
+            dir,
+            child,
+            status: None,
+            descendants: Vec::new(),
+            command: Box::new(command),
+            earlier: Vec::new(),
+        }
+    }
+
+    /// Kills proxymgr alone with SIGKILL (a crash: the HAProxy it runs is left behind, serving) and reaps it.
+    /// Returns its exit status. `start_again` starts its successor.
+    pub fn kill9(&mut self) -> ExitStatus {
+        if let Some(status) = self.try_status() {
+            return status;
+        }
+        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        let status = self.child.wait().expect("wait for proxymgr");
+        self.status = Some(status);
+        status
+    }
+
+    /// Starts proxymgr again in the same directory with the same `proxymgr.yml` (edit it first to change it),
+    /// its output appended to the same log, after the previous process exited (`stop` or `kill9`). Whatever the
+    /// previous one left running stays: that is what a successor finds after a crash.
+    pub fn start_again(&mut self) {
+        assert!(self.try_status().is_some(), "proxymgr still runs; stop or kill9 it first");
+        self.earlier.push(self.pid());
+        self.child = spawn(self.dir.path(), &self.command);
+        self.status = None;
+        self.descendants = Vec::new();
+    }
+
+    /// The config file proxymgr reads: `<dir>/proxymgr.yml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("proxymgr.yml")
+    }
+
+    /// The pids of every running `haproxy` process whose arguments mention this fixture's directory (its
+    /// config), whoever its parent: the ones this proxymgr runs and any an earlier one left behind. Sorted.
+    pub fn haproxy_pids_in_dir(&self) -> Vec<u32> {
+        let dir = self.dir().to_string_lossy().into_owned();
+        let mut pids: Vec<u32> = all_processes()
+            .into_iter()
+            .filter(|p| p.comm == "haproxy" && p.state != 'Z')
+            .filter(|p| cmdline(p.pid).iter().any(|arg| arg.contains(&dir)))
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
     }
 
     /// The standard test `proxymgr.yml`: HAProxy's config and socket in `dir`, loopback only, services read
@@ -270,8 +305,9 @@ service_config:
     /// They are reparented when proxymgr exits and proxymgr puts HAProxy in a process group of its own, so
     /// three ways find them: those `stop` saw before signalling it that still run (same pid and start time);
     /// processes whose arguments name a file in this fixture's unique directory (an HAProxy left by a proxymgr
-    /// that crashed before `stop`); and whatever is left in proxymgr's process group (Linux does not reuse a
-    /// pid while a process group still carries it as its id, so every process in that group is one it started).
+    /// that crashed before `stop`); and whatever is left in proxymgr's process group, or in an earlier one's
+    /// after `start_again` (Linux does not reuse a pid while a process group still carries it as its id, so every
+    /// process in such a group is one of them started).
     fn kill_leftovers(&self) {
         let pgid = self.pid();
         let dir = self.dir().to_string_lossy().into_owned();
@@ -280,7 +316,11 @@ service_config:
             all_processes()
                 .into_iter()
                 .filter(|p| p.state != 'Z' && p.pid != pgid)
-                .filter(|p| p.pgrp == pgid || cmdline(p.pid).iter().any(|arg| arg.contains(&dir)))
+                .filter(|p| {
+                    p.pgrp == pgid
+                        || self.earlier.contains(&p.pgrp)
+                        || cmdline(p.pid).iter().any(|arg| arg.contains(&dir))
+                })
                 .map(|p| p.pid),
         );
         leftovers.sort_unstable();
@@ -319,6 +359,33 @@ impl Drop for Proxymgr {
         self.stop();
         self.kill_leftovers();
     }
+}
+
+/// Opens `<dir>/proxymgr.log` for appending and spawns `command(proxymgr_bin()) -c <dir>/proxymgr.yml -d`.
+fn spawn(dir: &Path, command: &dyn Fn(&Path) -> Command) -> Child {
+    let config_path = dir.join("proxymgr.yml");
+    let log_path = dir.join("proxymgr.log");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
+    let log_err = log.try_clone().expect("clone a file handle");
+    let bin = proxymgr_bin();
+    let mut command = command(&bin);
+    command
+        .arg("-c")
+        .arg(&config_path)
+        .arg("-d")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // Its own process group: the fixture can then find and kill every HAProxy it left behind, and a
+        // Ctrl-C at the terminal (make demo) reaches the demo, which stops proxymgr in order.
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e} (is it built?)", command.get_program()))
 }
 
 /// Sends one command to the HAProxy runtime socket at `socket` (2 s timeouts) and returns the reply.

@@ -33,15 +33,34 @@ pub struct Zk {
     child: Option<Child>,
     /// One client for the convenience methods, created on first use and closed before the server stops.
     client: Mutex<Option<ZooKeeper>>,
+    /// Changes the test asked for to the standard `zoo.cfg`, applied at every (re)start.
+    customize: Box<dyn Fn(&mut String) + Send + Sync>,
 }
 
 impl Zk {
     /// Starts a server and waits (up to 20 s) until it serves.
     pub fn start() -> Zk {
-        let mut zk =
-            Zk { dir: temp_dir("proxymgr-zk-"), port: free_port(), child: None, client: Mutex::new(None) };
+        Zk::start_with(|_cfg| {})
+    }
+
+    /// Starts a server whose `zoo.cfg` is the standard one as `customize` changes it (it gets the whole text and
+    /// may append lines, say); the change holds across `restart`. `Zk::start_with(|cfg| cfg.push_str("x=1\n"))`.
+    pub fn start_with(customize: impl Fn(&mut String) + Send + Sync + 'static) -> Zk {
+        let mut zk = Zk {
+            dir: temp_dir("proxymgr-zk-"),
+            port: free_port(),
+            child: None,
+            client: Mutex::new(None),
+            customize: Box::new(customize),
+        };
         zk.spawn();
         zk
+    }
+
+    /// A server that lets no session outlive 2 s without a connection (`maxSessionTimeout=2000`; whatever a
+    /// client asks for is clamped to 1-2 s), so a test expires a session by cutting a relay for a few seconds.
+    pub fn start_fast_expiry() -> Zk {
+        Zk::start_with(|cfg| cfg.push_str("maxSessionTimeout=2000\n"))
     }
 
     /// `127.0.0.1:PORT`, the form both proxymgr's config and the `zookeeper` crate take.
@@ -102,10 +121,28 @@ impl Zk {
         })
     }
 
+    /// Creates `path` holding `data` as it is (not UTF-8, say), and any missing parent. Panics if `path` exists.
+    pub fn create_bytes(&self, path: &str, data: &[u8]) {
+        self.with_client(|zk| {
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                if !parent.is_empty() {
+                    zk.ensure_path(parent).unwrap_or_else(|e| panic!("create parents of {path}: {e:?}"));
+                }
+            }
+            zk.create(path, data.to_vec(), Acl::open_unsafe().clone(), CreateMode::Persistent)
+                .unwrap_or_else(|e| panic!("create {path}: {e:?}"));
+        })
+    }
+
     /// Replaces the data of the existing node `path`.
     pub fn set(&self, path: &str, data: &str) {
+        self.set_bytes(path, data.as_bytes())
+    }
+
+    /// Replaces the data of the existing node `path` with `data` as it is.
+    pub fn set_bytes(&self, path: &str, data: &[u8]) {
         self.with_client(|zk| {
-            zk.set_data(path, data.as_bytes().to_vec(), None).unwrap_or_else(|e| panic!("set {path}: {e:?}"));
+            zk.set_data(path, data.to_vec(), None).unwrap_or_else(|e| panic!("set {path}: {e:?}"));
         })
     }
 
@@ -209,7 +246,7 @@ impl Zk {
         // admin.enableServer=false: else an admin server listens on 0.0.0.0:8080.
         // forceSync=no: the tests never outlive the machine's page cache, and writes get much cheaper.
         // maxClientCnxns=0: every client is on 127.0.0.1, so the default 60 per address could bite a benchmark.
-        let config = format!(
+        let mut config = format!(
             "tickTime=500\n\
              dataDir={data}\n\
              clientPort={port}\n\
@@ -221,6 +258,7 @@ impl Zk {
             data = data.display(),
             port = self.port,
         );
+        (self.customize)(&mut config);
         fs::write(&cfg, config).unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
         let log_path = self.dir().join("zookeeper.log");
         let log = fs::OpenOptions::new()
@@ -294,4 +332,330 @@ fn four_letter(port: u16, command: &str) -> Option<String> {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     Some(reply)
+}
+
+/// How long `ZkEnsemble` waits for a leader and its followers; three JVMs on two cores take 3-6 s.
+const ENSEMBLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a `ZkEnsemble` convenience call retries while the ensemble has no quorum or its client fails over.
+const ENSEMBLE_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One server of a `ZkEnsemble`.
+struct Member {
+    /// `myid`, 1-based, as in `server.<id>=`.
+    id: usize,
+    client_port: u16,
+    peer_port: u16,
+    election_port: u16,
+    child: Option<Child>,
+}
+
+/// A ZooKeeper ensemble (`QuorumPeerMain`) of a few servers on 127.0.0.1, each with its own data directory under
+/// one temporary directory, `tickTime=500`, `initLimit=10`, `syncLimit=5`. Members are numbered from 0 in the
+/// methods (their `myid` is one more). Dropping it closes the fixture's client, kills every member and removes
+/// the directory.
+pub struct ZkEnsemble {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+    /// One client on the whole ensemble for the convenience methods, created on first use.
+    client: Mutex<Option<ZooKeeper>>,
+}
+
+impl ZkEnsemble {
+    /// Starts `size` members and waits (up to 30 s) until one is the leader and every other one its follower.
+    pub fn start(size: usize) -> ZkEnsemble {
+        assert!(size >= 3, "an ensemble of {size} is not one; use Zk");
+        let members = (1..=size)
+            .map(|id| Member {
+                id,
+                client_port: free_port(),
+                peer_port: free_port(),
+                election_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut ensemble =
+            ZkEnsemble { dir: temp_dir("proxymgr-zk-ensemble-"), members, client: Mutex::new(None) };
+        for i in 0..size {
+            ensemble.spawn(i);
+        }
+        ensemble.wait_ready();
+        ensemble
+    }
+
+    /// Every member: `127.0.0.1:P1,127.0.0.1:P2,...`, for proxymgr's config and a watcher's `server`.
+    pub fn connect_string(&self) -> String {
+        let members: Vec<String> = (0..self.size()).map(|i| self.member_connect_string(i)).collect();
+        members.join(",")
+    }
+
+    /// Member `i` alone: `127.0.0.1:<its client port>`.
+    pub fn member_connect_string(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.members[i].client_port
+    }
+
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The temporary directory holding `<myid>/zoo.cfg`, `<myid>/data/` and `<myid>/zookeeper.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Member `i`'s stdout and stderr.
+    pub fn log(&self, i: usize) -> String {
+        fs::read_to_string(self.member_dir(i).join("zookeeper.log")).unwrap_or_default()
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
+    }
+
+    /// The member's mode as `srvr` reports it (`leader`, `follower`), or `None` while it does not serve (no
+    /// quorum, stopped, starting).
+    pub fn mode(&self, i: usize) -> Option<String> {
+        let reply = four_letter(self.members[i].client_port, "srvr")?;
+        let line = reply.lines().find_map(|line| line.strip_prefix("Mode: "))?;
+        Some(line.trim().to_string())
+    }
+
+    /// The index of the member that leads, waiting (up to 30 s) for an election to end.
+    pub fn leader(&self) -> usize {
+        wait_for(ENSEMBLE_TIMEOUT, "a ZooKeeper ensemble member to lead", || {
+            (0..self.size()).find(|&i| self.is_running(i) && self.mode(i).as_deref() == Some("leader"))
+        })
+    }
+
+    /// Waits (up to 30 s) until exactly one running member leads and every other running one follows.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + ENSEMBLE_TIMEOUT;
+        loop {
+            self.check_alive();
+            let modes: Vec<(usize, Option<String>)> =
+                (0..self.size()).filter(|&i| self.is_running(i)).map(|i| (i, self.mode(i))).collect();
+            let leaders = modes.iter().filter(|(_, m)| m.as_deref() == Some("leader")).count();
+            let followers = modes.iter().filter(|(_, m)| m.as_deref() == Some("follower")).count();
+            if leaders == 1 && leaders + followers == modes.len() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the ZooKeeper ensemble has no leader with every running member following after \
+                     {ENSEMBLE_TIMEOUT:?}: {modes:?}; member logs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills member `i` (SIGKILL, a crash) and waits for it. Its data stays, so `start_member(i)` brings it back.
+    pub fn stop_member(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on the same ports and data. If that makes a majority of members run, waits until
+    /// the ensemble serves (`wait_ready`); else only until the member answers `srvr` (it cannot serve alone).
+    pub fn start_member(&mut self, i: usize) {
+        self.spawn(i);
+        let running = (0..self.size()).filter(|&m| self.is_running(m)).count();
+        if running * 2 > self.size() {
+            self.wait_ready();
+        } else {
+            let port = self.members[i].client_port;
+            wait_for(ENSEMBLE_TIMEOUT, "a restarted ensemble member to answer srvr", || {
+                self.check_alive();
+                four_letter(port, "srvr")
+            });
+        }
+    }
+
+    /// Creates `path` holding `data`, and any missing parent (empty). Panics if `path` exists.
+    pub fn create(&self, path: &str, data: &str) {
+        self.call(&format!("create {path}"), |zk| {
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                if !parent.is_empty() {
+                    zk.ensure_path(parent)?;
+                }
+            }
+            match zk.create(
+                path,
+                data.as_bytes().to_vec(),
+                Acl::open_unsafe().clone(),
+                CreateMode::Persistent,
+            ) {
+                // A retry after a lost connection may find what the first attempt created.
+                Err(ZkError::NodeExists) => match zk.get_data(path, false) {
+                    Ok((existing, _)) if existing == data.as_bytes() => Ok(()),
+                    _ => Err(ZkError::NodeExists),
+                },
+                other => other.map(|_| ()),
+            }
+        })
+    }
+
+    /// Replaces the data of the existing node `path`.
+    pub fn set(&self, path: &str, data: &str) {
+        self.call(&format!("set {path}"), |zk| zk.set_data(path, data.as_bytes().to_vec(), None).map(|_| ()))
+    }
+
+    /// `set` if `path` exists, else `create`.
+    pub fn put(&self, path: &str, data: &str) {
+        if self.exists(path) {
+            self.set(path, data)
+        } else {
+            self.create(path, data)
+        }
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.call(&format!("exists {path}"), |zk| zk.exists(path, false).map(|stat| stat.is_some()))
+    }
+
+    /// Deletes `path` and everything below it. Panics if `path` does not exist.
+    pub fn delete(&self, path: &str) {
+        self.call(&format!("delete {path}"), |zk| zk.delete_recursive(path))
+    }
+
+    /// Runs `f` with the fixture's client on the whole ensemble, retrying (up to 20 s, with a new client when the
+    /// session is gone) while the ensemble has no quorum or the client moves to another member.
+    fn call<T>(&self, what: &str, mut f: impl FnMut(&ZooKeeper) -> Result<T, ZkError>) -> T {
+        let deadline = Instant::now() + ENSEMBLE_CALL_TIMEOUT;
+        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        // When the current client started failing: one that fails for seconds may have given its session up
+        // (the crate then answers ConnectionLoss for ever), so it is replaced.
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let client = match guard.take() {
+                Some(client) => client,
+                None => ZooKeeper::connect(&self.connect_string(), SESSION_TIMEOUT, |_event| {})
+                    .unwrap_or_else(|e| panic!("connect to {}: {e:?}", self.connect_string())),
+            };
+            match f(&client) {
+                Ok(value) => {
+                    *guard = Some(client);
+                    return value;
+                }
+                Err(e) if Instant::now() < deadline && retryable(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if e == ZkError::SessionExpired || since.elapsed() > Duration::from_secs(3) {
+                        failing_since = None;
+                        drop(client);
+                    } else {
+                        *guard = Some(client);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("ZooKeeper ensemble {}: {what}: {e:?}", self.connect_string()),
+            }
+        }
+    }
+
+    fn member_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir().join(self.members[i].id.to_string())
+    }
+
+    /// Panics, with the member's output, if a member the fixture started has exited on its own.
+    fn check_alive(&self) {
+        for (i, member) in self.members.iter().enumerate() {
+            let Some(child) = member.child.as_ref() else { continue };
+            if !super::pid_alive(child.id()) {
+                panic!(
+                    "ZooKeeper ensemble member {i} exited on its own; its output:\n{}",
+                    tail(&self.log(i), 4000)
+                );
+            }
+        }
+    }
+
+    /// Every member's output tail, for failure messages.
+    fn logs(&self) -> String {
+        (0..self.size())
+            .map(|i| format!("--- member {i} ---\n{}", tail(&self.log(i), 2000)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Writes member `i`'s `zoo.cfg` and `myid` and starts it, without waiting.
+    fn spawn(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "ensemble member {i} already runs");
+        let dir = self.member_dir(i);
+        let data = dir.join("data");
+        fs::create_dir_all(&data).unwrap_or_else(|e| panic!("create {}: {e}", data.display()));
+        let myid = data.join("myid");
+        fs::write(&myid, format!("{}\n", self.members[i].id))
+            .unwrap_or_else(|e| panic!("write {}: {e}", myid.display()));
+        let servers: String = self
+            .members
+            .iter()
+            .map(|m| format!("server.{}=127.0.0.1:{}:{}\n", m.id, m.peer_port, m.election_port))
+            .collect();
+        // As `Zk`, plus the quorum: initLimit and syncLimit in ticks, one `server.N` line per member.
+        let config = format!(
+            "tickTime=500\n\
+             initLimit=10\n\
+             syncLimit=5\n\
+             dataDir={data}\n\
+             clientPort={port}\n\
+             clientPortAddress=127.0.0.1\n\
+             admin.enableServer=false\n\
+             4lw.commands.whitelist=srvr,ruok,cons,stat,mntr,wchs\n\
+             forceSync=no\n\
+             maxClientCnxns=0\n\
+             {servers}",
+            data = data.display(),
+            port = self.members[i].client_port,
+        );
+        let cfg = dir.join("zoo.cfg");
+        fs::write(&cfg, config).unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
+        let log_path = dir.join("zookeeper.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
+        let log_err = log.try_clone().expect("clone a file handle");
+        let child = Command::new("java")
+            .args(JAVA_OPTS)
+            .arg("-cp")
+            .arg(format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}"))
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start java (ZooKeeper ensemble member {i}): {e}"));
+        self.members[i].child = Some(child);
+    }
+}
+
+impl Drop for ZkEnsemble {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- ZooKeeper ensemble output ({}) ---\n{}", self.dir().display(), self.logs());
+        }
+        // Without a quorum the close would wait for nothing: drop the client first, as Zk does.
+        drop(self.client.lock().unwrap_or_else(|e| e.into_inner()).take());
+        for i in 0..self.size() {
+            self.stop_member(i);
+        }
+    }
+}
+
+/// Errors a call on an ensemble may see while it elects a leader or the client moves to another member.
+fn retryable(e: ZkError) -> bool {
+    matches!(
+        e,
+        ZkError::ConnectionLoss | ZkError::SessionExpired | ZkError::OperationTimeout | ZkError::SessionMoved
+    )
 }

@@ -99,8 +99,12 @@ check:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(MAKE) test
 
-bench:
-	@echo "benchmarks arrive with issue 7; nothing to run yet"
+# proxymgr against regenerate-and-reload on real ZooKeeper and HAProxy, held to DESIGN.md §6 (BENCHMARKS.md has
+# the method). Release build; bounded, ~10 minutes; results in target/bench/results.md. Not part of `make test`.
+# BENCH_QUICK=1: the small size and a short churn only, fewer samples. BENCH_ONLY=small,churn,large picks phases.
+bench: deps
+	$(CARGO) build --release --bins --examples
+	PROXYMGR_BIN=$(CURDIR)/target/release/proxymgr $(CURDIR)/target/release/examples/bench
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,142 @@
+//! The two things under test behind one interface: proxymgr (the release binary, through the test fixture) and
+//! the reload baseline. The scenarios only see a `Target`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::baseline::Baseline;
+use crate::support::{Proxymgr, Zk};
+
+/// `global` and `defaults` lines both modes render (proxymgr's test config's).
+pub const GLOBAL: &[&str] = &["maxconn 1000"];
+pub const DEFAULTS: &[&str] =
+    &["mode http", "timeout connect 2s", "timeout client 10s", "timeout server 10s"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    Proxymgr,
+    Reload,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Proxymgr => "proxymgr",
+            Mode::Reload => "reload baseline",
+        }
+    }
+}
+
+pub enum Target {
+    Proxymgr(Box<Proxymgr>),
+    Reload(Baseline),
+}
+
+impl Target {
+    /// Starts `mode` against `zk`; does not wait.
+    pub fn start(mode: Mode, zk: &Zk) -> Target {
+        match mode {
+            Mode::Proxymgr => Target::Proxymgr(Box::new(Proxymgr::start_with(|dir| proxymgr_yaml(dir, zk)))),
+            Mode::Reload => Target::Reload(Baseline::start(&zk.connect_string(), GLOBAL, DEFAULTS)),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        match self {
+            Target::Proxymgr(pm) => pm.dir().join("haproxy.sock"),
+            Target::Reload(b) => b.socket(),
+        }
+    }
+
+    /// HAProxy processes started so far (the first start included).
+    pub fn reloads_started(&self) -> usize {
+        match self {
+            Target::Proxymgr(pm) => pm.log().matches("] started").count(),
+            Target::Reload(b) => b.shared.reloads_started.load(Ordering::SeqCst),
+        }
+    }
+
+    /// HAProxy processes that went on to serve.
+    pub fn reloads_served(&self) -> usize {
+        match self {
+            Target::Proxymgr(pm) => pm.log().matches("] serves (").count(),
+            Target::Reload(b) => b.shared.reloads_served.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Waits (up to 60 s) until the target has handled what it was told: the baseline's loop is idle. proxymgr
+    /// answers at once: its changes are never queued behind a reload.
+    pub fn wait_idle(&self) {
+        if let Target::Reload(b) = self {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while b.shared.busy.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// (user + system CPU seconds, what they are of): proxymgr's process, or the baseline's thread (HAProxy
+    /// excluded in both).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let path = match self {
+            Target::Proxymgr(pm) => format!("/proc/{}/stat", pm.pid()),
+            Target::Reload(b) => format!("/proc/self/task/{}/stat", b.shared.tid.load(Ordering::SeqCst)),
+        };
+        cpu_seconds(&path)
+    }
+
+    /// proxymgr's log, or nothing.
+    pub fn log(&self) -> String {
+        match self {
+            Target::Proxymgr(pm) => pm.log(),
+            Target::Reload(_) => String::new(),
+        }
+    }
+
+    /// `VmHWM` (peak RSS) and `VmRSS` of proxymgr, in kB.
+    pub fn memory_kb(&self) -> Option<(u64, u64)> {
+        let Target::Proxymgr(pm) = self else { return None };
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pm.pid())).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            status.lines().find_map(|l| l.strip_prefix(name))?.split_whitespace().next()?.parse().ok()
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
+    }
+
+    /// Why the target failed, if it did (proxymgr exited; the baseline's loop gave up).
+    pub fn failure(&mut self) -> Option<String> {
+        match self {
+            Target::Proxymgr(pm) => {
+                if pm.is_running() {
+                    None
+                } else {
+                    Some(format!("proxymgr exited: {:?}", pm.try_status()))
+                }
+            }
+            Target::Reload(b) => b.error(),
+        }
+    }
+}
+
+/// The fixture's standard config, defaults for every reload and drift setting.
+fn proxymgr_yaml(dir: &std::path::Path, zk: &Zk) -> String {
+    let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
+    // The fixture's global/defaults lines are GLOBAL and DEFAULTS; keep the two in step.
+    assert!(
+        yaml.contains("\"maxconn 1000\"") && yaml.contains("\"timeout server 10s\""),
+        "the fixture's proxymgr.yml no longer has the global/defaults lines the baseline renders: update target.rs"
+    );
+    yaml
+}
+
+/// utime + stime of `/proc/.../stat`, in seconds (USER_HZ is 100 on Linux).
+pub fn cpu_seconds(path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver};
@@ -34,6 +35,10 @@ use crate::watcher::{self, Watcher};
 /// How long the first start waits for the registry's first answer and every watcher's first server set, so that
 /// HAProxy starts once with everything instead of once per arriving piece.
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
+/// While the first start waits past STARTUP_WAIT: how long without a new server set ends the wait, and the
+/// longest it may take in all.
+const STARTUP_QUIET: Duration = Duration::from_secs(1);
+const STARTUP_WAIT_MAX: Duration = Duration::from_secs(30);
 /// How long a new service's reload waits for its watcher's first server set.
 const FIRST_REPORT_WAIT: Duration = Duration::from_secs(1);
 /// How often a service that could not be set up (its port taken) is tried again.
@@ -61,7 +66,8 @@ pub enum Outcome {
 
 struct Service {
     spec: ServiceSpec,
-    servers: Vec<Server>,
+    /// Shared with state-file snapshots.
+    servers: Arc<Vec<Server>>,
     watcher: Watcher,
     /// Set while its watcher has not reported yet.
     awaiting_since: Option<Instant>,
@@ -134,6 +140,9 @@ pub struct Reconciler {
     /// Whether the state changed since the state file was last written, and when it may be written next.
     state_dirty: bool,
     state_due: Instant,
+    state_writer: state::Writer,
+    /// When a watcher last reported a server set.
+    last_report: Instant,
 }
 
 impl Reconciler {
@@ -155,6 +164,7 @@ impl Reconciler {
             processes.adopt(orphans);
         }
         let source = registry::start(&config.service_config, 0, &watchers);
+        let state_writer = state::Writer::start(watchers.events.clone());
         Reconciler {
             source,
             config_file,
@@ -190,6 +200,8 @@ impl Reconciler {
             saved: Some(saved.services).filter(|s| !s.is_empty()),
             state_dirty: false,
             state_due: Instant::now(),
+            state_writer,
+            last_report: Instant::now(),
         }
     }
 
@@ -262,15 +274,18 @@ impl Reconciler {
         {
             return;
         }
+        if self.state_writer.save(&self.config.state_file, self.state()) {
+            self.state_dirty = false;
+        }
+        self.state_due = Instant::now() + STATE_WRITE_INTERVAL;
+    }
+
+    /// A snapshot for the state file: the specs are copied, the server sets shared.
+    fn state(&self) -> State {
         let services = self.services.iter().map(|(name, s)| {
             (name.clone(), SavedService { spec: s.spec.clone(), servers: s.servers.clone() })
         });
-        let state = State { haproxy_pids: self.processes.pids(), services: services.collect() };
-        if let Err(e) = state.save(&self.config.state_file) {
-            log::error!("state_file {}: cannot write: {e}", self.config.state_file.display());
-        }
-        self.state_dirty = false;
-        self.state_due = Instant::now() + STATE_WRITE_INTERVAL;
+        State { haproxy_pids: self.processes.pids(), services: services.collect() }
     }
 
     fn handle(&mut self, event: Event) -> Option<Outcome> {
@@ -297,8 +312,9 @@ impl Reconciler {
                         return None;
                     }
                     log::info!("service {service}: {} server(s): {}", servers.len(), list(&servers));
-                    s.servers = servers;
+                    s.servers = Arc::new(servers);
                     s.lines = None;
+                    self.last_report = Instant::now();
                     self.dirty.insert(service);
                 }
             }
@@ -388,7 +404,7 @@ impl Reconciler {
                 self.next_generation += 1;
                 let service = Service {
                     spec: spec.clone(),
-                    servers: Vec::new(),
+                    servers: Arc::default(),
                     watcher,
                     awaiting_since: Some(Instant::now()),
                     skeleton: None,
@@ -403,14 +419,25 @@ impl Reconciler {
     /// Whether a new service still waits for its first server set (bounded by FIRST_REPORT_WAIT, or STARTUP_WAIT
     /// before anything was started), so that its reload waits too.
     fn awaiting(&self) -> bool {
-        if self.running.is_none() && self.started.elapsed() < STARTUP_WAIT {
-            return self.registry.is_none() || self.services.values().any(|s| s.awaiting_since.is_some());
+        if self.running.is_none() && self.last_reload.is_none() {
+            let complete =
+                self.registry.is_some() && self.services.values().all(|s| s.awaiting_since.is_none());
+            let elapsed = self.started.elapsed();
+            // Past the first wait, a registry still being read (1000 services of 50 servers take seconds) is
+            // waited for while its watchers make progress: one start with everything beats a start with half
+            // and thousands of runtime additions.
+            return !complete
+                && (elapsed < STARTUP_WAIT
+                    || (elapsed < STARTUP_WAIT_MAX && self.last_report.elapsed() < STARTUP_QUIET));
         }
         self.services.values().any(|s| s.awaiting_since.is_some_and(|t| t.elapsed() < FIRST_REPORT_WAIT))
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let startup = self.running.is_none().then_some(self.started + STARTUP_WAIT);
+        let startup = self.running.is_none().then(|| {
+            let quiet = (self.last_report + STARTUP_QUIET).max(self.started + STARTUP_WAIT);
+            quiet.min(self.started + STARTUP_WAIT_MAX)
+        });
         let awaiting =
             self.services.values().filter_map(|s| s.awaiting_since).map(|t| t + FIRST_REPORT_WAIT).min();
         let phase = match self.phase {
@@ -744,6 +771,7 @@ impl Reconciler {
     }
 
     fn shutdown(mut self, outcome: Outcome) -> Outcome {
+        let mut last = self.state();
         // Watchers stop when their handles drop.
         self.services.clear();
         // A soft-stopping HAProxy waits for every session to end, the admin socket's included.
@@ -751,6 +779,13 @@ impl Reconciler {
         let timeout = self.config.haproxy.stop_timeout();
         log::info!("stopping haproxy {:?} (soft stop, up to {timeout:?})", self.processes.pids());
         self.processes.stop(timeout);
+        // The services stay for a start without the registry; the pids go, as nothing runs any more.
+        if self.registry.is_some() {
+            last.haproxy_pids = self.processes.pids();
+            if let Err(e) = last.save(&self.config.state_file) {
+                log::error!("state_file {}: cannot write: {e}", self.config.state_file.display());
+            }
+        }
         outcome
     }
 }
@@ -766,7 +801,7 @@ fn desired<'a>(
             skeleton: s.skeleton.as_deref().unwrap_or_default(),
             lines: s.lines.as_deref().unwrap_or_default(),
             spec: &s.spec,
-            servers: &s.servers,
+            servers: s.servers.as_slice(),
             dynamic: no_dynamic.get(name) != Some(&s.spec.server_options),
         };
         (name.as_str(), desired)

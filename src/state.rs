@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +25,8 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedService {
     pub spec: ServiceSpec,
-    pub servers: Vec<Server>,
+    /// Shared with the reconciler: a snapshot costs a reference count, not a copy of every server.
+    pub servers: Arc<Vec<Server>>,
 }
 
 impl State {
@@ -48,12 +52,46 @@ impl State {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
+        // One write: serde_json writes a token at a time, and unbuffered that is a system call per token (1.5
+        // million for 50k servers).
+        let text = serde_json::to_vec(self)?;
         let mut file = tempfile::Builder::new().prefix(".state.").tempfile_in(dir)?;
-        serde_json::to_writer(&mut file, self)?;
-        file.flush()?;
+        file.write_all(&text)?;
         file.as_file().sync_all()?;
         file.persist(path).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+/// Writes state files on a thread of its own, so that the reconciler never waits on serialising and syncing a
+/// few megabytes. It takes one snapshot at a time; `save` says false while it is busy with the last one.
+pub struct Writer {
+    snapshots: Sender<(PathBuf, State)>,
+}
+
+impl Writer {
+    pub fn start(events: Sender<crate::event::Event>) -> Writer {
+        let (snapshots, inbox) = crossbeam_channel::bounded::<(PathBuf, State)>(1);
+        crate::threads::spawn("state-file".into(), events, move || {
+            for (path, state) in inbox {
+                if let Err(e) = state.save(&path) {
+                    log::error!("state_file {}: cannot write: {e}", path.display());
+                }
+            }
+        });
+        Writer { snapshots }
+    }
+
+    /// Hands `state` to the writer; false when it is still writing the previous one (try again later).
+    pub fn save(&self, path: &Path, state: State) -> bool {
+        match self.snapshots.try_send((path.to_path_buf(), state)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => false,
+            Err(TrySendError::Disconnected(_)) => {
+                log::error!("state_file {}: its writer thread is gone", path.display());
+                true
+            }
+        }
     }
 }
 
@@ -85,7 +123,7 @@ mod tests {
         let server = Server { weight: Some(3), ..Server::new("10.0.0.1", 80).unwrap() };
         let state = State {
             haproxy_pids: vec![42],
-            services: [("web".to_string(), SavedService { spec, servers: vec![server] })].into(),
+            services: [("web".to_string(), SavedService { spec, servers: Arc::new(vec![server]) })].into(),
         };
         state.save(&path).unwrap();
         assert_eq!(State::load(&path), Some(state));

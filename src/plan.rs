@@ -132,21 +132,43 @@ pub fn plan(
     if running.head != desired.head {
         plan.reload.push("global or defaults changed".into());
     }
-    for name in running.services.keys().filter(|name| !desired.services.contains_key(name.as_str())) {
-        plan.reload.push(format!("service {name} removed"));
-    }
+    // Both maps are sorted by name: one walk through each pairs them, with no lookup per service (this runs
+    // for every batch of events, over every service).
+    let mut have = running.services.iter().map(|(name, s)| (name.as_str(), s)).peekable();
+    let mut pairs = Vec::with_capacity(desired.services.len());
+    let mut added = Vec::new();
     for (&name, want) in &desired.services {
-        let Some(have) = running.services.get(name) else {
-            plan.reload.push(format!("service {name} added"));
-            continue;
-        };
+        while let Some((gone, _)) = have.next_if(|(other, _)| *other < name) {
+            plan.reload.push(format!("service {gone} removed"));
+        }
+        match have.next_if(|(other, _)| *other == name) {
+            Some((_, have)) => pairs.push((name, have, want)),
+            None => added.push(format!("service {name} added")),
+        }
+    }
+    plan.reload.extend(have.map(|(gone, _)| format!("service {gone} removed")));
+    plan.reload.extend(added);
+    for &(name, have, want) in &pairs {
         if have.skeleton != want.skeleton {
             plan.reload.push(format!("service {name}: port or options changed"));
         }
-        // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the
-        // running backend serves until then.
-        if scope.map_or(true, |names| names.contains(name)) {
-            plan_servers(&mut plan, name, have, want, caps, tidy);
+    }
+    // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the running
+    // backend serves until then.
+    match scope {
+        Some(names) => {
+            for name in names {
+                if let (Some(have), Some(want)) =
+                    (running.services.get(name), desired.services.get(name.as_str()))
+                {
+                    plan_servers(&mut plan, name, have, want, caps, tidy);
+                }
+            }
+        }
+        None => {
+            for (name, have, want) in pairs {
+                plan_servers(&mut plan, name, have, want, caps, tidy);
+            }
         }
     }
     plan

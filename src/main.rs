@@ -50,14 +50,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // glibc gives each thread that allocates an arena of its own, up to 8 per core; with a thread per service
-    // (1000 watchers) the freed memory of many arenas adds tens of megabytes of RSS for nothing. Two suffice
-    // for a daemon whose allocations are small and mostly on one thread.
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; no allocation is in progress at this point.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
-    }
     let args = Args::parse();
     init_logging(args.debug);
     ExitCode::from(run(&args))

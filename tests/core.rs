@@ -10,13 +10,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 /// A ZooKeeper and a proxymgr following it, or None when a tool is missing (the test then skips).
 fn start() -> Option<(Zk, Proxymgr)> {
-    if !support::require("haproxy") || !support::require("zookeeper") {
-        return None;
-    }
-    let zk = Zk::start();
-    zk.create("/service_config", "");
-    let pm = Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk.connect_string()));
-    Some((zk, pm))
+    support::zk_and_proxymgr("")
 }
 
 fn blob(zk: &Zk, service: &str, port: u16) -> String {

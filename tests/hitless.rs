@@ -13,16 +13,7 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 /// The standard test config with `extra` lines added to its `haproxy` section.
 fn start_with(extra: &str) -> Option<(Zk, Proxymgr)> {
-    if !support::require("haproxy") || !support::require("zookeeper") {
-        return None;
-    }
-    let zk = Zk::start();
-    zk.create("/service_config", "");
-    let pm = Proxymgr::start_with(|dir| {
-        let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
-        yaml.replacen("  bind_address: 127.0.0.1\n", &format!("  bind_address: 127.0.0.1\n{extra}"), 1)
-    });
-    Some((zk, pm))
+    support::zk_and_proxymgr(extra)
 }
 
 fn start() -> Option<(Zk, Proxymgr)> {

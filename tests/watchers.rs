@@ -17,15 +17,9 @@ const SETTLE: Duration = Duration::from_secs(20);
 /// The base of every hosts file the dns test writes: the names the rest of the machine relies on.
 const HOSTS_BASE: &str = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n";
 
-/// A ZooKeeper with an empty `/service_config` and a proxymgr following it, or None when a tool is missing.
+/// A ZooKeeper and a proxymgr following it, or None when a tool is missing (the test then skips).
 fn start() -> Option<(Zk, Proxymgr)> {
-    if !support::require("haproxy") || !support::require("zookeeper") {
-        return None;
-    }
-    let zk = Zk::start();
-    zk.create("/service_config", "");
-    let pm = Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk.connect_string()));
-    Some((zk, pm))
+    support::zk_and_proxymgr("")
 }
 
 /// The listen and server options every service here takes: round robin, so eight requests reach every

@@ -189,3 +189,29 @@ fn tail(text: &str, max: usize) -> &str {
     }
     &text[start..]
 }
+
+/// `path` opened for appending, twice: for a child's stdout and stderr.
+fn append_log(path: &Path) -> (std::fs::File, std::fs::File) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let log_err = log.try_clone().expect("clone a file handle");
+    (log, log_err)
+}
+
+/// A ZooKeeper with an empty `/service_config` and a proxymgr following it with the standard test config, plus
+/// `extra` lines in its `haproxy` section; None when a tool is missing (the test then skips).
+pub fn zk_and_proxymgr(extra: &str) -> Option<(Zk, Proxymgr)> {
+    if !require("haproxy") || !require("zookeeper") {
+        return None;
+    }
+    let zk = Zk::start();
+    zk.create("/service_config", "");
+    let pm = Proxymgr::start_with(|dir| {
+        let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
+        yaml.replacen("  bind_address: 127.0.0.1\n", &format!("  bind_address: 127.0.0.1\n{extra}"), 1)
+    });
+    Some((zk, pm))
+}

@@ -364,13 +364,7 @@ impl Drop for Proxymgr {
 /// Opens `<dir>/proxymgr.log` for appending and spawns `command(proxymgr_bin()) -c <dir>/proxymgr.yml -d`.
 fn spawn(dir: &Path, command: &dyn Fn(&Path) -> Command) -> Child {
     let config_path = dir.join("proxymgr.yml");
-    let log_path = dir.join("proxymgr.log");
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
-    let log_err = log.try_clone().expect("clone a file handle");
+    let (log, log_err) = super::append_log(&dir.join("proxymgr.log"));
     let bin = proxymgr_bin();
     let mut command = command(&bin);
     command

@@ -260,27 +260,11 @@ impl Zk {
         );
         (self.customize)(&mut config);
         fs::write(&cfg, config).unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
-        let log_path = self.dir().join("zookeeper.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
-        let log_err = log.try_clone().expect("clone a file handle");
-        let child = Command::new("java")
-            .args(JAVA_OPTS)
-            .arg("-cp")
-            .arg(format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}"))
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group: a Ctrl-C at the terminal (make demo) must not kill the server before the
-            // demo has stopped proxymgr.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start java (ZooKeeper): {e}"));
+        let child = spawn_java(
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            &cfg,
+            &self.dir().join("zookeeper.log"),
+        );
         self.child = Some(child);
 
         // `ruok` answers before the server serves; `srvr` reports the mode only once it does.
@@ -616,25 +600,8 @@ impl ZkEnsemble {
         );
         let cfg = dir.join("zoo.cfg");
         fs::write(&cfg, config).unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
-        let log_path = dir.join("zookeeper.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
-        let log_err = log.try_clone().expect("clone a file handle");
-        let child = Command::new("java")
-            .args(JAVA_OPTS)
-            .arg("-cp")
-            .arg(format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}"))
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start java (ZooKeeper ensemble member {i}): {e}"));
+        let child =
+            spawn_java("org.apache.zookeeper.server.quorum.QuorumPeerMain", &cfg, &dir.join("zookeeper.log"));
         self.members[i].child = Some(child);
     }
 }
@@ -658,4 +625,22 @@ fn retryable(e: ZkError) -> bool {
         e,
         ZkError::ConnectionLoss | ZkError::SessionExpired | ZkError::OperationTimeout | ZkError::SessionMoved
     )
+}
+
+/// Runs a ZooKeeper server class on `cfg`, its output appended to `log`. Its own process group: a Ctrl-C at the
+/// terminal (make demo) must not kill the server before the demo has stopped proxymgr.
+fn spawn_java(main_class: &str, cfg: &Path, log: &Path) -> Child {
+    let (out, err) = super::append_log(log);
+    Command::new("java")
+        .args(JAVA_OPTS)
+        .arg("-cp")
+        .arg(format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}"))
+        .arg(main_class)
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start java ({main_class} on {}): {e}", cfg.display()))
 }

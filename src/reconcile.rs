@@ -115,8 +115,6 @@ pub struct Reconciler {
     runtime: Runtime,
     /// The serving process's state, as far as proxymgr made it; None while none serves.
     running: Option<Running>,
-    /// The ports the serving process's config binds.
-    running_ports: BTreeSet<u16>,
     phase: Phase,
     last_reload: Option<Instant>,
     /// The skeleton (head and listen sections) HAProxy last rejected: not tried again until it changes.
@@ -183,7 +181,6 @@ impl Reconciler {
             processes,
             runtime,
             running: None,
-            running_ports: BTreeSet::new(),
             phase: Phase::Idle,
             last_reload: None,
             rejected: None,
@@ -591,12 +588,11 @@ impl Reconciler {
             return true;
         };
         self.running = Some(state);
-        self.running_ports = ports;
         // What changed while it started was not planned against it.
         self.dirty_all = true;
+        // Listeners neither the new process's config nor the desired state binds close now.
         let desired_ports: BTreeSet<u16> = self.services.values().map(|s| s.spec.port).collect();
-        let running_ports = &self.running_ports;
-        self.listeners.retain(|port| desired_ports.contains(&port) || running_ports.contains(&port));
+        self.listeners.retain(|port| desired_ports.contains(&port) || ports.contains(&port));
         true
     }
 

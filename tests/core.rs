@@ -25,6 +25,15 @@ fn add_server(zk: &Zk, service: &str, node: &str, backend: &Backend) {
     zk.create(&format!("/services/{service}/{node}"), &server_json(backend.port()));
 }
 
+/// A new service named `service` with `backend` as its only server, serving on a free port: returns the port.
+fn serve(zk: &Zk, service: &str, backend: &Backend) -> u16 {
+    let port = free_port();
+    add_server(zk, service, backend.name(), backend);
+    zk.create(&format!("/service_config/{service}"), &blob(zk, service, port));
+    wait_answers(port, &[backend.name()]);
+    port
+}
+
 fn server_json(port: u16) -> String {
     format!(r#"{{"address":"127.0.0.1","port":{port}}}"#)
 }
@@ -168,10 +177,7 @@ fn bad_blobs_and_bad_server_nodes_are_logged_and_skipped() {
 fn a_port_taken_by_another_service_is_refused_by_name() {
     let Some((zk, pm)) = start() else { return };
     let a = Backend::start("a");
-    let port = free_port();
-    add_server(&zk, "first", "a", &a);
-    zk.create("/service_config/first", &blob(&zk, "first", port));
-    wait_answers(port, &["a"]);
+    let port = serve(&zk, "first", &a);
     zk.create("/service_config/second", &blob(&zk, "first", port));
     pm.wait_log(&format!("service second: port {port} is already used by service first; not served"), SETTLE);
     wait_answers(port, &["a"]);
@@ -190,10 +196,7 @@ fn a_port_taken_by_another_service_is_refused_by_name() {
 fn a_killed_haproxy_is_started_again() {
     let Some((zk, pm)) = start() else { return };
     let a = Backend::start("a");
-    let port = free_port();
-    add_server(&zk, "web", "a", &a);
-    zk.create("/service_config/web", &blob(&zk, "web", port));
-    wait_answers(port, &["a"]);
+    let port = serve(&zk, "web", &a);
     let pids = pm.haproxy_pids();
     assert_eq!(pids.len(), 1);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0] as i32), nix::sys::signal::SIGKILL).unwrap();
@@ -207,10 +210,7 @@ fn a_killed_haproxy_is_started_again() {
 fn sigterm_stops_haproxy_and_exits_zero() {
     let Some((zk, mut pm)) = start() else { return };
     let a = Backend::start("a");
-    let port = free_port();
-    add_server(&zk, "web", "a", &a);
-    zk.create("/service_config/web", &blob(&zk, "web", port));
-    wait_answers(port, &["a"]);
+    let port = serve(&zk, "web", &a);
     let pids = pm.haproxy_pids();
     assert!(!pids.is_empty());
     let status = pm.stop();

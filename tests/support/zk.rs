@@ -243,21 +243,7 @@ impl Zk {
         let data = self.dir().join("data");
         fs::create_dir_all(&data).unwrap_or_else(|e| panic!("create {}: {e}", data.display()));
         let cfg = self.dir().join("zoo.cfg");
-        // admin.enableServer=false: else an admin server listens on 0.0.0.0:8080.
-        // forceSync=no: the tests never outlive the machine's page cache, and writes get much cheaper.
-        // maxClientCnxns=0: every client is on 127.0.0.1, so the default 60 per address could bite a benchmark.
-        let mut config = format!(
-            "tickTime=500\n\
-             dataDir={data}\n\
-             clientPort={port}\n\
-             clientPortAddress=127.0.0.1\n\
-             admin.enableServer=false\n\
-             4lw.commands.whitelist=srvr,ruok,cons,stat,mntr,wchs\n\
-             forceSync=no\n\
-             maxClientCnxns=0\n",
-            data = data.display(),
-            port = self.port,
-        );
+        let mut config = zoo_cfg(&data, self.port);
         (self.customize)(&mut config);
         fs::write(&cfg, config).unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
         let child = spawn_java(
@@ -583,21 +569,8 @@ impl ZkEnsemble {
             .map(|m| format!("server.{}=127.0.0.1:{}:{}\n", m.id, m.peer_port, m.election_port))
             .collect();
         // As `Zk`, plus the quorum: initLimit and syncLimit in ticks, one `server.N` line per member.
-        let config = format!(
-            "tickTime=500\n\
-             initLimit=10\n\
-             syncLimit=5\n\
-             dataDir={data}\n\
-             clientPort={port}\n\
-             clientPortAddress=127.0.0.1\n\
-             admin.enableServer=false\n\
-             4lw.commands.whitelist=srvr,ruok,cons,stat,mntr,wchs\n\
-             forceSync=no\n\
-             maxClientCnxns=0\n\
-             {servers}",
-            data = data.display(),
-            port = self.members[i].client_port,
-        );
+        let config =
+            format!("{}initLimit=10\nsyncLimit=5\n{servers}", zoo_cfg(&data, self.members[i].client_port));
         let cfg = dir.join("zoo.cfg");
         fs::write(&cfg, config).unwrap_or_else(|e| panic!("write {}: {e}", cfg.display()));
         let child =
@@ -643,4 +616,22 @@ fn spawn_java(main_class: &str, cfg: &Path, log: &Path) -> Child {
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("start java ({main_class} on {}): {e}", cfg.display()))
+}
+
+/// The zoo.cfg lines every test server shares: loopback only, its data in `data`, clients on `port`.
+/// admin.enableServer=false: else an admin server listens on 0.0.0.0:8080. forceSync=no: the tests never outlive
+/// the machine's page cache, and writes get much cheaper. maxClientCnxns=0: every client is on 127.0.0.1, so the
+/// default 60 per address could bite a benchmark.
+fn zoo_cfg(data: &Path, port: u16) -> String {
+    format!(
+        "tickTime=500\n\
+         dataDir={data}\n\
+         clientPort={port}\n\
+         clientPortAddress=127.0.0.1\n\
+         admin.enableServer=false\n\
+         4lw.commands.whitelist=srvr,ruok,cons,stat,mntr,wchs\n\
+         forceSync=no\n\
+         maxClientCnxns=0\n",
+        data = data.display(),
+    )
 }

@@ -5,6 +5,7 @@
 //! deltas, so a repeated or late message can do no harm.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::service::{Server, ServiceSpec};
 
@@ -17,12 +18,13 @@ pub enum Event {
         source: u64,
         services: BTreeMap<String, ServiceSpec>,
     },
-    /// A watcher's whole current server set for one service. `generation` tells a stopped watcher's late
-    /// message from the current one's.
+    /// A watcher's whole current server set for one service, sorted and unique by name (shared with the
+    /// watcher, which keeps it to tell a change). `generation` tells a stopped watcher's late message from the
+    /// current one's.
     Servers {
         service: String,
         generation: u64,
-        servers: Vec<Server>,
+        servers: Arc<Vec<Server>>,
     },
     Signal(Signal),
     /// A supervised thread ended when it should not have; the daemon stops with an error.

@@ -90,7 +90,7 @@ fn run(args: &Args) -> u8 {
         binary.path.display()
     );
 
-    let watchers = watcher::Context { events, sessions: Arc::new(zk::Sessions::default()) };
+    let watchers = watcher::Context { sessions: Arc::new(zk::Sessions::new(events.clone())), events };
     match Reconciler::new(args.config.clone(), config, binary, inbox, watchers).run() {
         Outcome::Stopped => {
             log::info!("stopped");

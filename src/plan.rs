@@ -29,10 +29,18 @@ pub struct RunningService {
     pub servers: BTreeMap<String, RunningServer>,
 }
 
+/// What the planner compares of a server HAProxy has (its address and port are its name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningServer {
-    pub server: Server,
+    pub weight: Option<u16>,
+    pub options: Vec<String>,
     pub ready: bool,
+}
+
+impl RunningServer {
+    pub fn of(server: &Server, ready: bool) -> RunningServer {
+        RunningServer { weight: server.weight, options: server.options.clone(), ready }
+    }
 }
 
 /// What HAProxy should have, borrowed from the reconciler's state (nothing is copied per change).
@@ -45,8 +53,6 @@ pub struct Desired<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DesiredService<'a> {
     pub skeleton: &'a str,
-    /// Its server lines as rendered (for the file; the planner does not read them).
-    pub lines: &'a str,
     pub spec: &'a ServiceSpec,
     /// Sorted and unique by name.
     pub servers: &'a [Server],
@@ -59,8 +65,7 @@ impl Desired<'_> {
     /// The process a reload to this state starts: every server in the file, all of them ready.
     pub fn running(&self) -> Running {
         let services = self.services.iter().map(|(name, d)| {
-            let servers =
-                d.servers.iter().map(|s| (s.name(), RunningServer { server: s.clone(), ready: true }));
+            let servers = d.servers.iter().map(|s| (s.name(), RunningServer::of(s, true)));
             (
                 name.to_string(),
                 RunningService { skeleton: d.skeleton.to_string(), servers: servers.collect() },
@@ -195,15 +200,15 @@ fn plan_servers(
     }
     for (name, server) in wanted {
         match have.servers.get(&name) {
-            Some(current) if current.server.options != server.options => {
+            Some(current) if current.options != server.options => {
                 plan.reload.push(format!("service {service}: the options of server {name} changed"))
             }
             Some(current) => {
                 if !current.ready {
                     plan.steps.push(Step::Enable { service: service.into(), server: server.clone() });
                 }
-                let weight = effective_weight(server, want.spec);
-                if effective_weight(&current.server, want.spec) != weight {
+                let weight = effective_weight(server.weight, want.spec);
+                if effective_weight(current.weight, want.spec) != weight {
                     plan.steps.push(Step::Reweight {
                         service: service.into(),
                         server: server.clone(),
@@ -237,8 +242,8 @@ fn plan_servers(
 }
 
 /// The weight HAProxy gives `server`: its own, else a `weight N` among the service's server options, else 1.
-pub fn effective_weight(server: &Server, spec: &ServiceSpec) -> u16 {
-    server.weight.unwrap_or_else(|| {
+pub fn effective_weight(weight: Option<u16>, spec: &ServiceSpec) -> u16 {
+    weight.unwrap_or_else(|| {
         let words: Vec<&str> = spec.server_options.iter().flat_map(|o| o.split_whitespace()).collect();
         let option = words.windows(2).rev().find(|w| w[0] == "weight").and_then(|w| w[1].parse().ok());
         option.unwrap_or(DEFAULT_WEIGHT)
@@ -305,7 +310,7 @@ impl Running {
             Step::Enable { server, .. } | Step::Reweight { server, .. } | Step::Add { server, .. } => {
                 let ready = !matches!(step, Step::Reweight { .. })
                     || service.servers.get(&server.name()).is_some_and(|s| s.ready);
-                service.servers.insert(server.name(), RunningServer { server: server.clone(), ready });
+                service.servers.insert(server.name(), RunningServer::of(server, ready));
             }
             Step::Delete { server, .. } => {
                 service.servers.remove(server);
@@ -344,7 +349,6 @@ mod tests {
     fn desired(servers: &[Server]) -> Desired<'static> {
         let service = DesiredService {
             skeleton: "listen web",
-            lines: "",
             spec: leak(spec(&["check"])),
             servers: leak(servers.to_vec()),
             dynamic: true,
@@ -362,7 +366,7 @@ mod tests {
         let mut running = desired(ready).running();
         let web = running.services.get_mut("web").unwrap();
         for s in maint {
-            web.servers.insert(s.name(), RunningServer { server: s.clone(), ready: false });
+            web.servers.insert(s.name(), RunningServer::of(s, false));
         }
         running
     }

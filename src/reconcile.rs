@@ -106,6 +106,9 @@ pub struct Reconciler {
     registry: Option<BTreeMap<String, ServiceSpec>>,
     /// The services being served (or about to be), each with a running watcher.
     services: BTreeMap<String, Service>,
+    /// The services whose watcher has not reported yet, by when they were set up (each is its service's
+    /// `awaiting_since`): kept apart so that no event costs a walk through every service.
+    awaiting: BTreeSet<(Instant, String)>,
     /// Services of the registry that could not be set up, with the reason (logged once).
     blocked: BTreeMap<String, String>,
     retry_blocked_at: Option<Instant>,
@@ -174,6 +177,7 @@ impl Reconciler {
             renderer: Renderer::default(),
             registry: None,
             services: BTreeMap::new(),
+            awaiting: BTreeSet::new(),
             blocked: BTreeMap::new(),
             retry_blocked_at: None,
             next_generation: 0,
@@ -252,10 +256,10 @@ impl Reconciler {
         self.apply_registry();
         for (name, saved) in saved {
             if let Some(service) = self.services.get_mut(&name) {
-                if service.awaiting_since.is_some() {
+                if let Some(since) = service.awaiting_since.take() {
                     service.servers = saved.servers;
                     service.lines = None;
-                    service.awaiting_since = None;
+                    self.awaiting.remove(&(since, name));
                 }
             }
         }
@@ -299,7 +303,9 @@ impl Reconciler {
                 if let Some(s) =
                     self.services.get_mut(&service).filter(|s| s.watcher.generation == generation)
                 {
-                    s.awaiting_since = None;
+                    if let Some(since) = s.awaiting_since.take() {
+                        self.awaiting.remove(&(since, service.clone()));
+                    }
                     if servers.is_empty() && !s.servers.is_empty() && !s.spec.allow_empty {
                         log::warn!(
                             "service {service}: its watcher reports no servers; keeping the last {} \
@@ -309,7 +315,7 @@ impl Reconciler {
                         return None;
                     }
                     log::info!("service {service}: {} server(s): {}", servers.len(), list(&servers));
-                    s.servers = Arc::new(servers);
+                    s.servers = servers;
                     s.lines = None;
                     self.last_report = Instant::now();
                     self.dirty.insert(service);
@@ -335,10 +341,14 @@ impl Reconciler {
     fn apply_registry(&mut self) {
         let Some(registry) = self.registry.clone() else { return };
         self.retry_blocked_at = None;
-        self.services.retain(|name, _| {
+        let awaiting = &mut self.awaiting;
+        self.services.retain(|name, service| {
             let keep = registry.contains_key(name);
             if !keep {
                 log::info!("service {name}: removed");
+                if let Some(since) = service.awaiting_since {
+                    awaiting.remove(&(since, name.clone()));
+                }
             }
             keep
         });
@@ -399,11 +409,13 @@ impl Reconciler {
                 log::info!("service {name}: added on port {}", spec.port);
                 let watcher = watcher::start(name, &spec.watcher, generation, &self.watchers);
                 self.next_generation += 1;
+                let now = Instant::now();
+                self.awaiting.insert((now, name.to_string()));
                 let service = Service {
                     spec: spec.clone(),
                     servers: Arc::default(),
                     watcher,
-                    awaiting_since: Some(Instant::now()),
+                    awaiting_since: Some(now),
                     skeleton: None,
                     lines: None,
                 };
@@ -417,8 +429,7 @@ impl Reconciler {
     /// before anything was started), so that its reload waits too.
     fn awaiting(&self) -> bool {
         if self.running.is_none() && self.last_reload.is_none() {
-            let complete =
-                self.registry.is_some() && self.services.values().all(|s| s.awaiting_since.is_none());
+            let complete = self.registry.is_some() && self.awaiting.is_empty();
             let elapsed = self.started.elapsed();
             // Past the first wait, a registry still being read (1000 services of 50 servers take seconds) is
             // waited for while its watchers make progress: one start with everything beats a start with half
@@ -427,16 +438,21 @@ impl Reconciler {
                 && (elapsed < STARTUP_WAIT
                     || (elapsed < STARTUP_WAIT_MAX && self.last_report.elapsed() < STARTUP_QUIET));
         }
-        self.services.values().any(|s| s.awaiting_since.is_some_and(|t| t.elapsed() < FIRST_REPORT_WAIT))
+        // Some service waits while the one set up last does.
+        self.awaiting.last().is_some_and(|(since, _)| since.elapsed() < FIRST_REPORT_WAIT)
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let startup = self.running.is_none().then(|| {
-            let quiet = (self.last_report + STARTUP_QUIET).max(self.started + STARTUP_WAIT);
-            quiet.min(self.started + STARTUP_WAIT_MAX)
-        });
+        let now = Instant::now();
+        let startup = (self.running.is_none() && self.last_reload.is_none())
+            .then(|| {
+                let quiet = (self.last_report + STARTUP_QUIET).max(self.started + STARTUP_WAIT);
+                quiet.min(self.started + STARTUP_WAIT_MAX)
+            })
+            .filter(|&due| due > now);
+        // The wait ends for the last service set up; one whose watcher never reports is waited for no longer.
         let awaiting =
-            self.services.values().filter_map(|s| s.awaiting_since).map(|t| t + FIRST_REPORT_WAIT).min();
+            self.awaiting.last().map(|(since, _)| *since + FIRST_REPORT_WAIT).filter(|&due| due > now);
         let phase = match self.phase {
             Phase::Idle => None,
             Phase::Waiting { due } => Some(due),
@@ -459,7 +475,7 @@ impl Reconciler {
         .min()
     }
 
-    /// Renders what changed since the last render: the head, and each service's skeleton and server lines.
+    /// Renders what changed since the last render and the planner needs: the head and each service's skeleton.
     fn refresh_renders(&mut self) {
         if self.head.is_none() {
             self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps));
@@ -471,10 +487,47 @@ impl Reconciler {
                 service.skeleton =
                     Some(self.renderer.listen(name, fd, &service.spec, &self.config.haproxy, &self.caps));
             }
-            if service.lines.is_none() {
-                service.lines = Some(self.renderer.servers(&service.spec, &service.servers));
+        }
+    }
+
+    /// The whole haproxy.cfg: the head, then each service's skeleton and server lines. Server lines are
+    /// rendered here, not when servers change: only the file needs them, and it is written after HAProxy got
+    /// the change.
+    fn config_text(&mut self) -> String {
+        self.refresh_renders();
+        let mut text = self.head.clone().unwrap_or_default();
+        for service in self.services.values_mut() {
+            let lines =
+                service.lines.get_or_insert_with(|| self.renderer.servers(&service.spec, &service.servers));
+            text.push_str(service.skeleton.as_deref().unwrap_or_default());
+            text.push_str(lines);
+        }
+        text
+    }
+
+    /// Whether the desired skeleton is the one HAProxy last rejected: it is not tried again until it changes
+    /// (else every event, the check's own exit included, would run the check again).
+    fn rejects_again(&mut self) -> bool {
+        if self.rejected.is_none() {
+            return false;
+        }
+        self.refresh_renders();
+        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
+        self.rejected.as_ref() == Some(&desired.skeleton())
+    }
+
+    /// What a reload to the desired state needs.
+    fn prepare_reload(&mut self) -> Reload {
+        let text = self.config_text();
+        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
+        let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
+        for service in desired.services.values() {
+            if let Some(fd) = self.listeners.fd(service.spec.port) {
+                fds.push(fd);
+                ports.insert(service.spec.port);
             }
         }
+        Reload { text, skeleton: desired.skeleton(), fds, ports, state: desired.running() }
     }
 
     /// Forgets every rendered piece (the config or the HAProxy binary changed).
@@ -492,6 +545,16 @@ impl Reconciler {
         if !self.confirm_start() {
             return;
         }
+        let awaiting = self.awaiting();
+        if self.running.is_none() {
+            // Nothing serves: start as soon as the first state is complete, or the restart backoff is over.
+            let backoff = self.restart_due.is_some_and(|due| Instant::now() < due);
+            if !awaiting && !backoff && !self.rejects_again() {
+                let reload = self.prepare_reload();
+                self.reload(reload, &["first start".to_string()]);
+            }
+            return;
+        }
         let started = Instant::now();
         self.refresh_renders();
         let render_time = started.elapsed();
@@ -500,17 +563,8 @@ impl Reconciler {
         let everything = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
         let scope = if everything { None } else { Some(std::mem::take(&mut self.dirty)) };
         self.dirty.clear();
-        let awaiting = self.awaiting();
         let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
-        let Some(mut running) = self.running.take() else {
-            // Nothing serves: start as soon as the first state is complete, or the restart backoff is over.
-            let backoff = self.restart_due.is_some_and(|due| Instant::now() < due);
-            if !awaiting && !backoff {
-                let reload = Reload::of(&desired, &self.listeners);
-                self.reload(reload, &["first start".to_string()]);
-            }
-            return;
-        };
+        let Some(mut running) = self.running.take() else { return };
         let plan_started = Instant::now();
         let plan = plan(&running, &desired, &self.caps, false, scope.as_ref());
         let plan_time = plan_started.elapsed();
@@ -538,7 +592,7 @@ impl Reconciler {
         if reasons.is_empty() {
             self.phase = Phase::Idle;
             if self.file_stale && Instant::now() >= self.file_due {
-                let text = text(&desired);
+                let text = self.config_text();
                 self.write_file(&text);
             }
             return;
@@ -559,7 +613,7 @@ impl Reconciler {
             }
             Phase::Waiting { due } if now >= due => {
                 reasons.dedup();
-                let reload = Reload::of(&desired, &self.listeners);
+                let reload = self.prepare_reload();
                 self.reload(reload, &reasons);
             }
             Phase::Waiting { .. } | Phase::Starting { .. } => {}
@@ -674,10 +728,8 @@ impl Reconciler {
             let believed = std::mem::take(&mut service.servers);
             for (server, status) in &actual {
                 let ready = !status.maint;
-                let Ok(mut found) = Server::new(&status.address, i64::from(status.port)) else { continue };
-                found.weight = Some(status.weight);
                 match believed.get(server) {
-                    Some(b) if b.ready == ready && effective_weight(&b.server, spec) == status.weight => {
+                    Some(b) if b.ready == ready && effective_weight(b.weight, spec) == status.weight => {
                         service.servers.insert(server.clone(), b.clone());
                         continue;
                     }
@@ -686,11 +738,14 @@ impl Reconciler {
                         state(ready),
                         status.weight,
                         state(b.ready),
-                        effective_weight(&b.server, spec)
+                        effective_weight(b.weight, spec)
                     ),
                     None => log::warn!("drift: service {name} server {server} is in HAProxy ({}), unknown to proxymgr", state(ready)),
                 }
-                service.servers.insert(server.clone(), RunningServer { server: found, ready });
+                // HAProxy's word on its state and weight; its options are what proxymgr last gave it.
+                let options = believed.get(server).map(|b| b.options.clone()).unwrap_or_default();
+                let found = RunningServer { weight: Some(status.weight), options, ready };
+                service.servers.insert(server.clone(), found);
             }
             for server in believed.keys().filter(|s| !actual.contains_key(*s)) {
                 log::warn!("drift: service {name} server {server} is missing from HAProxy");
@@ -795,7 +850,6 @@ fn desired<'a>(
     let services = services.iter().map(|(name, s)| {
         let desired = DesiredService {
             skeleton: s.skeleton.as_deref().unwrap_or_default(),
-            lines: s.lines.as_deref().unwrap_or_default(),
             spec: &s.spec,
             servers: s.servers.as_slice(),
             dynamic: no_dynamic.get(name) != Some(&s.spec.server_options),
@@ -805,16 +859,6 @@ fn desired<'a>(
     Desired { head, services: services.collect() }
 }
 
-/// The whole haproxy.cfg: the head, then each service's skeleton and server lines, as rendered.
-fn text(desired: &Desired) -> String {
-    let mut text = desired.head.to_string();
-    for service in desired.services.values() {
-        text.push_str(service.skeleton);
-        text.push_str(service.lines);
-    }
-    text
-}
-
 /// What a reload needs, taken from the desired state before it starts.
 struct Reload {
     text: String,
@@ -822,19 +866,6 @@ struct Reload {
     fds: Vec<RawFd>,
     ports: BTreeSet<u16>,
     state: Running,
-}
-
-impl Reload {
-    fn of(desired: &Desired, listeners: &Listeners) -> Reload {
-        let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
-        for service in desired.services.values() {
-            if let Some(fd) = listeners.fd(service.spec.port) {
-                fds.push(fd);
-                ports.insert(service.spec.port);
-            }
-        }
-        Reload { text: text(desired), skeleton: desired.skeleton(), fds, ports, state: desired.running() }
-    }
 }
 
 /// What carrying out a plan's steps came to.

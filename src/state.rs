@@ -6,7 +6,6 @@
 //!   proxymgr starts takes over from it with `-sf`, so two generations never stay side by side.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,11 +51,12 @@ impl State {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        // One write: serde_json writes a token at a time, and unbuffered that is a system call per token (1.5
-        // million for 50k servers).
-        let text = serde_json::to_vec(self)?;
-        let mut file = tempfile::Builder::new().prefix(".state.").tempfile_in(dir)?;
-        file.write_all(&text)?;
+        let file = tempfile::Builder::new().prefix(".state.").tempfile_in(dir)?;
+        // Buffered: serde_json writes a token at a time, and unbuffered that is a system call per token (1.5
+        // million for 50k servers). Streamed: the whole text (3 MB there) is never in memory.
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+        serde_json::to_writer(&mut out, self)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.as_file().sync_all()?;
         file.persist(path).map_err(|e| e.error)?;
         Ok(())

@@ -193,6 +193,28 @@ fn a_config_haproxy_rejects_leaves_traffic_flowing_and_is_reported() {
 }
 
 #[test]
+fn a_first_config_haproxy_rejects_is_checked_once_until_it_changes() {
+    if !support::require("haproxy") || !support::require("zookeeper") {
+        return;
+    }
+    let zk = Zk::start();
+    let a = Backend::start("a");
+    let port = free_port();
+    add_server(&zk, "web", &a);
+    zk.create("/service_config/web", &blob(&zk, "web", port, &["mode http", "no-such-keyword on"]));
+    let pm = Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk.connect_string()));
+    pm.wait_log("HAProxy rejected the new config", SETTLE);
+    // Every `haproxy -c` ends in a SIGCHLD, which wakes the reconciler: a check must not lead to the next.
+    std::thread::sleep(Duration::from_secs(2));
+    let checks = pm.log().matches("HAProxy rejected the new config").count();
+    assert_eq!(checks, 1, "the rejected config is checked once: {}", pm.log());
+    assert!(pm.haproxy_pids().is_empty(), "nothing was started on it");
+
+    zk.set("/service_config/web", &blob(&zk, "web", port, &["mode http"]));
+    wait_answers(port, &["a"]);
+}
+
+#[test]
 fn drift_is_repaired_from_show_servers_state() {
     let Some((zk, pm)) = start_with("  drift_check_interval: 0.3\n") else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));

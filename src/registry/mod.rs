@@ -14,12 +14,12 @@ use crate::config::ServiceConfigSource;
 use crate::event::Event;
 use crate::service::{check_name, ServiceSpec, SpecError};
 use crate::threads;
-use crate::watcher;
+use crate::watcher::{self, Lifeline};
 use crate::zk;
 
-/// The running registry thread; dropping it stops the thread at its next wake-up.
+/// The running source; dropping it stops it.
 pub struct Source {
-    _stop: Sender<()>,
+    _lifeline: Lifeline,
     pub generation: u64,
 }
 
@@ -35,24 +35,23 @@ impl Announce {
     }
 }
 
-/// Starts the thread that follows `source` and sends `Event::Services`.
+/// Starts following `source`, which sends `Event::Services`.
 pub fn start(source: &ServiceConfigSource, generation: u64, context: &watcher::Context) -> Source {
-    let (stop_tx, stop) = crossbeam_channel::bounded(0);
     let events = Announce { generation, events: context.events.clone() };
-    match source.clone() {
+    let lifeline = match source.clone() {
         ServiceConfigSource::Zookeeper { servers, path } => {
-            let sessions = context.sessions.clone();
-            threads::spawn("registry".into(), context.events.clone(), move || {
-                zk::registry::run(sessions, &servers, &path, events, stop)
-            });
+            zk::registry::follow(&context.sessions, &servers, &path, events)
+                .map_or(Lifeline::None, Lifeline::Zookeeper)
         }
         ServiceConfigSource::Directory { path } => {
+            let (stop_tx, stop) = crossbeam_channel::bounded(0);
             threads::spawn("registry".into(), context.events.clone(), move || {
                 directory::run(path, events, stop)
             });
+            Lifeline::Thread(stop_tx)
         }
-    }
-    Source { _stop: stop_tx, generation }
+    };
+    Source { _lifeline: lifeline, generation }
 }
 
 /// One service definition as found (a node, a file), parsed.

@@ -1,6 +1,7 @@
-//! Watchers find the servers of one service. Each is a blocking thread that sends the whole current server set
-//! whenever it changes (level-triggered); the reconciler starts one per service and stops it by dropping its
-//! [`Watcher`] handle.
+//! Watchers find the servers of one service and send the whole current server set whenever it changes
+//! (level-triggered); the reconciler starts one per service and stops it by dropping its [`Watcher`] handle.
+//! `dns` and `file` watchers are a blocking thread each; the ZooKeeper ones are trees on their session's one
+//! follower thread (`zk`), so a thousand services do not cost a thousand threads.
 //!
 //! The ZooKeeper watchers (`zookeeper`, `campanjazk`) live in `zk::watcher` so that all ZooKeeper code stays in
 //! one module; `dns` and `file` are here.
@@ -10,7 +11,7 @@ mod file;
 
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::event::Event;
 use crate::service::{Server, WatcherSpec};
@@ -24,19 +25,30 @@ pub struct Context {
     pub sessions: Arc<zk::Sessions>,
 }
 
-/// A running watcher; dropping it stops the thread (at its next wake-up; it is not joined, so a watcher blocked
-/// on a slow registry never holds up the reconciler).
+/// What keeps a watcher or a registry source going; dropping it stops it: a thread at its next wake-up (it is
+/// not joined, so one blocked on a slow source never holds up the reconciler), a ZooKeeper tree at once on its
+/// session's follower thread.
+#[allow(dead_code)] // held only to be dropped
+pub enum Lifeline {
+    Thread(Sender<()>),
+    Zookeeper(zk::Following),
+    /// Nothing runs: it could not start, and said why.
+    None,
+}
+
+/// A running watcher; dropping it stops it.
 pub struct Watcher {
-    _stop: Sender<()>,
+    _lifeline: Lifeline,
     pub generation: u64,
 }
 
-/// How a watcher thread reports: the whole sorted, de-duplicated set, and only when it changed.
+/// How a watcher reports: the whole sorted, de-duplicated set, and only when it changed. The set it last sent
+/// is shared with the reconciler, not copied.
 pub struct Report {
     service: String,
     generation: u64,
     events: Sender<Event>,
-    last: Option<Vec<Server>>,
+    last: Option<Arc<Vec<Server>>>,
 }
 
 impl Report {
@@ -48,9 +60,11 @@ impl Report {
         // One server per name: two entries for the same address and port are one HAProxy server.
         servers.sort();
         servers.dedup_by(|a, b| a.name() == b.name());
-        if self.last.as_ref() == Some(&servers) {
+        if self.last.as_deref() == Some(&servers) {
             return;
         }
+        servers.shrink_to_fit();
+        let servers = Arc::new(servers);
         self.last = Some(servers.clone());
         let _ = self.events.send(Event::Servers {
             service: self.service.clone(),
@@ -61,37 +75,32 @@ impl Report {
 }
 
 pub fn start(service: &str, spec: &WatcherSpec, generation: u64, context: &Context) -> Watcher {
-    let (stop_tx, stop) = crossbeam_channel::bounded(0);
     let report =
         Report { service: service.to_string(), generation, events: context.events.clone(), last: None };
-    let name = format!("watch:{service}");
-    let events = context.events.clone();
-    match spec.clone() {
+    let zookeeper = |server: &str, path: &str, children, report| {
+        zk::watcher::follow(&context.sessions, server, path, children, report)
+            .map_or(Lifeline::None, Lifeline::Zookeeper)
+    };
+    let lifeline = match spec.clone() {
         WatcherSpec::Zookeeper { server, path } => {
-            let sessions = context.sessions.clone();
-            threads::spawn(name, events, move || {
-                zk::watcher::run(sessions, &server, &path, zk::watcher::Children::Servers, report, stop)
-            });
+            zookeeper(&server, &path, zk::watcher::Children::Servers, report)
         }
         WatcherSpec::Campanjazk { server, path, port } => {
-            let sessions = context.sessions.clone();
-            threads::spawn(name, events, move || {
-                zk::watcher::run(
-                    sessions,
-                    &server,
-                    &path,
-                    zk::watcher::Children::Hosts { port },
-                    report,
-                    stop,
-                )
-            });
+            zookeeper(&server, &path, zk::watcher::Children::Hosts { port }, report)
         }
         WatcherSpec::Dns { backends, interval } => {
-            threads::spawn(name, events, move || dns::run(backends, interval, report, stop));
+            thread(service, context, move |stop| dns::run(backends, interval, report, stop))
         }
         WatcherSpec::File { file, interval } => {
-            threads::spawn(name, events, move || file::run(file, interval, report, stop));
+            thread(service, context, move |stop| file::run(file, interval, report, stop))
         }
-    }
-    Watcher { _stop: stop_tx, generation }
+    };
+    Watcher { _lifeline: lifeline, generation }
+}
+
+/// A watcher of its own thread, which ends when its stop channel fires or is dropped.
+fn thread(service: &str, context: &Context, body: impl FnOnce(Receiver<()>) + Send + 'static) -> Lifeline {
+    let (stop_tx, stop) = crossbeam_channel::bounded(0);
+    threads::spawn(format!("watch:{service}"), context.events.clone(), move || body(stop));
+    Lifeline::Thread(stop_tx)
 }

@@ -2,24 +2,37 @@
 //! watcher. Nothing outside this module names the `zookeeper` crate, so the client could be swapped for another
 //! without touching the rest (DESIGN.md §4: the crate is unmaintained and pulls in mio 0.6).
 //!
-//! One [`Session`] per distinct ensemble string is shared by the registry and every watcher that names it (the
-//! original opened one per watcher). A [`Tree`] follows the children of one path through a persistent recursive
-//! watch and keeps their data; it re-arms the watch and re-reads everything after a reconnect, because the crate
-//! re-registers no watch on its own.
+//! One session per distinct ensemble string is shared by the registry and every watcher that names it (the
+//! original opened one per watcher), and one thread per session, its follower, keeps every [`Tree`] on it
+//! current: a tree is the children of one path and their data, followed through a persistent recursive watch.
+//! A watch event names the node that changed, and the follower reads that node alone and tells the tree's
+//! owners. Whole trees are read (at the start, after a reconnect, for a new client) by a few helper threads
+//! at once, because the crate's calls block and only parallel callers keep the connection busy. The follower
+//! re-arms the watches and re-reads everything after a reconnect, because the crate re-registers no watch on
+//! its own.
 
 pub mod registry;
 pub mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
-use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, ZkError, ZkState, ZooKeeper};
+use crossbeam_channel::{never, select, Receiver, Sender};
+use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, WatcherType, ZkError, ZkState, ZooKeeper};
+
+use crate::event::Event;
+use crate::threads;
 
 /// The session timeout we ask for; ZooKeeper clamps it to 2..20 × its tickTime.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How many trees are read at once when many need a whole read. The crate's calls block, so this is how many
+/// requests are in flight: enough to keep ZooKeeper busy (1000 trees of 50 nodes in about a second on the
+/// test machine), few enough to cost nothing when idle (the helpers exist only while they read).
+const PARALLEL_READS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 #[error("zookeeper {ensemble}: {what}: {source:?}")]
@@ -29,47 +42,97 @@ pub struct Error {
     source: ZkError,
 }
 
-/// The sessions of this process, one per ensemble string.
-#[derive(Default)]
+/// Something that follows a tree: told the whole current set of children after the first read and after
+/// every change (it tells itself whether that differs from what it last saw). Called on the session's
+/// follower thread or one of its helpers, so it must not block.
+pub trait Owner: Send + 'static {
+    fn changed(&mut self, tree: &Tree);
+}
+
+impl<F: FnMut(&Tree) + Send + 'static> Owner for F {
+    fn changed(&mut self, tree: &Tree) {
+        self(tree)
+    }
+}
+
+/// The sessions of this process, one per ensemble string, each with its follower thread.
 pub struct Sessions {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// For the follower threads: a follower that panics stops the daemon (see `threads`).
+    events: Sender<Event>,
+    sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl Sessions {
-    /// The session for `ensemble`, connecting on first use. Connecting does not wait for the server; calls made
+    pub fn new(events: Sender<Event>) -> Sessions {
+        Sessions { events, sessions: Mutex::default() }
+    }
+
+    /// The session for `ensemble`, connecting on first use. Connecting does not wait for the server; reads made
     /// before it answers wait for it.
-    pub fn get(&self, ensemble: &str) -> Result<Arc<Session>, Error> {
+    pub fn get(&self, ensemble: &str) -> Result<Session, Error> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(session) = sessions.get(ensemble) {
             return Ok(session.clone());
         }
-        let session = Arc::new(Session::connect(ensemble)?);
+        let (inbox_tx, inbox) = crossbeam_channel::unbounded();
+        let link = Arc::new(Mutex::new(Link::Starting(Instant::now())));
+        let client = new_client(ensemble, 0, &inbox_tx, &link)?;
+        let follower = Follower {
+            ensemble: ensemble.to_string(),
+            generation: 0,
+            client: Arc::new(client),
+            link,
+            inbox,
+            inbox_tx: inbox_tx.clone(),
+            trees: BTreeMap::new(),
+            roots: HashMap::new(),
+            failing: None,
+            backoff: MIN_BACKOFF,
+        };
+        threads::spawn(format!("zk:{ensemble}"), self.events.clone(), move || follower.run());
+        let session = Session { inbox: inbox_tx, next_id: Arc::default() };
         sessions.insert(ensemble.to_string(), session.clone());
         Ok(session)
     }
 }
 
-/// What a [`Tree`] hears: a node below its root changed, the connection came back and everything must be
-/// re-read, or the session of client `generation` expired and a new client is needed.
-#[derive(Debug, Clone)]
-enum Tick {
-    Changed { path: String, deleted: bool },
-    Reconnected,
-    Expired { generation: u64 },
+/// A handle on one session's follower.
+#[derive(Clone)]
+pub struct Session {
+    inbox: Sender<Message>,
+    next_id: Arc<AtomicU64>,
 }
 
-/// One ZooKeeper session, shared by every tree on its ensemble, and renewed with a new client when it expires
-/// or stops working.
-pub struct Session {
-    ensemble: String,
-    /// The client and its generation, which goes up with every renewal.
-    client: RwLock<(u64, Arc<ZooKeeper>)>,
-    /// Every live tree's tick channel, told of reconnects and expiry.
-    subscribers: Arc<Mutex<Vec<Sender<Tick>>>>,
-    /// How many live trees follow each root.
-    roots: Mutex<HashMap<String, usize>>,
-    /// The connection's state across clients, for logging an outage once with its length.
-    link: Arc<Mutex<Link>>,
+impl Session {
+    /// Has the follower keep the children of `root` current and tell `owner` of them, until the returned
+    /// handle is dropped.
+    pub fn follow(&self, root: &str, owner: impl Owner) -> Following {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.inbox.send(Message::Follow { id, root: root.to_string(), owner: Box::new(owner) });
+        Following { id, inbox: self.inbox.clone() }
+    }
+}
+
+/// Keeps an owner following its tree; dropping it stops that (the owner is dropped on the follower thread).
+pub struct Following {
+    id: u64,
+    inbox: Sender<Message>,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.inbox.send(Message::Unfollow { id: self.id });
+    }
+}
+
+/// What a follower hears: a node changed (from a watch), the connection of client `generation` came back and
+/// everything must be re-read, that client's session expired, or an owner starts or stops following.
+enum Message {
+    Changed { path: String, deleted: bool },
+    Reconnected { generation: u64 },
+    Expired { generation: u64 },
+    Follow { id: u64, root: String, owner: Box<dyn Owner> },
+    Unfollow { id: u64 },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,107 +144,59 @@ enum Link {
     Down(Instant),
 }
 
-impl Session {
-    fn connect(ensemble: &str) -> Result<Session, Error> {
-        let (subscribers, link) = (Arc::default(), Arc::new(Mutex::new(Link::Starting(Instant::now()))));
-        let client = Self::new_client(ensemble, 0, &subscribers, &link)?;
-        Ok(Session {
-            ensemble: ensemble.to_string(),
-            client: RwLock::new((0, Arc::new(client))),
-            subscribers,
-            roots: Mutex::default(),
-            link,
-        })
-    }
-
-    fn new_client(
-        ensemble: &str,
-        generation: u64,
-        subscribers: &Arc<Mutex<Vec<Sender<Tick>>>>,
-        link: &Arc<Mutex<Link>>,
-    ) -> Result<ZooKeeper, Error> {
-        let client =
-            ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {}).map_err(|source| Error {
-                ensemble: ensemble.to_string(),
-                what: "cannot parse or resolve".into(),
-                source,
-            })?;
-        let (to_tell, link, name) = (subscribers.clone(), link.clone(), ensemble.to_string());
-        let previous = Mutex::new(ZkState::Connecting);
-        client.add_listener(move |state| {
-            let mut previous = previous.lock().unwrap_or_else(|e| e.into_inner());
-            log::debug!("zookeeper {name}: {state:?}");
-            let tell = |tick: Tick| {
-                to_tell.lock().unwrap_or_else(|e| e.into_inner()).retain(|tx| tx.send(tick.clone()).is_ok());
-            };
-            let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
-            match (state, *link) {
-                // The crate keeps the session across a dropped connection but re-registers no watch: every tree
-                // must re-arm its watch and re-read. This runs on the crate's I/O thread, which must not block on
-                // a call of its own, so the trees do the work on their threads.
-                (ZkState::Connected, _) if *previous != ZkState::Connected => {
-                    match *link {
-                        Link::Starting(since) => {
-                            log::info!("zookeeper {name}: connected after {:.1}s", since.elapsed().as_secs_f64())
-                        }
-                        Link::Down(since) => {
-                            log::info!("zookeeper {name}: connected again after an outage of {:.1}s", since.elapsed().as_secs_f64())
-                        }
-                        Link::Up => {}
+/// A client for `ensemble` whose state changes reach the follower's inbox, and are logged once per outage.
+fn new_client(
+    ensemble: &str,
+    generation: u64,
+    inbox: &Sender<Message>,
+    link: &Arc<Mutex<Link>>,
+) -> Result<ZooKeeper, Error> {
+    let client = ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {}).map_err(|source| {
+        Error { ensemble: ensemble.to_string(), what: "cannot parse or resolve".into(), source }
+    })?;
+    let (inbox, link, name) = (inbox.clone(), link.clone(), ensemble.to_string());
+    // (the state this client was last in, whether it was ever connected)
+    let previous = Mutex::new((ZkState::Connecting, false));
+    client.add_listener(move |state| {
+        let (previous, was_connected) = &mut *previous.lock().unwrap_or_else(|e| e.into_inner());
+        log::debug!("zookeeper {name}: {state:?}");
+        let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
+        match (state, *link) {
+            // The crate keeps the session across a dropped connection but re-registers no watch: the follower
+            // must re-arm them and re-read. This runs on the crate's I/O thread, which must not block on a
+            // call of its own. A client's first connection needs nothing of the sort.
+            (ZkState::Connected, _) if *previous != ZkState::Connected => {
+                match *link {
+                    Link::Starting(since) => {
+                        log::info!("zookeeper {name}: connected after {:.1}s", since.elapsed().as_secs_f64())
                     }
-                    *link = Link::Up;
-                    tell(Tick::Reconnected);
-                }
-                (ZkState::Closed, _) => {
-                    if let Link::Up = *link {
-                        *link = Link::Down(Instant::now());
+                    Link::Down(since) => {
+                        log::info!("zookeeper {name}: connected again after an outage of {:.1}s", since.elapsed().as_secs_f64())
                     }
-                    log::warn!("zookeeper {name}: session closed; starting a new one, serving the last known state meanwhile");
-                    tell(Tick::Expired { generation });
+                    Link::Up => {}
                 }
-                (ZkState::Connecting, Link::Up) => {
+                *link = Link::Up;
+                if *was_connected {
+                    let _ = inbox.send(Message::Reconnected { generation });
+                }
+                *was_connected = true;
+            }
+            (ZkState::Closed, _) => {
+                if let Link::Up = *link {
                     *link = Link::Down(Instant::now());
-                    log::warn!("zookeeper {name}: connection lost; serving the last known state until it is back");
                 }
-                _ => {}
+                log::warn!("zookeeper {name}: session closed; starting a new one, serving the last known state meanwhile");
+                let _ = inbox.send(Message::Expired { generation });
             }
-            *previous = state;
-        });
-        Ok(client)
-    }
-
-    /// The current client and its generation.
-    fn client(&self) -> (u64, Arc<ZooKeeper>) {
-        let guard = self.client.read().unwrap_or_else(|e| e.into_inner());
-        (guard.0, guard.1.clone())
-    }
-
-    /// Whether the client last said it is connected. Calls failing while it does mean a client that no longer
-    /// works; while it says it is connecting, it is doing its job and is left to it.
-    fn says_connected(&self) -> bool {
-        matches!(*self.link.lock().unwrap_or_else(|e| e.into_inner()), Link::Up)
-    }
-
-    /// Replaces client `generation` with a new one (the crate cannot revive an expired session, nor one whose
-    /// server lost its data). A later generation means another tree did it already.
-    fn renew(&self, generation: u64) {
-        let mut guard = self.client.write().unwrap_or_else(|e| e.into_inner());
-        if guard.0 != generation {
-            return;
-        }
-        match Self::new_client(&self.ensemble, generation + 1, &self.subscribers, &self.link) {
-            Ok(client) => {
-                log::info!("zookeeper {}: new client (generation {})", self.ensemble, generation + 1);
-                let old = std::mem::replace(&mut *guard, (generation + 1, Arc::new(client)));
-                close_in_background(old.1);
+            (ZkState::Connecting, Link::Up) => {
+                *link = Link::Down(Instant::now());
+                log::warn!("zookeeper {name}: connection lost; serving the last known state until it is back");
             }
-            Err(e) => log::error!("{e}"),
+            _ => {}
         }
-    }
-
-    fn error(&self, what: impl Into<String>, source: ZkError) -> Error {
-        Error { ensemble: self.ensemble.clone(), what: what.into(), source }
-    }
+        *previous = state;
+    });
+    Ok(client)
 }
 
 /// Closing an expired client can wait on the network; nobody needs to wait for it.
@@ -193,40 +208,241 @@ fn close_in_background(client: Arc<ZooKeeper>) {
     });
 }
 
-/// The children of one path and their data, kept current by a persistent recursive watch.
+/// The thread of one session: owns its client (and renews it), every tree on it and their owners.
+struct Follower {
+    ensemble: String,
+    /// The client and its generation, which goes up with every renewal.
+    generation: u64,
+    client: Arc<ZooKeeper>,
+    /// The connection's state across clients, for logging an outage once with its length.
+    link: Arc<Mutex<Link>>,
+    inbox: Receiver<Message>,
+    inbox_tx: Sender<Message>,
+    /// By root path: one tree per path, however many owners follow it.
+    trees: BTreeMap<String, Followed>,
+    /// Owner id -> the root it follows.
+    roots: HashMap<u64, String>,
+    /// Since when reads fail, on which client.
+    failing: Option<(Instant, u64)>,
+    backoff: Duration,
+}
+
+/// One tree and what the follower knows of its watch.
+struct Followed {
+    tree: Tree,
+    owners: Vec<(u64, Box<dyn Owner>)>,
+    /// Whether the watch is armed on the current connection.
+    armed: bool,
+    /// Whether a callback of ours may be registered with the current client for this root. The crate keeps
+    /// every callback it was given until `remove_watches`, so one is removed before the watch is armed again.
+    registered: bool,
+}
+
+impl Followed {
+    fn needs_work(&self) -> bool {
+        !self.armed || self.tree.stale || self.tree.changed
+    }
+
+    /// Arms the watch if it is not, brings the tree up to date, and tells its owners.
+    fn work(&mut self, client: &ZooKeeper, inbox: &Sender<Message>, ensemble: &str) -> Result<(), Error> {
+        let error = |what: String, source| Error { ensemble: ensemble.to_string(), what, source };
+        let root = self.tree.root.as_str();
+        if !self.armed {
+            if self.registered {
+                // Answered or not, this drops the crate's copy of our earlier callback.
+                let _ = client.remove_watches(root, WatcherType::Any);
+            }
+            let inbox = inbox.clone();
+            let watch = move |event: WatchedEvent| {
+                if let Some(path) = event.path {
+                    let deleted = event.event_type == WatchedEventType::NodeDeleted;
+                    let _ = inbox.send(Message::Changed { path, deleted });
+                }
+            };
+            // The crate registers the callback whatever the server answers.
+            self.registered = true;
+            client
+                .add_watch(root, AddWatchMode::PersistentRecursive, watch)
+                .map_err(|e| error(format!("watch {root}"), e))?;
+            self.armed = true;
+            self.tree.stale = true;
+        }
+        self.tree.sync(client).map_err(|(what, e)| error(what, e))?;
+        for (_, owner) in &mut self.owners {
+            owner.changed(&self.tree);
+        }
+        self.tree.changed = false;
+        Ok(())
+    }
+}
+
+impl Follower {
+    fn run(mut self) {
+        loop {
+            self.work();
+            let retry = match self.failing {
+                Some(_) => crossbeam_channel::after(self.backoff),
+                None => never(),
+            };
+            select! {
+                recv(self.inbox) -> message => match message {
+                    Ok(message) => self.note(message),
+                    Err(_) => return,
+                },
+                recv(retry) -> _ => self.backoff = (self.backoff * 2).min(MAX_BACKOFF),
+            }
+            // A burst of changes becomes one read of each changed node and one report per tree.
+            while let Ok(message) = self.inbox.try_recv() {
+                self.note(message);
+            }
+        }
+    }
+
+    fn note(&mut self, message: Message) {
+        match message {
+            Message::Changed { path, deleted } => {
+                if let Some(followed) = self.trees.get_mut(&path) {
+                    // The root itself was created, deleted or changed: list it again.
+                    followed.tree.stale = true;
+                } else if let Some((parent, name)) = path.rsplit_once('/') {
+                    let parent = if parent.is_empty() { "/" } else { parent };
+                    if let Some(followed) = self.trees.get_mut(parent) {
+                        followed.tree.note(name, deleted);
+                    }
+                }
+            }
+            Message::Reconnected { generation } if generation == self.generation => {
+                for followed in self.trees.values_mut() {
+                    followed.armed = false;
+                    followed.tree.stale = true;
+                }
+            }
+            Message::Reconnected { .. } => {}
+            Message::Expired { generation } => self.renew(generation),
+            Message::Follow { id, root, mut owner } => {
+                self.roots.insert(id, root.clone());
+                let followed = self.trees.entry(root.clone()).or_insert_with(|| Followed {
+                    tree: Tree::new(root),
+                    owners: Vec::new(),
+                    armed: false,
+                    registered: false,
+                });
+                // A tree already read is told at once; else with everyone after its read.
+                if !followed.needs_work() {
+                    owner.changed(&followed.tree);
+                }
+                followed.owners.push((id, owner));
+            }
+            Message::Unfollow { id } => {
+                let Some(root) = self.roots.remove(&id) else { return };
+                let Some(followed) = self.trees.get_mut(&root) else { return };
+                followed.owners.retain(|(owner, _)| *owner != id);
+                if followed.owners.is_empty() {
+                    // The server keeps one watch per path and session: it goes with the last owner.
+                    let registered = followed.registered;
+                    self.trees.remove(&root);
+                    if registered {
+                        if let Err(e) = self.client.remove_watches(&root, WatcherType::Any) {
+                            log::debug!("zookeeper {}: remove watch on {root}: {e:?}", self.ensemble);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings every tree that needs it up to date. Many at once (a start, a reconnect) are shared out to up to
+    /// PARALLEL_READS threads; until every read works again the last known children stand: nothing is
+    /// reported, nothing removed.
+    fn work(&mut self) {
+        let mut due: Vec<&mut Followed> = self.trees.values_mut().filter(|f| f.needs_work()).collect();
+        if due.is_empty() {
+            return;
+        }
+        let generation = self.generation;
+        let (client, inbox, ensemble) = (&*self.client, &self.inbox_tx, self.ensemble.as_str());
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let helpers = due.len().min(PARALLEL_READS) - 1;
+        let queue = Mutex::new(due.iter_mut());
+        let read = || loop {
+            let Some(followed) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else { return };
+            if let Err(e) = followed.work(client, inbox, ensemble) {
+                first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..helpers {
+                // A helper that cannot be created leaves its share to the others.
+                let _ = std::thread::Builder::new().name("zk-read".into()).spawn_scoped(scope, read);
+            }
+            read();
+        });
+        let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+            self.failing = None;
+            self.backoff = MIN_BACKOFF;
+            return;
+        };
+        // A client that fails for longer than a session lasts while it says it is connected is as good as
+        // dead even if it never says so (the crate reconnects in a hot loop to a server that lost its data).
+        let (since, _) = *self.failing.get_or_insert((Instant::now(), generation));
+        let connected = matches!(*self.link.lock().unwrap_or_else(|e| e.into_inner()), Link::Up);
+        if since.elapsed() > SESSION_TIMEOUT && connected {
+            log::warn!("{e}; failing for {:.0?}, starting a new session", since.elapsed());
+            self.renew(generation);
+        } else {
+            log::debug!("{e}; retrying in {:?}", self.backoff);
+        }
+    }
+
+    /// Replaces client `generation` with a new one (the crate cannot revive an expired session, nor one whose
+    /// server lost its data). Every tree is armed and read again on it.
+    fn renew(&mut self, generation: u64) {
+        if generation != self.generation {
+            return;
+        }
+        match new_client(&self.ensemble, generation + 1, &self.inbox_tx, &self.link) {
+            Ok(client) => {
+                log::info!("zookeeper {}: new client (generation {})", self.ensemble, generation + 1);
+                self.generation = generation + 1;
+                close_in_background(std::mem::replace(&mut self.client, Arc::new(client)));
+                self.failing = None;
+                for followed in self.trees.values_mut() {
+                    followed.armed = false;
+                    followed.registered = false;
+                    followed.tree.stale = true;
+                }
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+}
+
+/// The children of one path and their data, as last read.
 pub struct Tree {
-    session: Arc<Session>,
     root: String,
-    ticks: Receiver<Tick>,
-    tick_tx: Sender<Tick>,
     /// Child name -> data, as last read.
     children: BTreeMap<String, Vec<u8>>,
     /// Children to read at the next sync: created or changed since the last.
     pending: BTreeSet<String>,
-    armed: bool,
     /// Whether the root existed at the last listing.
     root_exists: bool,
-    /// Set when a read failed or a reconnect happened: the next sync re-reads every child.
+    /// Set for a new tree, a reconnect or a change of the root itself: the next sync lists the root again
+    /// and re-reads every child.
     stale: bool,
-    backoff: Duration,
+    /// Whether anything happened since the owners were last told (a deleted child needs no read, but they
+    /// must hear of it).
+    changed: bool,
 }
 
 impl Tree {
-    pub fn new(session: Arc<Session>, root: &str) -> Tree {
-        let (tick_tx, ticks) = crossbeam_channel::unbounded();
-        session.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tick_tx.clone());
-        *session.roots.lock().unwrap_or_else(|e| e.into_inner()).entry(root.to_string()).or_default() += 1;
+    fn new(root: String) -> Tree {
         Tree {
-            session,
-            root: root.to_string(),
-            ticks,
-            tick_tx,
+            root,
             children: BTreeMap::new(),
             pending: BTreeSet::new(),
-            armed: false,
             root_exists: false,
             stale: true,
-            backoff: Duration::from_millis(100),
+            changed: true,
         }
     }
 
@@ -238,58 +454,12 @@ impl Tree {
         }
     }
 
-    /// Follows the tree until `stop` says so (or its sender is dropped), calling `on_change` with the whole
-    /// current set of children after the first read and after every change (the caller tells whether it differs
-    /// from what it last saw).
-    pub fn follow(mut self, stop: &Receiver<()>, mut on_change: impl FnMut(&Tree)) {
-        // Since when calls fail, and on which client: a client that fails for longer than a session lasts is
-        // as good as dead even if it never says so (the crate reconnects in a hot loop to a server that lost
-        // its data), and is replaced.
-        let mut failing: Option<(Instant, u64)> = None;
-        loop {
-            let generation = self.session.client().0;
-            match self.sync() {
-                Ok(()) => {
-                    self.backoff = Duration::from_millis(100);
-                    failing = None;
-                    on_change(&self);
-                }
-                Err(e) => {
-                    // Until it works again the last known children stand: nothing is reported, nothing removed.
-                    let (since, _) = *failing.get_or_insert((Instant::now(), generation));
-                    if since.elapsed() > SESSION_TIMEOUT && self.session.says_connected() {
-                        log::warn!("{e}; failing for {:.0?}, starting a new session", since.elapsed());
-                        self.session.renew(generation);
-                        failing = None;
-                    } else {
-                        log::debug!("{e}; retrying in {:?}", self.backoff);
-                    }
-                    select! {
-                        recv(stop) -> _ => return,
-                        recv(self.ticks) -> tick => if let Ok(tick) = tick { self.note(tick) },
-                        recv(crossbeam_channel::after(self.backoff)) -> _ => {}
-                    }
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            }
-            select! {
-                recv(stop) -> _ => return,
-                recv(self.ticks) -> tick => if let Ok(tick) = tick { self.note(tick) },
-            }
-            // A burst of changes becomes one read of each changed node and one report.
-            while let Ok(tick) = self.ticks.try_recv() {
-                self.note(tick);
-            }
-        }
-    }
-
     pub fn children(&self) -> &BTreeMap<String, Vec<u8>> {
         &self.children
     }
 
     /// Whether the root node exists. A root that vanished (deleted by mistake, or a server that lost its data)
-    /// says nothing about the services or servers, so its followers keep what they have.
+    /// says nothing about the services or servers, so its owners keep what they have.
     pub fn root_exists(&self) -> bool {
         self.root_exists
     }
@@ -298,69 +468,30 @@ impl Tree {
         &self.root
     }
 
-    fn note(&mut self, tick: Tick) {
-        match tick {
-            Tick::Reconnected => {
-                self.armed = false;
-                self.stale = true;
-            }
-            Tick::Expired { generation } => {
-                self.session.renew(generation);
-                self.armed = false;
-                self.stale = true;
-            }
-            Tick::Changed { path, deleted } => {
-                if path == self.root {
-                    self.stale = true;
-                } else if let Some(name) = self.child_name(&path) {
-                    if deleted {
-                        self.children.remove(name);
-                        self.pending.remove(name);
-                    } else {
-                        self.pending.insert(name.to_string());
-                    }
-                }
-            }
-        }
-    }
-
-    /// The name of a direct child of the root, or None for the root itself and deeper nodes.
-    fn child_name<'a>(&self, path: &'a str) -> Option<&'a str> {
-        let rest = if self.root == "/" {
-            path.strip_prefix('/')?
+    /// A watch event for child `name`.
+    fn note(&mut self, name: &str, deleted: bool) {
+        self.changed = true;
+        if deleted {
+            self.children.remove(name);
+            self.pending.remove(name);
         } else {
-            path.strip_prefix(&self.root)?.strip_prefix('/')?
-        };
-        (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+            self.pending.insert(name.to_string());
+        }
     }
 
-    /// Brings `children` up to date.
-    fn sync(&mut self) -> Result<(), Error> {
-        let (_, client) = self.session.client();
-        if !self.armed {
-            let tx = self.tick_tx.clone();
-            let watch = move |event: WatchedEvent| {
-                if let Some(path) = event.path {
-                    let deleted = event.event_type == WatchedEventType::NodeDeleted;
-                    let _ = tx.send(Tick::Changed { path, deleted });
-                }
-            };
-            client
-                .add_watch(&self.root, AddWatchMode::PersistentRecursive, watch)
-                .map_err(|e| self.session.error(format!("watch {}", self.root), e))?;
-            self.armed = true;
-            self.stale = true;
-        }
+    /// Brings `children` up to date; on failure, what failed.
+    fn sync(&mut self, client: &ZooKeeper) -> Result<(), (String, ZkError)> {
         if self.stale {
             let (names, exists) = match client.get_children(&self.root, false) {
                 Ok(names) => (names, true),
                 // A root that does not exist yet has no children; its creation fires the watch.
                 Err(ZkError::NoNode) => (Vec::new(), false),
-                Err(e) => return Err(self.session.error(format!("list {}", self.root), e)),
+                Err(e) => return Err((format!("list {}", self.root), e)),
             };
+            let names: BTreeSet<String> = names.into_iter().collect();
             self.root_exists = exists;
             self.children.retain(|name, _| names.contains(name));
-            self.pending = names.into_iter().collect();
+            self.pending = names;
             self.stale = false;
         }
         while let Some(name) = self.pending.pop_first() {
@@ -374,27 +505,10 @@ impl Tree {
                 }
                 Err(e) => {
                     self.pending.insert(name);
-                    return Err(self.session.error(format!("read {path}"), e));
+                    return Err((format!("read {path}"), e));
                 }
             }
         }
         Ok(())
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        // The server keeps one persistent watch per path and session, shared by every tree on that path: remove
-        // it only with the last of them. The crate keeps this tree's callback, whose sends now fail harmlessly.
-        let mut roots = self.session.roots.lock().unwrap_or_else(|e| e.into_inner());
-        let count = roots.entry(self.root.clone()).or_insert(1);
-        *count -= 1;
-        if *count == 0 {
-            roots.remove(&self.root);
-            drop(roots);
-            if let Err(e) = self.session.client().1.remove_watches(&self.root, zookeeper::WatcherType::Any) {
-                log::debug!("zookeeper {}: remove watch on {}: {e:?}", self.session.ensemble, self.root);
-            }
-        }
     }
 }

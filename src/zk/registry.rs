@@ -1,26 +1,23 @@
 //! The `zookeeper` service_config: each child of `path` is a service, its name the listen section's, its data
 //! the JSON blob of a `ServiceSpec`. What a bad blob does is `registry::Registry`'s business.
 
-use std::sync::Arc;
-
-use crossbeam_channel::Receiver;
-
-use super::{Sessions, Tree};
+use super::{Following, Sessions, Tree};
 use crate::registry::{Announce, Entry, Registry};
 
-/// Follows `path` on `ensemble` until `stop` fires, sending [`Event::Services`] whenever the set changes.
-pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, announce: Announce, stop: Receiver<()>) {
+/// Follows `path` on `ensemble` until the returned handle is dropped, sending [`Event::Services`] whenever the
+/// set changes. None (logged) if the ensemble string is unusable.
+pub fn follow(sessions: &Sessions, ensemble: &str, path: &str, announce: Announce) -> Option<Following> {
     let session = match sessions.get(ensemble) {
         Ok(session) => session,
         Err(e) => {
             log::error!("service_config: {e}");
-            return;
+            return None;
         }
     };
     log::info!("service_config: following zookeeper {ensemble}{path}");
     let mut registry = Registry::default();
     let mut missing = false;
-    Tree::new(session, path).follow(&stop, |tree| {
+    Some(session.follow(path, move |tree: &Tree| {
         if !tree.root_exists() {
             if !missing {
                 log::error!(
@@ -37,5 +34,5 @@ pub fn run(sessions: Arc<Sessions>, ensemble: &str, path: &str, announce: Announ
         {
             announce.send(services);
         }
-    });
+    }))
 }

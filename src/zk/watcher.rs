@@ -4,11 +4,8 @@
 //! server is skipped and logged once with its path.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
-
-use super::{Sessions, Tree};
+use super::{Following, Sessions, Tree};
 use crate::service::Server;
 use crate::watcher::Report;
 
@@ -20,25 +17,25 @@ pub enum Children {
     Hosts { port: u16 },
 }
 
-/// Follows the servers of one service until `stop` fires.
-pub fn run(
-    sessions: Arc<Sessions>,
+/// Follows the servers of one service until the returned handle is dropped. None (logged) if the ensemble
+/// string is unusable.
+pub fn follow(
+    sessions: &Sessions,
     ensemble: &str,
     path: &str,
     children: Children,
     mut report: Report,
-    stop: Receiver<()>,
-) {
+) -> Option<Following> {
     let session = match sessions.get(ensemble) {
         Ok(session) => session,
         Err(e) => {
             log::error!("service {}: {e}", report.service());
-            return;
+            return None;
         }
     };
     let mut skipped: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let (mut missing, mut reported) = (false, false);
-    Tree::new(session, path).follow(&stop, |tree| {
+    Some(session.follow(path, move |tree: &Tree| {
         if !tree.root_exists() {
             if !missing {
                 log::error!(
@@ -80,5 +77,5 @@ pub fn run(
         }
         skipped = now_skipped;
         report.send(servers);
-    });
+    }))
 }

@@ -123,9 +123,11 @@ pub struct Plan {
     pub reload: Vec<String>,
 }
 
-/// `tidy` adds a `Delete` for every server in maintenance that the registry no longer has. `scope` limits the
-/// server comparison to the services named (those that changed since the last plan); what takes a reload is
-/// always judged on everything, since it costs a string comparison per service.
+/// `tidy` adds a `Delete` for every server in maintenance that the registry no longer has.
+///
+/// `scope`, when given, names the only services that may differ from `running` at all (those whose servers or
+/// spec changed since a plan of everything found nothing to reload), and `desired` need hold only those: the
+/// plan then costs what they cost, not a walk through every service. Without it, every service is compared.
 pub fn plan(
     running: &Running,
     desired: &Desired,
@@ -137,8 +139,41 @@ pub fn plan(
     if running.head != desired.head {
         plan.reload.push("global or defaults changed".into());
     }
-    // Both maps are sorted by name: one walk through each pairs them, with no lookup per service (this runs
-    // for every batch of events, over every service).
+    let pairs = match scope {
+        Some(names) => {
+            let mut pairs = Vec::with_capacity(names.len());
+            for name in names {
+                match (running.services.get(name), desired.services.get(name.as_str())) {
+                    (Some(have), Some(want)) => pairs.push((name.as_str(), have, want)),
+                    (None, Some(_)) => plan.reload.push(format!("service {name} added")),
+                    (Some(_), None) => plan.reload.push(format!("service {name} removed")),
+                    (None, None) => {}
+                }
+            }
+            pairs
+        }
+        None => pair_all(running, desired, &mut plan),
+    };
+    for &(name, have, want) in &pairs {
+        if have.skeleton != want.skeleton {
+            plan.reload.push(format!("service {name}: port or options changed"));
+        }
+    }
+    // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the running
+    // backend serves until then.
+    for (name, have, want) in pairs {
+        plan_servers(&mut plan, name, have, want, caps, tidy);
+    }
+    plan
+}
+
+/// Pairs every running service with its desired one; the services only one side has take a reload.
+fn pair_all<'r, 'd, 'a>(
+    running: &'r Running,
+    desired: &'d Desired<'a>,
+    plan: &mut Plan,
+) -> Vec<(&'d str, &'r RunningService, &'d DesiredService<'a>)> {
+    // Both maps are sorted by name: one walk through each pairs them, with no lookup per service.
     let mut have = running.services.iter().map(|(name, s)| (name.as_str(), s)).peekable();
     let mut pairs = Vec::with_capacity(desired.services.len());
     let mut added = Vec::new();
@@ -153,30 +188,7 @@ pub fn plan(
     }
     plan.reload.extend(have.map(|(gone, _)| format!("service {gone} removed")));
     plan.reload.extend(added);
-    for &(name, have, want) in &pairs {
-        if have.skeleton != want.skeleton {
-            plan.reload.push(format!("service {name}: port or options changed"));
-        }
-    }
-    // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the running
-    // backend serves until then.
-    match scope {
-        Some(names) => {
-            for name in names {
-                if let (Some(have), Some(want)) =
-                    (running.services.get(name), desired.services.get(name.as_str()))
-                {
-                    plan_servers(&mut plan, name, have, want, caps, tidy);
-                }
-            }
-        }
-        None => {
-            for (name, have, want) in pairs {
-                plan_servers(&mut plan, name, have, want, caps, tidy);
-            }
-        }
-    }
-    plan
+    pairs
 }
 
 fn plan_servers(
@@ -538,10 +550,17 @@ mod tests {
                 "{what}"
             );
         }
-        // Out of scope, a service's servers are not compared; what takes a reload still is.
+        // A scoped plan looks at the services named and nothing else.
         let nothing = BTreeSet::new();
-        let scoped = plan(&running, &skeleton, &V26, false, Some(&nothing));
-        assert!(scoped.steps.is_empty() && scoped.reload.len() == 1, "{scoped:?}");
+        assert_eq!(plan(&running, &skeleton, &V26, false, Some(&nothing)), Plan::default());
+        let web = BTreeSet::from(["web".to_string()]);
+        let scoped = plan(&running, &skeleton, &V26, false, Some(&web));
+        assert!(scoped.steps.len() == 1 && scoped.reload.len() == 1, "{scoped:?}");
+        let api = BTreeSet::from(["api".to_string()]);
+        let mut only_api = base.clone();
+        only_api.services.clear();
+        only_api.services.insert("api", base.services["web"]);
+        assert_eq!(plan(&running, &only_api, &V26, false, Some(&api)).reload, ["service api added"]);
         // A changed skeleton still lets server changes through at once.
         let plan = plan(&running, &skeleton, &V26, false, None);
         assert!(matches!(&plan.steps[..], [Step::Add { .. }]), "{plan:?}");

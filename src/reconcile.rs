@@ -11,6 +11,7 @@
 //! **Architecture Invariant:** no other thread touches HAProxy, the listeners or haproxy.cfg; the others only
 //! send events.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -71,9 +72,10 @@ struct Service {
     watcher: Watcher,
     /// Set while its watcher has not reported yet.
     awaiting_since: Option<Instant>,
-    /// Its `listen` skeleton and its server lines as rendered; None once what they come from changed.
+    /// Its `listen` skeleton and its server lines as rendered; empty once what they come from changed. The
+    /// lines fill through a shared borrow, while the desired state borrows the services.
     skeleton: Option<String>,
-    lines: Option<String>,
+    lines: OnceCell<String>,
 }
 
 /// Where reloading stands.
@@ -258,7 +260,7 @@ impl Reconciler {
             if let Some(service) = self.services.get_mut(&name) {
                 if let Some(since) = service.awaiting_since.take() {
                     service.servers = saved.servers;
-                    service.lines = None;
+                    service.lines = OnceCell::new();
                     self.awaiting.remove(&(since, name));
                 }
             }
@@ -314,9 +316,13 @@ impl Reconciler {
                         );
                         return None;
                     }
-                    log::info!("service {service}: {} server(s): {}", servers.len(), list(&servers));
+                    log::info!(
+                        "service {service}: {} server(s): {}",
+                        servers.len(),
+                        changes(&s.servers, &servers)
+                    );
                     s.servers = servers;
-                    s.lines = None;
+                    s.lines = OnceCell::new();
                     self.last_report = Instant::now();
                     self.dirty.insert(service);
                 }
@@ -341,6 +347,8 @@ impl Reconciler {
     fn apply_registry(&mut self) {
         let Some(registry) = self.registry.clone() else { return };
         self.retry_blocked_at = None;
+        // Services may have come or gone: the next plan looks at every one.
+        self.dirty_all = true;
         let awaiting = &mut self.awaiting;
         self.services.retain(|name, service| {
             let keep = registry.contains_key(name);
@@ -402,7 +410,7 @@ impl Reconciler {
                 }
                 service.spec = spec.clone();
                 service.skeleton = None;
-                service.lines = None;
+                service.lines = OnceCell::new();
                 self.dirty.insert(name.to_string());
             }
             None => {
@@ -417,7 +425,7 @@ impl Reconciler {
                     watcher,
                     awaiting_since: Some(now),
                     skeleton: None,
-                    lines: None,
+                    lines: OnceCell::new(),
                 };
                 self.services.insert(name.to_string(), service);
             }
@@ -476,33 +484,59 @@ impl Reconciler {
     }
 
     /// Renders what changed since the last render and the planner needs: the head and each service's skeleton.
-    fn refresh_renders(&mut self) {
+    fn refresh_renders(&mut self, scope: Option<&BTreeSet<String>>) {
         if self.head.is_none() {
             self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps));
         }
-        for (name, service) in &mut self.services {
+        let render = |name: &String, service: &mut Service| {
             if service.skeleton.is_none() {
                 // Every service in `services` had its listener opened by `set_up`.
                 let fd = self.listeners.fd(service.spec.port).unwrap_or(-1);
                 service.skeleton =
                     Some(self.renderer.listen(name, fd, &service.spec, &self.config.haproxy, &self.caps));
             }
+        };
+        match scope {
+            Some(names) => {
+                for name in names {
+                    if let Some(service) = self.services.get_mut(name) {
+                        render(name, service);
+                    }
+                }
+            }
+            None => {
+                for (name, service) in &mut self.services {
+                    render(name, service);
+                }
+            }
         }
+    }
+
+    /// Everything in haproxy.cfg but the server lines, as rendered: what HAProxy must accept before a reload.
+    fn skeleton(&self) -> String {
+        let mut text = self.head.clone().unwrap_or_default();
+        for service in self.services.values() {
+            text.push_str(service.skeleton.as_deref().unwrap_or_default());
+        }
+        text
     }
 
     /// The whole haproxy.cfg: the head, then each service's skeleton and server lines. Server lines are
     /// rendered here, not when servers change: only the file needs them, and it is written after HAProxy got
     /// the change.
     fn config_text(&mut self) -> String {
-        self.refresh_renders();
+        self.refresh_renders(None);
         let mut text = self.head.clone().unwrap_or_default();
-        for service in self.services.values_mut() {
-            let lines =
-                service.lines.get_or_insert_with(|| self.renderer.servers(&service.spec, &service.servers));
+        for service in self.services.values() {
             text.push_str(service.skeleton.as_deref().unwrap_or_default());
-            text.push_str(lines);
+            text.push_str(self.lines(service));
         }
         text
+    }
+
+    /// A service's server lines, rendered if they are not yet.
+    fn lines<'s>(&self, service: &'s Service) -> &'s str {
+        service.lines.get_or_init(|| self.renderer.servers(&service.spec, &service.servers))
     }
 
     /// Whether the desired skeleton is the one HAProxy last rejected: it is not tried again until it changes
@@ -511,15 +545,15 @@ impl Reconciler {
         if self.rejected.is_none() {
             return false;
         }
-        self.refresh_renders();
-        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
-        self.rejected.as_ref() == Some(&desired.skeleton())
+        self.refresh_renders(None);
+        self.rejected.as_ref() == Some(&self.skeleton())
     }
 
     /// What a reload to the desired state needs.
     fn prepare_reload(&mut self) -> Reload {
         let text = self.config_text();
-        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
+        let desired =
+            desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic, None);
         let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
         for service in desired.services.values() {
             if let Some(fd) = self.listeners.fd(service.spec.port) {
@@ -535,7 +569,7 @@ impl Reconciler {
         self.head = None;
         for service in self.services.values_mut() {
             service.skeleton = None;
-            service.lines = None;
+            service.lines = OnceCell::new();
         }
         self.dirty_all = true;
     }
@@ -555,27 +589,37 @@ impl Reconciler {
             }
             return;
         }
-        let started = Instant::now();
-        self.refresh_renders();
-        let render_time = started.elapsed();
-        // A pending reload's reasons may come from any service's servers (a refused dynamic server): while one
-        // waits, everything is planned again.
+        // Only the services that changed are looked at, unless something may have changed for every one of them,
+        // or the last plan wanted a reload (while one waits or HAProxy rejected it, its reasons must be judged
+        // again, whatever else changes): at 1000 services a walk through all of them is most of a change's cost.
         let everything = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
-        let scope = if everything { None } else { Some(std::mem::take(&mut self.dirty)) };
-        self.dirty.clear();
-        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
-        let Some(mut running) = self.running.take() else { return };
+        let dirty = std::mem::take(&mut self.dirty);
+        let scope = (!everything).then_some(&dirty);
+        let started = Instant::now();
+        self.refresh_renders(scope);
+        let render_time = started.elapsed();
         let plan_started = Instant::now();
-        let plan = plan(&running, &desired, &self.caps, false, scope.as_ref());
+        let head = self.head.as_deref().unwrap_or_default();
+        let desired = desired(head, &self.services, &self.no_dynamic, scope);
+        let Some(mut running) = self.running.take() else { return };
+        let plan = plan(&running, &desired, &self.caps, false, scope);
         let plan_time = plan_started.elapsed();
         let outcome = carry_out(&mut self.runtime, &self.caps, &mut running, &plan.steps);
         self.running = Some(running);
+        // The changed services' server lines, for the file: after HAProxy got the change, not before.
+        let lines_started = Instant::now();
+        for name in desired.services.keys() {
+            if let Some(service) = self.services.get(*name) {
+                self.lines(service);
+            }
+        }
+        let render_time = render_time + lines_started.elapsed();
         log::debug!(
             "converge: {} step(s), plan {} µs, render {} µs, services {} changed",
             plan.steps.len(),
             plan_time.as_micros(),
             render_time.as_micros(),
-            scope.as_ref().map_or_else(|| "all".to_string(), |s| s.len().to_string())
+            scope.map_or_else(|| "all".to_string(), |s| s.len().to_string())
         );
         let mut reasons = plan.reload;
         self.file_stale |= outcome.applied > 0;
@@ -584,11 +628,9 @@ impl Reconciler {
             self.no_dynamic.insert(service.clone(), options.unwrap_or_default());
             reasons.push(format!("service {service}: HAProxy refused a dynamic server"));
         }
-        if outcome.failure.is_some() || !outcome.refused.is_empty() {
-            // Plan everything next time: what failed was not done.
-            self.dirty_all = true;
-        }
         reasons.extend(outcome.failure);
+        // Plan everything next time while anything wants a reload (or failed, and was not done).
+        self.dirty_all = !reasons.is_empty();
         if reasons.is_empty() {
             self.phase = Phase::Idle;
             if self.file_stale && Instant::now() >= self.file_due {
@@ -597,8 +639,7 @@ impl Reconciler {
             }
             return;
         }
-        let skeleton = desired.skeleton();
-        if self.rejected.as_deref() == Some(&skeleton) || awaiting {
+        if awaiting || self.rejected.as_ref() == Some(&self.skeleton()) {
             // Not now: the next change, or the end of the wait for a first server set, brings us back.
             self.phase = Phase::Idle;
             return;
@@ -714,8 +755,9 @@ impl Reconciler {
             return;
         }
         let Some(mut running) = self.running.take() else { return };
-        self.refresh_renders();
-        let desired = desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic);
+        self.refresh_renders(None);
+        let desired =
+            desired(self.head.as_deref().unwrap_or_default(), &self.services, &self.no_dynamic, None);
         for (name, service) in running.services.iter_mut() {
             let Some(spec) = desired.services.get(name.as_str()).map(|d| d.spec) else { continue };
             let actual = match self.runtime.servers_state(name) {
@@ -841,13 +883,15 @@ impl Reconciler {
     }
 }
 
-/// The desired state, borrowed from the services and their rendered pieces.
+/// The desired state, borrowed from the services and their rendered pieces: of every service, or of those in
+/// `scope` alone.
 fn desired<'a>(
     head: &'a str,
     services: &'a BTreeMap<String, Service>,
     no_dynamic: &BTreeMap<String, Vec<String>>,
+    scope: Option<&BTreeSet<String>>,
 ) -> Desired<'a> {
-    let services = services.iter().map(|(name, s)| {
+    let of = |name: &'a String, s: &'a Service| {
         let desired = DesiredService {
             skeleton: s.skeleton.as_deref().unwrap_or_default(),
             spec: &s.spec,
@@ -855,8 +899,14 @@ fn desired<'a>(
             dynamic: no_dynamic.get(name) != Some(&s.spec.server_options),
         };
         (name.as_str(), desired)
-    });
-    Desired { head, services: services.collect() }
+    };
+    let services = match scope {
+        Some(names) => {
+            names.iter().filter_map(|name| services.get_key_value(name)).map(|(n, s)| of(n, s)).collect()
+        }
+        None => services.iter().map(|(n, s)| of(n, s)).collect(),
+    };
+    Desired { head, services }
 }
 
 /// What a reload needs, taken from the desired state before it starts.
@@ -916,7 +966,59 @@ fn state(ready: bool) -> &'static str {
     }
 }
 
-fn list(servers: &[Server]) -> String {
-    let names: Vec<String> = servers.iter().map(Server::endpoint).collect();
-    names.join(", ")
+/// What changed between two sorted server sets, for the log: `+name` for a new server, `-name` for one gone,
+/// `~name` for one whose weight or options changed.
+fn changes(old: &[Server], new: &[Server]) -> String {
+    let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+    let mut out = Vec::new();
+    fn key(s: &Server) -> (&str, u16) {
+        (&s.address, s.port)
+    }
+    loop {
+        match (old.peek().copied(), new.peek().copied()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if key(a) == key(b) => {
+                if a != b {
+                    out.push(format!("~{}", b.endpoint()));
+                }
+                old.next();
+                new.next();
+            }
+            (Some(a), Some(b)) if key(a) < key(b) => {
+                out.push(format!("-{}", a.endpoint()));
+                old.next();
+            }
+            (Some(a), None) => {
+                out.push(format!("-{}", a.endpoint()));
+                old.next();
+            }
+            (_, Some(b)) => {
+                out.push(format!("+{}", b.endpoint()));
+                new.next();
+            }
+        }
+    }
+    if out.is_empty() {
+        "no change".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_name_what_came_went_and_changed() {
+        let server = |port: u16, weight: Option<u16>| Server {
+            weight,
+            ..Server::new("10.0.0.1", port.into()).unwrap()
+        };
+        let old = [server(1, None), server(2, None), server(3, None)];
+        let new = [server(2, Some(5)), server(3, None), server(4, None)];
+        assert_eq!(changes(&old, &new), "-10.0.0.1:1, ~10.0.0.1:2, +10.0.0.1:4");
+        assert_eq!(changes(&[], &old[..1]), "+10.0.0.1:1");
+        assert_eq!(changes(&old, &old), "no change");
+    }
 }

@@ -59,7 +59,7 @@ impl Report {
     pub fn send(&mut self, mut servers: Vec<Server>) {
         // One server per name: two entries for the same address and port are one HAProxy server.
         servers.sort();
-        servers.dedup_by(|a, b| a.name() == b.name());
+        servers.dedup_by(|a, b| a.address == b.address && a.port == b.port);
         if self.last.as_deref() == Some(&servers) {
             return;
         }

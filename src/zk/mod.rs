@@ -494,6 +494,10 @@ impl Tree {
             self.pending = names;
             self.stale = false;
         }
+        if self.pending.len() >= PARALLEL_READS * 8 {
+            // A large tree read alone (the registry's thousand services) is read by helpers too.
+            return self.read_in_parallel(client);
+        }
         while let Some(name) = self.pending.pop_first() {
             let path = self.path_of(&name);
             match client.get_data(&path, false) {
@@ -510,5 +514,54 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Reads every pending child, PARALLEL_READS at a time.
+    fn read_in_parallel(&mut self, client: &ZooKeeper) -> Result<(), (String, ZkError)> {
+        let names: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
+        let chunks: Vec<&[String]> = names.chunks(names.len().div_ceil(PARALLEL_READS)).collect();
+        let tree = &*self;
+        let read = |chunk: &[String]| -> Vec<_> {
+            chunk
+                .iter()
+                .map(|name| client.get_data(&tree.path_of(name), false).map(|(data, _)| data))
+                .collect()
+        };
+        let results: Vec<Vec<_>> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = chunks[1..]
+                .iter()
+                .map(|&chunk| {
+                    std::thread::Builder::new()
+                        .name("zk-read".into())
+                        .spawn_scoped(scope, move || read(chunk))
+                })
+                .collect();
+            let mut results = vec![read(chunks[0])];
+            // A helper that could not be created leaves its chunk to this thread.
+            for (helper, &chunk) in helpers.into_iter().zip(&chunks[1..]) {
+                results.push(match helper.map(|h| h.join()) {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    Err(_) => read(chunk),
+                });
+            }
+            results
+        });
+        let mut failure = None;
+        for (name, result) in names.into_iter().zip(results.into_iter().flatten()) {
+            match result {
+                Ok(data) => {
+                    self.children.insert(name, data);
+                }
+                Err(ZkError::NoNode) => {
+                    self.children.remove(&name);
+                }
+                Err(e) => {
+                    failure.get_or_insert_with(|| (format!("read {}", self.path_of(&name)), e));
+                    self.pending.insert(name);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
 }

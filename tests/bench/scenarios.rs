@@ -58,6 +58,12 @@ pub fn cold_start(target: &Target, topo: &Topo, t0: Instant, deadline: Duration)
         scope.spawn(|| {
             let mut pending: Vec<usize> = (0..topo.services).collect();
             while t0.elapsed() < deadline {
+                // Nothing answers on the socket yet: one failed connection per sweep, not one per backend (a
+                // thousand a sweep would take the CPU the side needs to start).
+                if haproxy::serving_pid(&socket).is_none() {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 pending.retain(|&i| {
                     haproxy::ready_servers(&socket, &Topo::service(i))
                         .map_or(true, |r| r.len() != topo.servers)

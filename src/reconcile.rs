@@ -134,6 +134,9 @@ pub struct Reconciler {
     /// Services whose servers or spec changed since the last plan; all of them when `dirty_all`.
     dirty: BTreeSet<String>,
     dirty_all: bool,
+    /// Whether services may have come or gone since the last plan: it must compare every service's presence
+    /// and skeleton (cheap), if not every service's servers.
+    reshaped: bool,
     next_drift_check: Option<Instant>,
     restart_due: Option<Instant>,
     restart_backoff: Duration,
@@ -196,6 +199,7 @@ impl Reconciler {
             head: None,
             dirty: BTreeSet::new(),
             dirty_all: true,
+            reshaped: true,
             next_drift_check,
             restart_due: None,
             restart_backoff: RESTART_BACKOFF_MIN,
@@ -348,7 +352,7 @@ impl Reconciler {
         let Some(registry) = self.registry.clone() else { return };
         self.retry_blocked_at = None;
         // Services may have come or gone: the next plan looks at every one.
-        self.dirty_all = true;
+        self.reshaped = true;
         let awaiting = &mut self.awaiting;
         self.services.retain(|name, service| {
             let keep = registry.contains_key(name);
@@ -589,18 +593,21 @@ impl Reconciler {
             }
             return;
         }
-        // Only the services that changed are looked at, unless something may have changed for every one of them,
-        // or the last plan wanted a reload (while one waits or HAProxy rejected it, its reasons must be judged
-        // again, whatever else changes): at 1000 services a walk through all of them is most of a change's cost.
-        let everything = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
+        // Only the services whose servers changed are looked at, unless something may have changed for every one
+        // of them (a new process, a drift check), or the last plan wanted a reload (while one waits or HAProxy
+        // rejected it, its reasons must be judged again, whatever else changes): at 1000 services a walk through
+        // every server is most of a change's cost. When services came or went, every service's presence and
+        // skeleton are compared too, which is cheap.
+        let servers_all = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
+        let complete = servers_all || std::mem::take(&mut self.reshaped);
         let dirty = std::mem::take(&mut self.dirty);
-        let scope = (!everything).then_some(&dirty);
+        let (partial, scope) = ((!complete).then_some(&dirty), (!servers_all).then_some(&dirty));
         let started = Instant::now();
-        self.refresh_renders(scope);
+        self.refresh_renders(partial);
         let render_time = started.elapsed();
         let plan_started = Instant::now();
         let head = self.head.as_deref().unwrap_or_default();
-        let desired = desired(head, &self.services, &self.no_dynamic, scope);
+        let desired = desired(head, &self.services, &self.no_dynamic, partial);
         let Some(mut running) = self.running.take() else { return };
         let plan = plan(&running, &desired, &self.caps, false, scope);
         let plan_time = plan_started.elapsed();
@@ -608,10 +615,13 @@ impl Reconciler {
         self.running = Some(running);
         // The changed services' server lines, for the file: after HAProxy got the change, not before.
         let lines_started = Instant::now();
-        for name in desired.services.keys() {
-            if let Some(service) = self.services.get(*name) {
-                self.lines(service);
-            }
+        match scope {
+            Some(names) => names.iter().filter_map(|name| self.services.get(name)).for_each(|s| {
+                self.lines(s);
+            }),
+            None => self.services.values().for_each(|s| {
+                self.lines(s);
+            }),
         }
         let render_time = render_time + lines_started.elapsed();
         log::debug!(
@@ -906,7 +916,7 @@ fn desired<'a>(
         }
         None => services.iter().map(|(n, s)| of(n, s)).collect(),
     };
-    Desired { head, services }
+    Desired { head, services, complete: scope.is_none() }
 }
 
 /// What a reload needs, taken from the desired state before it starts.

@@ -26,7 +26,7 @@ use crate::haproxy::listeners::Listeners;
 use crate::haproxy::process::{describe, Binary, Processes};
 use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime::Runtime;
-use crate::haproxy::{self, Capabilities, InstallError};
+use crate::haproxy::{self, Candidate, Capabilities, InstallError};
 use crate::plan::{effective_weight, plan, Desired, DesiredService, Running, RunningServer, Step};
 use crate::registry;
 use crate::service::{Server, ServiceSpec};
@@ -85,12 +85,16 @@ enum Phase {
     Waiting {
         due: Instant,
     },
-    /// A new process was started; it serves once it answers on the socket with its pid.
+    /// A new process was started on `candidate`, which becomes haproxy.cfg once it answers on the socket with
+    /// its pid.
     Starting {
         pid: u32,
         state: Running,
         ports: BTreeSet<u16>,
         since: Instant,
+        candidate: Candidate,
+        skeleton: String,
+        fds: Vec<RawFd>,
     },
 }
 
@@ -689,9 +693,21 @@ impl Reconciler {
                 log::warn!("haproxy[{pid}] did not answer on its socket within {START_TIMEOUT:?} ({why}); assuming it serves");
             }
         }
-        let Phase::Starting { state, ports, .. } = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Starting { state, ports, candidate, .. } = std::mem::replace(&mut self.phase, Phase::Idle)
+        else {
             return true;
         };
+        // HAProxy serves it: now it is haproxy.cfg.
+        match candidate.accept() {
+            Ok(()) => {
+                self.rejected = None;
+                self.file_stale = false;
+            }
+            Err(e) => {
+                log::error!("{e}");
+                self.file_stale = true;
+            }
+        }
         self.running = Some(state);
         // What changed while it started was not planned against it.
         self.dirty_all = true;
@@ -717,18 +733,10 @@ impl Reconciler {
     fn reload(&mut self, reload: Reload, reasons: &[String]) {
         self.phase = Phase::Idle;
         let Reload { text, skeleton, fds, ports, state } = reload;
-        if let Err(e) = haproxy::install(&self.binary, &self.config.haproxy.config_path, &text, &fds) {
-            match e {
-                InstallError::Rejected { .. } => {
-                    log::error!("{e}; HAProxy keeps its running config until the next change");
-                    self.rejected = Some(skeleton);
-                }
-                InstallError::Write { .. } => log::error!("{e}; HAProxy keeps its running config"),
-            }
-            return;
-        }
-        self.rejected = None;
-        self.file_stale = false;
+        let candidate = match Candidate::write(&self.config.haproxy.config_path, &text) {
+            Ok(candidate) => candidate,
+            Err(e) => return log::error!("{e}; HAProxy keeps its running config"),
+        };
         let socket = &self.config.haproxy.socket_path;
         if let Err(e) = haproxy::prepare_socket_dir(socket) {
             log::error!("cannot create the directory of haproxy.socket_path {}: {e}", socket.display());
@@ -737,7 +745,7 @@ impl Reconciler {
             log::error!("{e}");
         }
         let old = self.processes.pids();
-        match self.processes.start(&self.binary, &self.config.haproxy.config_path, &fds) {
+        match self.processes.start(&self.binary, candidate.path(), &fds) {
             Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started ({})", reasons.join("; ")),
             Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?} ({})", reasons.join("; ")),
             Err(e) => {
@@ -753,7 +761,7 @@ impl Reconciler {
         self.state_dirty = true;
         self.state_due = Instant::now();
         let pid = self.processes.pids()[0];
-        self.phase = Phase::Starting { pid, state, ports, since: Instant::now() };
+        self.phase = Phase::Starting { pid, state, ports, since: Instant::now(), candidate, skeleton, fds };
     }
 
     /// Compares each backend's servers in HAProxy (`show servers state <backend>`, one backend at a time) with
@@ -823,6 +831,9 @@ impl Reconciler {
     fn reap(&mut self) {
         let Some(exited) = self.processes.reap() else { return };
         let how = exited.status.map(describe).unwrap_or_else(|| "status unknown".into());
+        if matches!(self.phase, Phase::Starting { pid, .. } if pid == exited.pid) && self.start_failed() {
+            return;
+        }
         if exited.ran >= HEALTHY_RUN {
             self.restart_backoff = RESTART_BACKOFF_MIN;
         }
@@ -837,6 +848,41 @@ impl Reconciler {
         self.running = None;
         self.phase = Phase::Idle;
         self.schedule_restart();
+    }
+
+    /// The process just started exited before it served. When `haproxy -c` rejects its config too, that config
+    /// is kept aside and not tried again until it changes, and the process it was to replace serves on (true).
+    /// Else it failed for another reason: its config, which HAProxy accepts, becomes haproxy.cfg, and the
+    /// caller restarts HAProxy on it with backoff (false).
+    fn start_failed(&mut self) -> bool {
+        let Phase::Starting { candidate, skeleton, fds, .. } =
+            std::mem::replace(&mut self.phase, Phase::Idle)
+        else {
+            return false;
+        };
+        match self.binary.check(candidate.path(), &fds) {
+            Err(reason) => {
+                let e = candidate.reject(&reason);
+                match e {
+                    InstallError::Rejected { .. } => {
+                        log::error!("{e}; HAProxy keeps its running config until the next change")
+                    }
+                    InstallError::Write { .. } => log::error!("{e}; HAProxy keeps its running config"),
+                }
+                self.rejected = Some(skeleton);
+                self.processes.restore();
+                // The serving process's state is what it was; the pids are back to what they were.
+                self.dirty_all = true;
+                self.state_dirty = true;
+                true
+            }
+            Ok(()) => {
+                if let Err(e) = candidate.accept() {
+                    log::error!("{e}");
+                }
+                false
+            }
+        }
     }
 
     fn schedule_restart(&mut self) {

@@ -1,7 +1,11 @@
 //! Everything proxymgr does to HAProxy: render its config, hold its listeners, run its processes.
 //!
-//! `install` is the one way a config reaches the disk: written beside the target, checked by HAProxy with the
-//! listeners passed, and only then moved into place. A config HAProxy rejects never becomes haproxy.cfg.
+//! A [`Candidate`] is the one way a new config reaches the disk: written beside the target, HAProxy is started
+//! on it (with the listeners passed and `-sf` the serving processes), and it is moved into place once that
+//! process serves. The start is the check: HAProxy parses the file once, not twice (a `haproxy -c` first cost a
+//! third of a second at 1000 services). Only when that process exits before it serves does `haproxy -c` tell
+//! a rejected config (kept aside as `haproxy.cfg.rejected`) from a start that failed for another reason. A
+//! config HAProxy rejects never becomes haproxy.cfg.
 
 pub mod listeners;
 pub mod process;
@@ -9,11 +13,8 @@ pub mod render;
 pub mod runtime;
 
 use std::io::Write;
-use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-use process::Binary;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -51,26 +52,41 @@ const fn at_least((major, minor): (u32, u32), (want_major, want_minor): (u32, u3
     major > want_major || (major == want_major && minor >= want_minor)
 }
 
-/// Atomically replaces `path` with `text` once `binary` accepts it with `fds` inherited.
-pub fn install(binary: &Binary, path: &Path, text: &str, fds: &[RawFd]) -> Result<(), InstallError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let write_error = |source| InstallError::Write { path: path.to_path_buf(), source };
-    std::fs::create_dir_all(dir).map_err(write_error)?;
-    let mut candidate =
-        tempfile::Builder::new().prefix(".haproxy.cfg.").tempfile_in(dir).map_err(write_error)?;
-    candidate.write_all(text.as_bytes()).map_err(write_error)?;
-    // Readable like any other file in /etc; the admin socket, not this file, is what needs guarding.
-    candidate.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(write_error)?;
-    candidate.as_file().sync_all().map_err(write_error)?;
-    if let Err(reason) = binary.check(candidate.path(), fds) {
-        let kept = rejected_path(path);
-        // The file that explains the error is worth more than tidiness; its line numbers match the message.
-        let reason = reason.replace(&candidate.path().display().to_string(), &kept.display().to_string());
-        candidate.persist(&kept).map_err(|e| InstallError::Write { path: kept.clone(), source: e.error })?;
-        return Err(InstallError::Rejected { kept, reason });
+/// A config written beside `path` for a new HAProxy to start on; removed if dropped undecided.
+pub struct Candidate {
+    file: tempfile::TempPath,
+    path: PathBuf,
+}
+
+impl Candidate {
+    pub fn write(path: &Path, text: &str) -> Result<Candidate, InstallError> {
+        let write_error = |source| InstallError::Write { path: path.to_path_buf(), source };
+        let file = candidate(path, text).map_err(write_error)?.into_temp_path();
+        Ok(Candidate { file, path: path.to_path_buf() })
     }
-    candidate.persist(path).map_err(|e| write_error(e.error))?;
-    Ok(())
+
+    /// Where the candidate is, for HAProxy's `-f`.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    /// HAProxy serves it: it becomes `path`.
+    pub fn accept(self) -> Result<(), InstallError> {
+        let path = self.path;
+        self.file.persist(&path).map_err(|e| InstallError::Write { path, source: e.error })
+    }
+
+    /// HAProxy would not start on it, for `reason` (`Binary::check`'s): it is kept as `path.rejected`, and the
+    /// error names that file.
+    pub fn reject(self, reason: &str) -> InstallError {
+        let kept = rejected_path(&self.path);
+        // The file that explains the error is worth more than tidiness; its line numbers match the message.
+        let reason = reason.replace(&self.file.display().to_string(), &kept.display().to_string());
+        match self.file.persist(&kept) {
+            Ok(()) => InstallError::Rejected { kept, reason },
+            Err(e) => InstallError::Write { path: kept, source: e.error },
+        }
+    }
 }
 
 /// Atomically replaces `path` with `text` without asking HAProxy: only for a file whose listen sections HAProxy
@@ -111,6 +127,8 @@ pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::HaproxyConfig;
+    use process::Binary;
+    use std::os::fd::RawFd;
     use crate::service::{Server, ServiceSpec, WatcherSpec};
     use listeners::Listeners;
     use render::Renderer;
@@ -177,7 +195,9 @@ mod tests {
             ("bare", spec(0, &[])),
         ];
         let (text, fds) = render(&mut listeners, &services);
-        install(&binary, &path, &text, &fds).unwrap();
+        let candidate = Candidate::write(&path, &text).unwrap();
+        binary.check(candidate.path(), &fds).unwrap();
+        candidate.accept().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         // Without its fds the same file is refused: the check is only worth something with them.
         assert!(binary.check(&path, &[]).is_err());
@@ -189,10 +209,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.cfg");
         let mut listeners = Listeners::default();
-        let (good, fds) = render(&mut listeners, &[("web", spec(0, &["mode http"]))]);
-        install(&binary, &path, &good, &fds).unwrap();
+        let (good, _) = render(&mut listeners, &[("web", spec(0, &["mode http"]))]);
+        Candidate::write(&path, &good).unwrap().accept().unwrap();
         let (bad, fds) = render(&mut listeners, &[("web", spec(0, &["mode http", "no-such-option on"]))]);
-        let err = install(&binary, &path, &bad, &fds).unwrap_err().to_string();
+        let candidate = Candidate::write(&path, &bad).unwrap();
+        let reason = binary.check(candidate.path(), &fds).unwrap_err();
+        let err = candidate.reject(&reason).to_string();
         let kept = rejected_path(&path);
         assert!(err.contains(&format!("kept as {}", kept.display())), "{err}");
         assert!(err.contains("no-such-option"), "HAProxy's reason is in the error: {err}");

@@ -153,7 +153,7 @@ impl Running {
     }
 }
 
-/// A process that ended while it was the serving one.
+/// A process that ended while it was the serving one (or about to be).
 pub struct Exited {
     pub pid: u32,
     /// None when waiting for it failed.
@@ -169,6 +169,8 @@ pub struct Processes {
     /// HAProxy processes a proxymgr that died left behind: not our children, so they cannot be reaped, only
     /// told to finish (by the next start's `-sf`) and watched until they are gone.
     orphans: Vec<u32>,
+    /// The process the one started last replaces, until that one serves.
+    previous: Option<u32>,
 }
 
 impl Processes {
@@ -189,10 +191,23 @@ impl Processes {
         if let Some(err) = child.stderr.take() {
             forward_output(pid, err);
         }
+        self.previous = self.current.as_ref().map(Running::pid);
         if let Some(previous) = self.current.replace(Running { child, started: Instant::now() }) {
             self.old.push(previous);
         }
         Ok(pid)
+    }
+
+    /// After the process started last exited before it served: the one it was to replace serves on (it was
+    /// told nothing: a HAProxy sends `-sf` only once it has started).
+    pub fn restore(&mut self) {
+        if self.current.is_some() {
+            return;
+        }
+        let Some(pid) = self.previous.take() else { return };
+        if let Some(i) = self.old.iter().position(|old| old.pid() == pid) {
+            self.current = Some(self.old.remove(i));
+        }
     }
 
     /// Takes over processes an earlier proxymgr left running.

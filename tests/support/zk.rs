@@ -335,6 +335,23 @@ impl ZkEnsemble {
     /// Starts `size` members and waits (up to 30 s) until one is the leader and every other one its follower.
     pub fn start(size: usize) -> ZkEnsemble {
         assert!(size >= 3, "an ensemble of {size} is not one; use Zk");
+        // The ports come from free_port(), and a test running beside may bind one before ZooKeeper does: a member
+        // that dies of a taken port starts the whole ensemble again on new ones (three attempts at most).
+        for attempt in 1.. {
+            let ensemble = ZkEnsemble::spawn_all(size);
+            match ensemble.try_wait_ready() {
+                Ok(()) => return ensemble,
+                Err(why) if attempt < 3 && why.contains("Address already in use") => {
+                    eprintln!("ZooKeeper ensemble: a port was taken (attempt {attempt}); starting again");
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// Starts `size` members on fresh ports, without waiting.
+    fn spawn_all(size: usize) -> ZkEnsemble {
         let members = (1..=size)
             .map(|id| Member {
                 id,
@@ -349,7 +366,6 @@ impl ZkEnsemble {
         for i in 0..size {
             ensemble.spawn(i);
         }
-        ensemble.wait_ready();
         ensemble
     }
 
@@ -403,22 +419,27 @@ impl ZkEnsemble {
 
     /// Waits (up to 30 s) until exactly one running member leads and every other running one follows.
     pub fn wait_ready(&self) {
+        self.try_wait_ready().unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// `wait_ready`, saying why not (a member exited, with its output; or the deadline passed).
+    fn try_wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + ENSEMBLE_TIMEOUT;
         loop {
-            self.check_alive();
+            self.exited()?;
             let modes: Vec<(usize, Option<String>)> =
                 (0..self.size()).filter(|&i| self.is_running(i)).map(|i| (i, self.mode(i))).collect();
             let leaders = modes.iter().filter(|(_, m)| m.as_deref() == Some("leader")).count();
             let followers = modes.iter().filter(|(_, m)| m.as_deref() == Some("follower")).count();
             if leaders == 1 && leaders + followers == modes.len() {
-                return;
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                panic!(
+                return Err(format!(
                     "the ZooKeeper ensemble has no leader with every running member following after \
                      {ENSEMBLE_TIMEOUT:?}: {modes:?}; member logs:\n{}",
                     self.logs()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -535,15 +556,21 @@ impl ZkEnsemble {
 
     /// Panics, with the member's output, if a member the fixture started has exited on its own.
     fn check_alive(&self) {
+        self.exited().unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Err, with its output, when a member that should run exited on its own.
+    fn exited(&self) -> Result<(), String> {
         for (i, member) in self.members.iter().enumerate() {
             let Some(child) = member.child.as_ref() else { continue };
             if !super::pid_alive(child.id()) {
-                panic!(
+                return Err(format!(
                     "ZooKeeper ensemble member {i} exited on its own; its output:\n{}",
                     tail(&self.log(i), 4000)
-                );
+                ));
             }
         }
+        Ok(())
     }
 
     /// Every member's output tail, for failure messages.

@@ -721,8 +721,16 @@ impl Reconciler {
     /// server lines changed since HAProxy accepted the skeleton, so no check is needed. Written at most every
     /// FILE_WRITE_INTERVAL while servers churn: the file is 2 MB at 1000 services of 50 servers.
     fn write_file(&mut self, text: &str) {
+        let started = Instant::now();
         match haproxy::write(&self.config.haproxy.config_path, text) {
-            Ok(()) => self.file_stale = false,
+            Ok(()) => {
+                self.file_stale = false;
+                log::debug!(
+                    "haproxy.cfg rewritten for runtime changes ({} bytes, {} µs)",
+                    text.len(),
+                    started.elapsed().as_micros()
+                );
+            }
             Err(e) => log::error!("{e}"),
         }
         self.file_due = Instant::now() + FILE_WRITE_INTERVAL;

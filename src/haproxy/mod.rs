@@ -127,11 +127,11 @@ pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::HaproxyConfig;
-    use process::Binary;
-    use std::os::fd::RawFd;
     use crate::service::{Server, ServiceSpec, WatcherSpec};
     use listeners::Listeners;
+    use process::Binary;
     use render::Renderer;
+    use std::os::fd::RawFd;
 
     /// The real HAProxy, or None (the test skips, or fails under `make test`, which sets PROXYMGR_TEST_REQUIRE).
     fn haproxy() -> Option<Binary> {

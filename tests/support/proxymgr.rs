@@ -218,8 +218,19 @@ service_config:
         }
     }
 
-    /// The haproxy.cfg at `<dir>/haproxy.cfg` (where `config_yaml` puts it), empty if there is none yet.
+    /// The haproxy.cfg at `<dir>/haproxy.cfg` (where `config_yaml` puts it), empty if there is none yet. A new
+    /// config becomes haproxy.cfg only once the HAProxy started on it answers on its socket, a few ms after its
+    /// port serves: while a candidate (`.haproxy.cfg.*`) waits beside it, this waits too (up to 5 s).
     pub fn haproxy_cfg(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pending = || {
+            fs::read_dir(self.dir()).is_ok_and(|entries| {
+                entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".haproxy.cfg."))
+            })
+        };
+        while pending() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         fs::read_to_string(self.dir().join("haproxy.cfg")).unwrap_or_default()
     }
 

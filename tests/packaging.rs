@@ -125,7 +125,8 @@ fn the_deb_runs_proxymgr_through_its_init_script_and_purges_clean() {
         ),
     );
     wait_serves(port, "packaged");
-    assert!(read(HAPROXY_CFG).contains("listen packaged"), "{}", read(HAPROXY_CFG));
+    // The new config becomes haproxy.cfg once the HAProxy started on it answers, a few ms after it serves.
+    wait_until(SETTLE, "haproxy.cfg to have the service", || read(HAPROXY_CFG).contains("listen packaged"));
     assert!(read(LOG).contains(" with HAProxy "), "proxymgr logs to {LOG}: {}", read(LOG));
 
     // reload: SIGHUP, the changed config applied by the same proxymgr, which serves on.

@@ -607,7 +607,8 @@ impl Reconciler {
         // every server is most of a change's cost. When services came or went, every service's presence and
         // skeleton are compared too, which is cheap.
         let servers_all = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
-        let complete = servers_all || std::mem::take(&mut self.reshaped);
+        let reshaped = std::mem::take(&mut self.reshaped);
+        let complete = servers_all || reshaped;
         let dirty = std::mem::take(&mut self.dirty);
         let (partial, scope) = ((!complete).then_some(&dirty), (!servers_all).then_some(&dirty));
         let started = Instant::now();

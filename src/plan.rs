@@ -77,15 +77,6 @@ impl Desired<'_> {
         });
         Running { head: self.head.to_string(), services: services.collect() }
     }
-
-    /// Everything in the config but the server lines: what HAProxy must accept before a reload.
-    pub fn skeleton(&self) -> String {
-        let mut text = self.head.to_string();
-        for service in self.services.values() {
-            text.push_str(service.skeleton);
-        }
-        text
-    }
 }
 
 /// One change to one server, made of one or more runtime commands.

@@ -573,7 +573,7 @@ impl Reconciler {
                 ports.insert(service.spec.port);
             }
         }
-        Reload { text, skeleton: desired.skeleton(), fds, ports, state: desired.running() }
+        Reload { text, skeleton: self.skeleton(), fds, ports, state: desired.running() }
     }
 
     /// Forgets every rendered piece (the config or the HAProxy binary changed).

@@ -177,13 +177,20 @@ fn run(job: Job) {
     }
 }
 
+/// How the files written beside haproxy.cfg before they replace it (or are kept aside) begin.
+const CANDIDATE_PREFIX: &str = ".haproxy.cfg.";
+
+/// The directory `path` is in (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
 /// Removes the candidates (`.haproxy.cfg.*`) a proxymgr killed mid-start left beside `path`; nothing runs on
 /// them any more that needs them (a HAProxy reads its config only when it starts).
 pub fn remove_stale_candidates(path: &Path) {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir_of(path)) else { return };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".haproxy.cfg.") {
+        if entry.file_name().to_string_lossy().starts_with(CANDIDATE_PREFIX) {
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => log::info!("removed {}, left by an earlier proxymgr", entry.path().display()),
                 Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
@@ -194,9 +201,9 @@ pub fn remove_stale_candidates(path: &Path) {
 
 /// `text` in a new file beside `path`, on disk, ready to be renamed over it.
 fn candidate(path: &Path, text: &str) -> std::io::Result<tempfile::NamedTempFile> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::Builder::new().prefix(".haproxy.cfg.").tempfile_in(dir)?;
+    let mut file = tempfile::Builder::new().prefix(CANDIDATE_PREFIX).tempfile_in(dir)?;
     file.write_all(text.as_bytes())?;
     // Readable like any other file in /etc; the admin socket, not this file, is what needs guarding.
     file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;

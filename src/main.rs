@@ -1,6 +1,7 @@
 //! proxymgr: keeps HAProxy in step with a service registry. This file parses the command line, sets up logging
 //! and signals, starts the registry and hands over to the reconciler; the logic lives in the modules.
 
+mod backoff;
 mod config;
 mod event;
 mod fswatch;

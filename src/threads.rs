@@ -8,9 +8,16 @@ use crossbeam_channel::Sender;
 
 use crate::event::Event;
 
-/// Runs `body` on a thread named `name`. A panic becomes [`Event::ThreadDied`].
-pub fn spawn(name: String, events: Sender<Event>, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+/// Runs `body` on a thread named `name`. A panic becomes [`Event::ThreadDied`]. A thread the system cannot
+/// create (out of memory, `ulimit -u`) is logged with its name and None returned: the caller carries on
+/// without it (a watcher keeps its service's last servers) instead of a panic that would orphan HAProxy.
+pub fn spawn(
+    name: String,
+    events: Sender<Event>,
+    body: impl FnOnce() + Send + 'static,
+) -> Option<JoinHandle<()>> {
     let thread_name = name.clone();
+    let thread_name_for_log = name.clone();
     std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
@@ -23,6 +30,6 @@ pub fn spawn(name: String, events: Sender<Event>, body: impl FnOnce() + Send + '
                 let _ = events.send(Event::ThreadDied { thread: name, reason });
             }
         })
-        // Failing to create a thread at all leaves nothing sensible to do but stop.
-        .expect("cannot create a thread")
+        .map_err(|e| log::error!("cannot create thread {thread_name_for_log}: {e}"))
+        .ok()
 }

@@ -27,7 +27,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use config::Config;
 use event::{Event, Signal};
 use haproxy::process::Binary;
-use reconcile::{Outcome, Reconciler};
+use reconcile::Outcome;
 
 /// Exit codes, documented in README.md: 0 stopped on request, 1 failed while running, 2 bad command line
 /// (clap's), 3 the configuration or the HAProxy binary is unusable.
@@ -92,7 +92,7 @@ fn run(args: &Args) -> u8 {
     );
 
     let watchers = watcher::Context { sessions: Arc::new(zk::Sessions::new(events.clone())), events };
-    match Reconciler::new(args.config.clone(), config, binary, inbox, watchers).run() {
+    match reconcile::run(args.config.clone(), config, binary, inbox, watchers) {
         Outcome::Stopped => {
             log::info!("stopped");
             0

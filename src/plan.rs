@@ -6,9 +6,9 @@
 //! (global, defaults), takes a reload. So does a new server where HAProxy cannot add one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
+use std::fmt::{self, Write};
 
-use crate::haproxy::runtime::{Command, State};
+use crate::haproxy::command::{Command, State};
 use crate::haproxy::Capabilities;
 use crate::service::{Server, ServiceSpec};
 
@@ -44,14 +44,94 @@ impl RunningServer {
     }
 }
 
-/// What HAProxy should have, borrowed from the reconciler's state (nothing is copied per change).
+/// What HAProxy should have, borrowed from the reconciler's state (nothing is copied per change). It holds
+/// every service, or, for [`Scope::Changed`], only those the scope names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired<'a> {
     pub head: &'a str,
     pub services: BTreeMap<&'a str, DesiredService<'a>>,
-    /// Whether `services` holds every service. When it does not, it holds those that may have changed since a
-    /// plan found nothing to reload, and nothing else is compared.
-    pub complete: bool,
+}
+
+/// What a plan compares, so that a plan costs what the changed services cost, not a walk through every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'s> {
+    /// Every service: its presence, its skeleton, its servers (after a new process, or while a reload is due).
+    All,
+    /// Every service's presence and skeleton (services came or went), the servers of those named only.
+    Reshaped(&'s BTreeSet<String>),
+    /// Only the services named (those whose servers or spec changed); `Desired` need hold no others.
+    Changed(&'s BTreeSet<String>),
+    /// As `All`, and every server in maintenance that the registry no longer has is deleted (the drift check).
+    Tidy,
+}
+
+impl Scope<'_> {
+    /// Whether `desired` holds every service, so that a service missing from it was removed.
+    pub fn complete(&self) -> bool {
+        !matches!(self, Scope::Changed(_))
+    }
+
+    fn servers_of(&self, service: &str) -> bool {
+        match self {
+            Scope::All | Scope::Tidy => true,
+            Scope::Reshaped(names) | Scope::Changed(names) => names.contains(service),
+        }
+    }
+}
+
+/// Why a reload is needed. The log's words come from here; decisions and tests use the values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReloadReason {
+    /// Nothing serves yet (or any more: the serving process died).
+    FirstStart,
+    HeadChanged,
+    ServiceAdded(String),
+    ServiceRemoved(String),
+    /// Its port, listen options or server options changed.
+    Reshaped(String),
+    ServerOptionsChanged {
+        service: String,
+        server: String,
+    },
+    /// A new server where this backend takes no dynamic server.
+    NoDynamicServers {
+        service: String,
+        server: String,
+    },
+    /// A new server where this HAProxy cannot add one at run time.
+    TooOldToAdd {
+        service: String,
+        server: String,
+    },
+    /// HAProxy refused a dynamic server of this service: its new servers take a reload from now on.
+    DynamicRefused(String),
+    /// A runtime command failed (the socket, or a refusal): a reload brings HAProxy to the desired state instead.
+    RuntimeFailed(String),
+}
+
+impl fmt::Display for ReloadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadReason::FirstStart => write!(f, "first start"),
+            ReloadReason::HeadChanged => write!(f, "global or defaults changed"),
+            ReloadReason::ServiceAdded(name) => write!(f, "service {name} added"),
+            ReloadReason::ServiceRemoved(name) => write!(f, "service {name} removed"),
+            ReloadReason::Reshaped(name) => write!(f, "service {name}: port or options changed"),
+            ReloadReason::ServerOptionsChanged { service, server } => {
+                write!(f, "service {service}: the options of server {server} changed")
+            }
+            ReloadReason::NoDynamicServers { service, server } => {
+                write!(f, "service {service}: new server {server} (HAProxy refuses dynamic servers here)")
+            }
+            ReloadReason::TooOldToAdd { service, server } => {
+                write!(f, "service {service}: new server {server} (HAProxy too old to add it)")
+            }
+            ReloadReason::DynamicRefused(service) => {
+                write!(f, "service {service}: HAProxy refused a dynamic server")
+            }
+            ReloadReason::RuntimeFailed(error) => write!(f, "runtime command failed: {error}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,46 +195,38 @@ pub enum Step {
 pub struct Plan {
     pub steps: Vec<Step>,
     /// Why a reload is needed; empty when none is.
-    pub reload: Vec<String>,
+    pub reload: Vec<ReloadReason>,
 }
 
-/// `tidy` adds a `Delete` for every server in maintenance that the registry no longer has. `scope` names the
-/// services whose servers are compared (those whose servers changed since the last plan); None compares every
-/// service's. What takes a reload (a service added, removed or reshaped) is judged on every service when
-/// `desired` is complete, on those it holds when not: so a plan costs what the changed services cost, not a
-/// walk through every one.
-pub fn plan(
-    running: &Running,
-    desired: &Desired,
-    caps: &Capabilities,
-    tidy: bool,
-    scope: Option<&BTreeSet<String>>,
-) -> Plan {
+/// What takes a reload (a service added, removed or reshaped) is judged on every service when the scope is
+/// complete, on those `desired` holds when not; servers are compared where the scope says.
+pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, scope: Scope) -> Plan {
     let mut plan = Plan::default();
     if running.head != desired.head {
-        plan.reload.push("global or defaults changed".into());
+        plan.reload.push(ReloadReason::HeadChanged);
     }
-    let pairs = if desired.complete {
+    let pairs = if scope.complete() {
         pair_all(running, desired, &mut plan)
     } else {
         let mut pairs = Vec::with_capacity(desired.services.len());
         for (&name, want) in &desired.services {
             match running.services.get(name) {
                 Some(have) => pairs.push((name, have, want)),
-                None => plan.reload.push(format!("service {name} added")),
+                None => plan.reload.push(ReloadReason::ServiceAdded(name.to_string())),
             }
         }
         pairs
     };
     for &(name, have, want) in &pairs {
         if have.skeleton != want.skeleton {
-            plan.reload.push(format!("service {name}: port or options changed"));
+            plan.reload.push(ReloadReason::Reshaped(name.to_string()));
         }
     }
     // Server changes go through at once even when a reload is coming (or HAProxy rejected it): the running
     // backend serves until then.
+    let tidy = scope == Scope::Tidy;
     for (name, have, want) in pairs {
-        if scope.map_or(true, |names| names.contains(name)) {
+        if scope.servers_of(name) {
             plan_servers(&mut plan, name, have, want, caps, tidy);
         }
     }
@@ -172,14 +244,14 @@ fn pair_all<'r, 'd, 'a>(
     let mut added = Vec::new();
     for (&name, want) in &desired.services {
         while let Some((gone, _)) = have.next_if(|(other, _)| *other < name) {
-            plan.reload.push(format!("service {gone} removed"));
+            plan.reload.push(ReloadReason::ServiceRemoved(gone.to_string()));
         }
         match have.next_if(|(other, _)| *other == name) {
             Some((_, have)) => pairs.push((name, have, want)),
-            None => added.push(format!("service {name} added")),
+            None => added.push(ReloadReason::ServiceAdded(name.to_string())),
         }
     }
-    plan.reload.extend(have.map(|(gone, _)| format!("service {gone} removed")));
+    plan.reload.extend(have.map(|(gone, _)| ReloadReason::ServiceRemoved(gone.to_string())));
     plan.reload.extend(added);
     pairs
 }
@@ -204,9 +276,9 @@ fn plan_servers(
         let current = have.servers.get(name.as_str());
         found += usize::from(current.is_some());
         match current {
-            Some(current) if current.options != server.options => {
-                plan.reload.push(format!("service {service}: the options of server {name} changed"))
-            }
+            Some(current) if current.options != server.options => plan
+                .reload
+                .push(ReloadReason::ServerOptionsChanged { service: service.into(), server: name.clone() }),
             Some(current) => {
                 if !current.ready {
                     plan.steps.push(Step::Enable { service: service.into(), server: server.clone() });
@@ -237,9 +309,9 @@ fn plan_servers(
             }
             None if caps.add_server => plan
                 .reload
-                .push(format!("service {service}: new server {name} (HAProxy refuses dynamic servers here)")),
+                .push(ReloadReason::NoDynamicServers { service: service.into(), server: name.clone() }),
             None => {
-                plan.reload.push(format!("service {service}: new server {name} (HAProxy too old to add it)"))
+                plan.reload.push(ReloadReason::TooOldToAdd { service: service.into(), server: name.clone() })
             }
         }
     }
@@ -374,7 +446,7 @@ mod tests {
             servers: leak(servers.to_vec()),
             dynamic: true,
         };
-        Desired { head: "head", services: [("web", service)].into(), complete: true }
+        Desired { head: "head", services: [("web", service)].into() }
     }
 
     fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'static> {
@@ -399,7 +471,7 @@ mod tests {
         caps: Capabilities,
         tidy: bool,
         commands: &'static [&'static str],
-        reload: &'static [&'static str],
+        reload: Vec<ReloadReason>,
     }
 
     fn case(
@@ -408,7 +480,7 @@ mod tests {
         desired: Desired<'static>,
         commands: &'static [&'static str],
     ) -> Case {
-        Case { what, running, desired, caps: V26, tidy: false, commands, reload: &[] }
+        Case { what, running, desired, caps: V26, tidy: false, commands, reload: vec![] }
     }
 
     #[test]
@@ -484,7 +556,10 @@ mod tests {
                 ],
             ),
             Case {
-                reload: &["service web: the options of server 10.0.0.1:1 changed"],
+                reload: vec![ReloadReason::ServerOptionsChanged {
+                    service: "web".into(),
+                    server: "10.0.0.1:1".into(),
+                }],
                 ..case(
                     "a server's own options changed",
                     running(&[a()], &[]),
@@ -513,7 +588,10 @@ mod tests {
             },
             Case {
                 caps: V15,
-                reload: &["service web: new server 10.0.0.1:3 (HAProxy too old to add it)"],
+                reload: vec![ReloadReason::TooOldToAdd {
+                    service: "web".into(),
+                    server: "10.0.0.1:3".into(),
+                }],
                 ..case(
                     "HAProxy 1.5 reloads for a new server",
                     running(&[a()], &[]),
@@ -523,7 +601,7 @@ mod tests {
             },
         ];
         for Case { what, running, desired, caps, tidy, commands, reload } in cases {
-            let plan = plan(&running, &desired, &caps, tidy, None);
+            let plan = plan(&running, &desired, &caps, if tidy { Scope::Tidy } else { Scope::All });
             let got: Vec<String> =
                 plan.steps.iter().flat_map(|s| s.commands(&caps)).map(|c| c.to_string()).collect();
             assert_eq!(got, commands, "{what}: commands");
@@ -547,35 +625,36 @@ mod tests {
         let mut refused = desired(&[a, server(2, None)]);
         refused.services.get_mut("web").unwrap().dynamic = false;
         for (what, desired, reason) in [
-            ("head", head, "global or defaults changed"),
-            ("skeleton", skeleton.clone(), "service web: port or options changed"),
-            ("added", added, "service api added"),
-            ("removed", removed, "service web removed"),
-            ("refused", refused, "service web: new server 10.0.0.1:2 (HAProxy refuses dynamic servers here)"),
+            ("head", head, ReloadReason::HeadChanged),
+            ("skeleton", skeleton.clone(), ReloadReason::Reshaped("web".into())),
+            ("added", added, ReloadReason::ServiceAdded("api".into())),
+            ("removed", removed, ReloadReason::ServiceRemoved("web".into())),
+            (
+                "refused",
+                refused,
+                ReloadReason::NoDynamicServers { service: "web".into(), server: "10.0.0.1:2".into() },
+            ),
         ] {
-            assert_eq!(
-                plan(&running, &desired, &V26, false, None).reload,
-                vec![reason.to_string()],
-                "{what}"
-            );
+            assert_eq!(plan(&running, &desired, &V26, Scope::All).reload, vec![reason], "{what}");
         }
         // Out of scope, a service's servers are not compared; what takes a reload still is, on every service
         // while `desired` is complete, on those it holds when not.
         let nothing = BTreeSet::new();
-        let scoped = plan(&running, &skeleton, &V26, false, Some(&nothing));
+        let scoped = plan(&running, &skeleton, &V26, Scope::Reshaped(&nothing));
         assert!(scoped.steps.is_empty() && scoped.reload.len() == 1, "{scoped:?}");
-        let partial = Desired { services: BTreeMap::new(), complete: false, ..skeleton.clone() };
-        assert_eq!(plan(&running, &partial, &V26, false, Some(&nothing)), Plan::default());
+        let partial = Desired { services: BTreeMap::new(), ..skeleton.clone() };
+        assert_eq!(plan(&running, &partial, &V26, Scope::Changed(&nothing)), Plan::default());
         let web = BTreeSet::from(["web".to_string()]);
-        let partial = Desired { complete: false, ..skeleton.clone() };
-        let scoped = plan(&running, &partial, &V26, false, Some(&web));
+        let scoped = plan(&running, &skeleton, &V26, Scope::Changed(&web));
         assert!(scoped.steps.len() == 1 && scoped.reload.len() == 1, "{scoped:?}");
-        let only_api =
-            Desired { services: [("api", base.services["web"])].into(), complete: false, ..base.clone() };
+        let only_api = Desired { services: [("api", base.services["web"])].into(), ..base.clone() };
         let api = BTreeSet::from(["api".to_string()]);
-        assert_eq!(plan(&running, &only_api, &V26, false, Some(&api)).reload, ["service api added"]);
+        assert_eq!(
+            plan(&running, &only_api, &V26, Scope::Changed(&api)).reload,
+            [ReloadReason::ServiceAdded("api".into())]
+        );
         // A changed skeleton still lets server changes through at once.
-        let plan = plan(&running, &skeleton, &V26, false, None);
+        let plan = plan(&running, &skeleton, &V26, Scope::All);
         assert!(matches!(&plan.steps[..], [Step::Add { .. }]), "{plan:?}");
     }
 
@@ -584,7 +663,7 @@ mod tests {
         let (a, b, c) = (server(1, None), server(2, Some(3)), server(3, None));
         let mut running = running(&[a.clone(), server(2, None)], std::slice::from_ref(&c));
         let desired = desired(&[b.clone(), c.clone(), server(4, None)]);
-        let first = plan(&running, &desired, &V26, false, None);
+        let first = plan(&running, &desired, &V26, Scope::All);
         for step in &first.steps {
             running.apply(step);
         }
@@ -598,11 +677,11 @@ mod tests {
         let want_ready: Vec<_> = want.services["web"].servers.clone().into_iter().collect();
         assert_eq!(ready, want_ready);
         assert_eq!(
-            plan(&running, &desired, &V26, false, None),
+            plan(&running, &desired, &V26, Scope::All),
             Plan::default(),
             "a second plan has nothing to do"
         );
-        let tidy = plan(&running, &desired, &V26, true, None);
+        let tidy = plan(&running, &desired, &V26, Scope::Tidy);
         assert_eq!(tidy.steps, vec![Step::Delete { service: "web".into(), server: a.name() }]);
     }
 }

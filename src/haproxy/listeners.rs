@@ -54,10 +54,6 @@ impl Listeners {
         Ok(fd)
     }
 
-    pub fn fd(&self, port: u16) -> Option<RawFd> {
-        self.bound.get(&port).map(|b| b.listener.as_raw_fd())
-    }
-
     /// Makes every bound socket listen (with a long accept queue: std's 128 is short for a slow HAProxy
     /// start). Called right before a HAProxy starts on them.
     pub fn listen_all(&mut self) -> Result<(), ListenerError> {

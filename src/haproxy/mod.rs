@@ -7,6 +7,8 @@
 //! a rejected config (kept aside as `haproxy.cfg.rejected`) from a start that failed for another reason. A
 //! config HAProxy rejects never becomes haproxy.cfg.
 
+pub mod command;
+pub mod instance;
 pub mod listeners;
 pub mod process;
 pub mod render;

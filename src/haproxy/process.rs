@@ -32,7 +32,7 @@ pub enum ProcessError {
 }
 
 /// The HAProxy binary proxymgr runs, and what it is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binary {
     pub path: PathBuf,
     pub version: (u32, u32),

@@ -1,5 +1,5 @@
-//! HAProxy's runtime API over the admin socket: one typed [`Command`] per change proxymgr makes, each reply
-//! checked, and the two queries it needs (`show info` for the serving pid, `show servers state` for one
+//! HAProxy's runtime API over the admin socket: sends the [`Command`]s of `command.rs`, each reply checked
+//! (a refusal typed as a [`Refusal`]), and the two queries it needs (`show info` for the serving pid, `show servers state` for one
 //! backend; never `show stat`, 11 MB at 50k servers).
 //!
 //! One connection in `prompt` mode is kept and reused (50-70 µs a command instead of 60-90 µs on a fresh one);
@@ -7,11 +7,12 @@
 //! it reaches the old process.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use super::command::{Command, Refusal};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// A reply longer than this is not one we asked for.
@@ -22,96 +23,9 @@ pub enum RuntimeError {
     #[error("HAProxy socket {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("HAProxy refused `{command}`: {reply}")]
-    Refused { command: String, reply: String },
+    Refused { command: String, reply: String, refusal: Refusal },
     #[error("HAProxy's reply to `{command}` makes no sense: {reply:?}")]
     Garbled { command: String, reply: String },
-}
-
-impl RuntimeError {
-    /// HAProxy said no to a dynamic server for a reason that holds for the whole backend (its balance
-    /// algorithm, an option dynamic servers do not take), so asking again for the next server is pointless.
-    pub fn refuses_dynamic_servers(&self) -> bool {
-        matches!(self, RuntimeError::Refused { command, .. } if command.starts_with("add server "))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Ready,
-    Maint,
-}
-
-/// Every change proxymgr makes at run time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    SetState {
-        backend: String,
-        server: String,
-        state: State,
-    },
-    /// The pre-1.6 form of `SetState`.
-    EnableServer {
-        backend: String,
-        server: String,
-        enable: bool,
-    },
-    SetWeight {
-        backend: String,
-        server: String,
-        weight: u16,
-    },
-    /// `arguments` is everything after the server's name: address and options, as on a `server` line.
-    AddServer {
-        backend: String,
-        server: String,
-        arguments: String,
-    },
-    EnableHealth {
-        backend: String,
-        server: String,
-    },
-    DelServer {
-        backend: String,
-        server: String,
-    },
-}
-
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Command::SetState { backend, server, state: State::Ready } => {
-                write!(f, "set server {backend}/{server} state ready")
-            }
-            Command::SetState { backend, server, state: State::Maint } => {
-                write!(f, "set server {backend}/{server} state maint")
-            }
-            Command::EnableServer { backend, server, enable: true } => {
-                write!(f, "enable server {backend}/{server}")
-            }
-            Command::EnableServer { backend, server, enable: false } => {
-                write!(f, "disable server {backend}/{server}")
-            }
-            Command::SetWeight { backend, server, weight } => {
-                write!(f, "set weight {backend}/{server} {weight}")
-            }
-            Command::AddServer { backend, server, arguments } => {
-                write!(f, "add server {backend}/{server} {arguments}")
-            }
-            Command::EnableHealth { backend, server } => write!(f, "enable health {backend}/{server}"),
-            Command::DelServer { backend, server } => write!(f, "del server {backend}/{server}"),
-        }
-    }
-}
-
-impl Command {
-    /// What HAProxy answers when the command worked; anything else is a refusal.
-    fn success(&self) -> &'static str {
-        match self {
-            Command::AddServer { .. } => "New server registered.",
-            Command::DelServer { .. } => "Server deleted.",
-            _ => "",
-        }
-    }
 }
 
 /// One server as `show servers state` reports it.
@@ -146,7 +60,8 @@ impl Runtime {
         if reply.trim() == command.success() {
             Ok(())
         } else {
-            Err(RuntimeError::Refused { command: text, reply: reply.trim().to_string() })
+            let reply = reply.trim().to_string();
+            Err(RuntimeError::Refused { command: text, refusal: Refusal::parse(&reply), reply })
         }
     }
 
@@ -168,7 +83,8 @@ impl Runtime {
             if reply.trim().is_empty() || reply.starts_with('1') {
                 RuntimeError::Garbled { command: command.clone(), reply: reply.clone() }
             } else {
-                RuntimeError::Refused { command: command.clone(), reply: reply.trim().to_string() }
+                let reply = reply.trim().to_string();
+                RuntimeError::Refused { command: command.clone(), refusal: Refusal::parse(&reply), reply }
             }
         })
     }
@@ -254,45 +170,6 @@ fn parse_servers_state(reply: &str) -> Result<BTreeMap<String, ServerStatus>, ()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_as_haproxy_reads_them() {
-        let (b, s) = ("web".to_string(), "127.0.0.1:9001".to_string());
-        let cases = [
-            (
-                Command::SetState { backend: b.clone(), server: s.clone(), state: State::Maint },
-                "set server web/127.0.0.1:9001 state maint",
-            ),
-            (
-                Command::SetState { backend: b.clone(), server: s.clone(), state: State::Ready },
-                "set server web/127.0.0.1:9001 state ready",
-            ),
-            (
-                Command::EnableServer { backend: b.clone(), server: s.clone(), enable: false },
-                "disable server web/127.0.0.1:9001",
-            ),
-            (
-                Command::SetWeight { backend: b.clone(), server: s.clone(), weight: 5 },
-                "set weight web/127.0.0.1:9001 5",
-            ),
-            (
-                Command::AddServer {
-                    backend: b.clone(),
-                    server: s.clone(),
-                    arguments: "127.0.0.1:9001 check".into(),
-                },
-                "add server web/127.0.0.1:9001 127.0.0.1:9001 check",
-            ),
-            (
-                Command::EnableHealth { backend: b.clone(), server: s.clone() },
-                "enable health web/127.0.0.1:9001",
-            ),
-            (Command::DelServer { backend: b, server: s }, "del server web/127.0.0.1:9001"),
-        ];
-        for (command, text) in cases {
-            assert_eq!(command.to_string(), text);
-        }
-    }
 
     #[test]
     fn servers_state_as_haproxy_2_6_prints_it() {

@@ -20,7 +20,6 @@ use crate::zk;
 /// The running source; dropping it stops it.
 pub struct Source {
     _lifeline: Lifeline,
-    pub generation: u64,
 }
 
 /// How a registry thread sends the whole set.
@@ -51,7 +50,7 @@ pub fn start(source: &ServiceConfigSource, generation: u64, context: &watcher::C
             Lifeline::Thread(stop_tx)
         }
     };
-    Source { _lifeline: lifeline, generation }
+    Source { _lifeline: lifeline }
 }
 
 /// One service definition as found (a node, a file), parsed.

@@ -39,7 +39,6 @@ pub enum Lifeline {
 /// A running watcher; dropping it stops it.
 pub struct Watcher {
     _lifeline: Lifeline,
-    pub generation: u64,
 }
 
 /// How a watcher reports: the whole sorted, de-duplicated set, and only when it changed. The set it last sent
@@ -95,7 +94,7 @@ pub fn start(service: &str, spec: &WatcherSpec, generation: u64, context: &Conte
             thread(service, context, move |stop| file::run(file, interval, report, stop))
         }
     };
-    Watcher { _lifeline: lifeline, generation }
+    Watcher { _lifeline: lifeline }
 }
 
 /// A watcher of its own thread, which ends when its stop channel fires or is dropped.

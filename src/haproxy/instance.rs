@@ -1,0 +1,218 @@
+//! The executor: the one thing that drives HAProxy. It owns the binary, the processes, the listening sockets,
+//! the admin socket, the candidate config and the writers of haproxy.cfg and of the state file, and carries out
+//! what the reconciler's core decided, one typed method per kind of action, each returning what happened. It
+//! decides nothing itself.
+//!
+//! **Architecture Invariant:** this is the only module that knows more than one of {processes, admin socket,
+//! config files}; the core above it knows none of them, only what they reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::command::Command;
+use super::listeners::Listeners;
+use super::process::{describe, Binary, Processes};
+use super::runtime::{Runtime, RuntimeError, ServerStatus};
+use super::{Candidate, ConfigWriter, InstallError};
+use crate::config::HaproxyConfig;
+use crate::event::Event;
+use crate::state::{self, SavedService, State};
+
+/// Why a new HAProxy did not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The candidate config could not be written: HAProxy keeps its running config.
+    Write(String),
+    /// The process could not be started: tried again with backoff.
+    Spawn(String),
+}
+
+/// The serving (or starting) process ended.
+pub struct Exit {
+    pub pid: u32,
+    pub how: String,
+    pub ran: Duration,
+}
+
+pub struct Instance {
+    binary: Binary,
+    haproxy: HaproxyConfig,
+    listeners: Listeners,
+    processes: Processes,
+    runtime: Runtime,
+    /// The config the process started last runs on, with the fds it was given, until it is accepted or rejected.
+    candidate: Option<(Candidate, Vec<RawFd>)>,
+    config_writer: ConfigWriter,
+    state_writer: state::Writer,
+}
+
+impl Instance {
+    /// Takes over the HAProxy processes in `saved_pids` that still run (left by a proxymgr that died): the first
+    /// start replaces them with `-sf`.
+    pub fn new(
+        binary: Binary,
+        haproxy: HaproxyConfig,
+        saved_pids: &[u32],
+        events: Sender<Event>,
+    ) -> Instance {
+        let mut processes = Processes::default();
+        let orphans: Vec<u32> = saved_pids.iter().copied().filter(|&pid| state::is_haproxy(pid)).collect();
+        if !orphans.is_empty() {
+            log::warn!("taking over haproxy {orphans:?}, left running by an earlier proxymgr");
+            processes.adopt(orphans);
+        }
+        super::remove_stale_candidates(&haproxy.config_path);
+        Instance {
+            runtime: Runtime::new(&haproxy.socket_path),
+            binary,
+            haproxy,
+            listeners: Listeners::default(),
+            processes,
+            candidate: None,
+            config_writer: ConfigWriter::start(events.clone()),
+            state_writer: state::Writer::start(events),
+        }
+    }
+
+    /// From now on: this binary, these paths (SIGHUP).
+    pub fn reconfigure(&mut self, binary: Binary, haproxy: HaproxyConfig) {
+        if haproxy.socket_path != self.haproxy.socket_path {
+            self.runtime = Runtime::new(&haproxy.socket_path);
+        }
+        self.binary = binary;
+        self.haproxy = haproxy;
+    }
+
+    /// Binds a listener on each port (once: a bound port keeps its socket across reloads).
+    pub fn bind(&mut self, address: IpAddr, ports: &[u16]) -> Vec<(u16, Result<RawFd, String>)> {
+        ports
+            .iter()
+            .map(|&port| (port, self.listeners.open(address, port).map_err(|e| e.to_string())))
+            .collect()
+    }
+
+    pub fn close_listeners_but(&mut self, keep: &BTreeSet<u16>) {
+        self.listeners.retain(|port| keep.contains(&port));
+    }
+
+    /// Writes `text` as a candidate beside haproxy.cfg and starts a HAProxy on it with `fds`, telling every live
+    /// one to finish (`-sf`) once it serves. `why` is for the log.
+    pub fn start(&mut self, text: &str, fds: Vec<RawFd>, why: &str) -> Result<u32, StartFailure> {
+        let candidate = match Candidate::write(&self.haproxy.config_path, text) {
+            Ok(candidate) => candidate,
+            Err(e) => {
+                log::error!("{e}; HAProxy keeps its running config");
+                return Err(StartFailure::Write(e.to_string()));
+            }
+        };
+        let socket = &self.haproxy.socket_path;
+        if let Err(e) = super::prepare_socket_dir(socket) {
+            log::error!("cannot create the directory of haproxy.socket_path {}: {e}", socket.display());
+        }
+        if let Err(e) = self.listeners.listen_all() {
+            log::error!("{e}");
+        }
+        let old = self.processes.pids();
+        match self.processes.start(&self.binary, candidate.path(), &fds) {
+            Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started ({why})"),
+            Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?} ({why})"),
+            Err(e) => {
+                log::error!("cannot start {}: {e}", self.binary.path.display());
+                return Err(StartFailure::Spawn(e.to_string()));
+            }
+        }
+        self.runtime.reconnect();
+        self.candidate = Some((candidate, fds));
+        Ok(self.processes.pids()[0])
+    }
+
+    /// The pid that answers on the admin socket. The kept connection is dropped unless `pid` answered: it may
+    /// reach an older process.
+    pub fn serving_pid(&mut self, pid: u32) -> Result<u32, String> {
+        let result = self.runtime.serving_pid().map_err(|e| e.to_string());
+        if result != Ok(pid) {
+            self.runtime.reconnect();
+        }
+        result
+    }
+
+    /// Reaps what ended; the serving (or starting) process, if it was among them.
+    pub fn reap(&mut self) -> Option<Exit> {
+        let exited = self.processes.reap()?;
+        let how = exited.status.map(describe).unwrap_or_else(|| "status unknown".into());
+        Some(Exit { pid: exited.pid, how, ran: exited.ran })
+    }
+
+    /// `haproxy -c` on the candidate with its fds (without them `bind fd@N` fails).
+    pub fn check(&mut self) -> Result<(), String> {
+        let Some((candidate, fds)) = &self.candidate else { return Ok(()) };
+        self.binary.check(candidate.path(), fds)
+    }
+
+    /// The candidate becomes haproxy.cfg (through the writer, in order with the rewrites).
+    pub fn accept(&mut self) {
+        if let Some((candidate, _)) = self.candidate.take() {
+            self.config_writer.accept(candidate);
+        }
+    }
+
+    /// HAProxy rejects the candidate for `reason`: it is kept aside, and the process it was to replace serves on.
+    pub fn reject(&mut self, reason: &str) {
+        if let Some((candidate, _)) = self.candidate.take() {
+            match candidate.reject(reason) {
+                e @ InstallError::Rejected { .. } => {
+                    log::error!("{e}; HAProxy keeps its running config until the next change")
+                }
+                e @ InstallError::Write { .. } => log::error!("{e}; HAProxy keeps its running config"),
+            }
+        }
+        self.processes.restore();
+    }
+
+    /// Sends `commands` in order, up to the first that fails.
+    pub fn run(&mut self, commands: &[Command]) -> Result<(), Box<(Command, RuntimeError)>> {
+        for command in commands {
+            let started = Instant::now();
+            match self.runtime.run(command) {
+                Ok(()) => log::info!("haproxy: {command} ({} µs)", started.elapsed().as_micros()),
+                Err(e) => return Err(Box::new((command.clone(), e))),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn servers_state(&mut self, backend: &str) -> Result<BTreeMap<String, ServerStatus>, String> {
+        self.runtime.servers_state(backend).map_err(|e| e.to_string())
+    }
+
+    /// Rewrites haproxy.cfg with runtime changes HAProxy accepted (unchecked: its skeleton was).
+    pub fn write_config(&mut self, text: String) {
+        self.config_writer.write(&self.haproxy.config_path, text);
+    }
+
+    /// Hands the state file's writer a snapshot with the live pids; false while it still writes the last one.
+    pub fn save_state(&mut self, path: PathBuf, services: BTreeMap<String, SavedService>) -> bool {
+        self.state_writer.save(&path, State { haproxy_pids: self.processes.pids(), services })
+    }
+
+    /// Stops every HAProxy gracefully (up to `timeout`); then, with `save`, writes the state file a last time.
+    pub fn stop(&mut self, timeout: Duration, save: Option<(PathBuf, BTreeMap<String, SavedService>)>) {
+        self.config_writer.flush(Duration::from_secs(2));
+        // A soft-stopping HAProxy waits for every session to end, the admin socket's included.
+        self.runtime.reconnect();
+        log::info!("stopping haproxy {:?} (soft stop, up to {timeout:?})", self.processes.pids());
+        self.processes.stop(timeout);
+        if let Some((path, services)) = save {
+            // The pids go, as nothing runs any more.
+            let last = State { haproxy_pids: self.processes.pids(), services };
+            if let Err(e) = last.save(&path) {
+                log::error!("state_file {}: cannot write: {e}", path.display());
+            }
+        }
+    }
+}

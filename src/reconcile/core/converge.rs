@@ -1,0 +1,213 @@
+//! Converging: plan against the serving process, carry the runtime steps out one at a time, then rewrite
+//! haproxy.cfg, or wait for a reload, or reload.
+
+use super::*;
+
+pub(super) struct Steps {
+    pub(super) queue: VecDeque<Step>,
+    pub(super) sent: Option<Step>,
+    pub(super) carried: Carried,
+    pub(super) after: After,
+}
+
+/// What the steps were for.
+pub(super) enum After {
+    /// A converge, which finishes once they are done.
+    Converge(Box<Converging>),
+    /// The drift check's deletes of servers long gone: each is worth a try, none a reload.
+    Tidy,
+}
+
+pub(super) struct Converging {
+    pub(super) reasons: Vec<ReloadReason>,
+    pub(super) awaiting: bool,
+    /// The services whose servers were compared; None for every one.
+    pub(super) changed: Option<BTreeSet<String>>,
+    pub(super) steps: usize,
+    pub(super) plan_time: Duration,
+    pub(super) render_time: Duration,
+}
+
+/// What carrying out a plan's steps came to.
+#[derive(Default)]
+pub(super) struct Carried {
+    pub(super) applied: usize,
+    /// Services whose dynamic servers HAProxy refused.
+    pub(super) refused: Vec<String>,
+    /// Why the rest was not carried out.
+    pub(super) failure: Option<ReloadReason>,
+}
+
+impl Core {
+    /// Brings HAProxy (its runtime state first, its config by reload when it must) in line with the desired state.
+    pub(super) fn converge(&mut self, now: Instant) {
+        if self.busy() {
+            self.deferred = true;
+            return;
+        }
+        if let Phase::Starting(starting) = &mut self.phase {
+            // Nothing is sent to a new process before it answers on the socket with its pid.
+            if !starting.asked {
+                starting.asked = true;
+                starting.next_poll = now + START_POLL;
+                self.actions.push_back(Action::AskServing { pid: starting.pid });
+            }
+            return;
+        }
+        let awaiting = self.awaiting(now);
+        if self.running.is_none() {
+            // Nothing serves: start as soon as the first state is complete, or the restart backoff is over.
+            let backoff = match self.restart_due {
+                Some(due) if now < due => true,
+                _ => {
+                    self.restart_due = None;
+                    false
+                }
+            };
+            if !awaiting && !backoff && !self.rejects_again() {
+                self.reload(vec![ReloadReason::FirstStart]);
+            }
+            return;
+        }
+        // Only the services whose servers changed are looked at, unless something may have changed for every one
+        // of them (a new process, a drift check), or the last plan wanted a reload (while one waits or HAProxy
+        // rejected it, its reasons must be judged again, whatever else changes): at 1000 services a walk through
+        // every server is most of a change's cost. When services came or went, every service's presence and
+        // skeleton are compared too, which is cheap.
+        let servers_all = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
+        let reshaped = std::mem::take(&mut self.reshaped);
+        let dirty = std::mem::take(&mut self.dirty);
+        let scope = match (servers_all, reshaped) {
+            (true, _) => Scope::All,
+            (false, true) => Scope::Reshaped(&dirty),
+            (false, false) => Scope::Changed(&dirty),
+        };
+        let started = (self.measure)();
+        self.refresh_renders(scope);
+        let render_time = (self.measure)() - started;
+        let started = (self.measure)();
+        let head = self.head.as_deref().unwrap_or_default();
+        let desired = self.services.desired(head, &self.no_dynamic, scope);
+        let Some(running) = self.running.as_ref() else { return };
+        let plan = plan(running, &desired, &self.caps, scope);
+        let plan_time = (self.measure)() - started;
+        let converging = Converging {
+            reasons: plan.reload,
+            awaiting,
+            changed: (!servers_all).then_some(dirty),
+            steps: plan.steps.len(),
+            plan_time,
+            render_time,
+        };
+        if plan.steps.is_empty() {
+            self.converged(converging, Carried::default(), now);
+        } else {
+            let after = After::Converge(Box::new(converging));
+            let steps = Steps { queue: plan.steps.into(), sent: None, carried: Carried::default(), after };
+            self.work = Work::Steps(Box::new(steps));
+        }
+    }
+
+    /// A step's commands went through, or one failed.
+    pub(super) fn ran(&mut self, result: Result<(), CommandFailure>, now: Instant) {
+        let Work::Steps(steps) = &mut self.work else { return };
+        let Some(step) = steps.sent.take() else { return };
+        match result {
+            Ok(()) => {
+                if let Some(running) = self.running.as_mut() {
+                    running.apply(&step);
+                }
+                steps.carried.applied += 1;
+            }
+            Err(failure) => match steps.after {
+                // One at a time: a server that still has connections stays until the next check.
+                After::Tidy => log::debug!("{}; it stays in maintenance for now", failure.message),
+                After::Converge(_)
+                    if matches!(failure.command, Command::AddServer { .. }) && failure.refusal.is_some() =>
+                {
+                    let service = step.service().to_string();
+                    log::warn!(
+                        "service {service}: {}; its new servers take a reload until its server options change",
+                        failure.message
+                    );
+                    steps.carried.refused.push(service);
+                }
+                After::Converge(_) => {
+                    if !matches!(step, Step::Delete { .. }) {
+                        log::error!("{}; falling back to a reload", failure.message);
+                    }
+                    steps.carried.failure = Some(ReloadReason::RuntimeFailed(failure.message));
+                    steps.queue.clear();
+                }
+            },
+        }
+        if !steps.queue.is_empty() {
+            return;
+        }
+        let Work::Steps(steps) = std::mem::replace(&mut self.work, Work::Idle) else { return };
+        match steps.after {
+            After::Converge(converging) => self.converged(*converging, steps.carried, now),
+            After::Tidy => self.dirty_all = true,
+        }
+    }
+
+    /// The end of a converge, once its steps are carried out: rewrite the file, or wait for a reload, or reload.
+    pub(super) fn converged(&mut self, converging: Converging, carried: Carried, now: Instant) {
+        let Converging { mut reasons, awaiting, changed, steps, plan_time, render_time } = converging;
+        // The changed services' server lines, for the file: after HAProxy got the change, not before.
+        let started = (self.measure)();
+        match &changed {
+            Some(names) => names.iter().filter_map(|name| self.services.map.get(name)).for_each(|s| {
+                self.lines(s);
+            }),
+            None => self.services.map.values().for_each(|s| {
+                self.lines(s);
+            }),
+        }
+        let render_time = render_time + ((self.measure)() - started);
+        log::debug!(
+            "converge: {steps} step(s), plan {} µs, render {} µs, services {} changed",
+            plan_time.as_micros(),
+            render_time.as_micros(),
+            changed.map_or_else(|| "all".to_string(), |s| s.len().to_string())
+        );
+        self.file_stale |= carried.applied > 0;
+        for service in carried.refused {
+            let options = self.services.map.get(&service).map(|s| s.spec.server_options.clone());
+            self.no_dynamic.insert(service.clone(), options.unwrap_or_default());
+            reasons.push(ReloadReason::DynamicRefused(service));
+        }
+        reasons.extend(carried.failure);
+        // Plan everything next time while anything wants a reload (or failed, and was not done).
+        self.dirty_all = !reasons.is_empty();
+        if reasons.is_empty() {
+            self.phase = Phase::Idle;
+            if self.file_stale && now >= self.file_due {
+                self.write_file(now);
+            }
+            return;
+        }
+        if awaiting || self.rejected.as_ref() == Some(&self.skeleton()) {
+            // Not now: the next change, or the end of the wait for a first server set, brings us back.
+            self.phase = Phase::Idle;
+            return;
+        }
+        match self.phase {
+            Phase::Idle => {
+                let earliest = self.last_reload.map_or(now, |at| at + self.config.haproxy.reload_interval());
+                let due = (now + self.config.haproxy.reload_window()).max(earliest);
+                log::debug!("reload due in {:?}: {}", due - now, join(&reasons));
+                self.phase = Phase::Waiting { due };
+            }
+            Phase::Waiting { due } if now >= due => {
+                reasons.dedup();
+                self.reload(reasons);
+            }
+            Phase::Waiting { .. } | Phase::Starting(_) => {}
+        }
+    }
+}
+
+fn join(reasons: &[ReloadReason]) -> String {
+    reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}

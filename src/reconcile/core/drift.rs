@@ -1,0 +1,106 @@
+//! The drift check: HAProxy's word on its servers (`show servers state`, one backend at a time) replaces
+//! proxymgr's belief where they differ, and servers long out of the registry are deleted.
+
+use super::*;
+
+impl Core {
+    /// Compares each backend's servers in HAProxy (`show servers state <backend>`, one backend at a time) with
+    /// what proxymgr believes, takes HAProxy's word where they differ, and lets the next converge fix it. Also
+    /// removes servers in maintenance that the registry no longer has.
+    pub(super) fn check_drift(&mut self, now: Instant) {
+        self.next_drift_check = self.config.haproxy.drift_check_interval().map(|d| now + d);
+        if !matches!(self.phase, Phase::Idle) || self.busy() {
+            return;
+        }
+        let Some(running) = &self.running else { return };
+        let backends: Vec<String> =
+            running.services.keys().filter(|name| self.services.map.contains_key(*name)).cloned().collect();
+        self.refresh_renders(Scope::All);
+        self.work = Work::Drift { pending: backends.len() };
+        for backend in backends {
+            self.actions.push_back(Action::QueryServers { backend });
+        }
+        if matches!(self.work, Work::Drift { pending: 0 }) {
+            self.tidy();
+        }
+    }
+
+    pub(super) fn drift_result(
+        &mut self,
+        backend: &str,
+        result: Result<BTreeMap<String, ServerStatus>, String>,
+        now: Instant,
+    ) {
+        let Work::Drift { pending } = &mut self.work else { return };
+        *pending -= 1;
+        let done = *pending == 0;
+        match result {
+            Ok(actual) => self.take_haproxys_word(backend, &actual),
+            Err(e) => log::error!("drift check of service {backend}: {e}"),
+        }
+        if done {
+            self.tidy();
+        }
+        let _ = now;
+    }
+
+    pub(super) fn take_haproxys_word(&mut self, name: &str, actual: &BTreeMap<String, ServerStatus>) {
+        let Some(spec) = self.services.map.get(name).map(|s| &s.spec) else { return };
+        let Some(service) = self.running.as_mut().and_then(|r| r.services.get_mut(name)) else { return };
+        let believed = std::mem::take(&mut service.servers);
+        for (server, status) in actual {
+            let ready = !status.maint;
+            match believed.get(server) {
+                Some(b) if b.ready == ready && effective_weight(b.weight, spec) == status.weight => {
+                    service.servers.insert(server.clone(), b.clone());
+                    continue;
+                }
+                Some(b) => log::warn!(
+                    "drift: service {name} server {server} is {} with weight {} in HAProxy, expected {} with weight {}",
+                    state(ready),
+                    status.weight,
+                    state(b.ready),
+                    effective_weight(b.weight, spec)
+                ),
+                None => log::warn!(
+                    "drift: service {name} server {server} is in HAProxy ({}), unknown to proxymgr",
+                    state(ready)
+                ),
+            }
+            // HAProxy's word on its state and weight; its options are what proxymgr last gave it.
+            let options = believed.get(server).map(|b| b.options.clone()).unwrap_or_default();
+            service
+                .servers
+                .insert(server.clone(), RunningServer { weight: Some(status.weight), options, ready });
+        }
+        for server in believed.keys().filter(|s| !actual.contains_key(*s)) {
+            log::warn!("drift: service {name} server {server} is missing from HAProxy");
+        }
+    }
+
+    /// The drift check is also when servers long out of the registry leave HAProxy for good.
+    pub(super) fn tidy(&mut self) {
+        self.work = Work::Idle;
+        self.dirty_all = true;
+        let Some(running) = &self.running else { return };
+        let head = self.head.as_deref().unwrap_or_default();
+        let desired = self.services.desired(head, &self.no_dynamic, Scope::All);
+        let deletes: VecDeque<Step> = plan(running, &desired, &self.caps, Scope::Tidy)
+            .steps
+            .into_iter()
+            .filter(|step| matches!(step, Step::Delete { .. }))
+            .collect();
+        if !deletes.is_empty() {
+            let steps = Steps { queue: deletes, sent: None, carried: Carried::default(), after: After::Tidy };
+            self.work = Work::Steps(Box::new(steps));
+        }
+    }
+}
+
+fn state(ready: bool) -> &'static str {
+    if ready {
+        "ready"
+    } else {
+        "in maintenance"
+    }
+}

@@ -1,0 +1,166 @@
+//! The core's side of the registry: following its set of services (binding their ports first), the
+//! servers watchers report, the state file (serving it while the registry is silent, and writing it), and
+//! SIGHUP's new config.
+
+use super::*;
+
+/// A registry set being followed, while its ports are bound.
+pub(super) struct Following {
+    pub(super) registry: BTreeMap<String, ServiceSpec>,
+    /// Servers from the state file for the services it sets up.
+    pub(super) restore: Option<BTreeMap<String, SavedService>>,
+}
+
+impl Core {
+    /// Follows a registry set (or the state file's, with the servers to `restore`): binds the ports it needs
+    /// first, then sets its services up.
+    pub(super) fn follow_registry(
+        &mut self,
+        registry: BTreeMap<String, ServiceSpec>,
+        restore: Option<BTreeMap<String, SavedService>>,
+        now: Instant,
+    ) {
+        self.retry_blocked_at = None;
+        let mut missing: Vec<u16> =
+            registry.values().map(|s| s.port).filter(|port| !self.fds.contains_key(port)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        self.following = Some(Following { registry, restore });
+        if missing.is_empty() {
+            self.follow(now);
+        } else {
+            self.actions
+                .push_back(Action::Bind { address: self.config.haproxy.bind_address, ports: missing });
+        }
+    }
+
+    pub(super) fn follow(&mut self, now: Instant) {
+        let Some(Following { registry, restore }) = self.following.take() else { return };
+        // Services may have come or gone: the next plan looks at every one.
+        self.reshaped = true;
+        let changed = self.services.follow(&registry, &self.fds, &self.bind_errors, now, &mut self.actions);
+        self.dirty.extend(changed);
+        for (name, saved) in restore.into_iter().flatten() {
+            let Some(service) = self.services.map.get_mut(&name) else { continue };
+            if service.awaiting_since.is_some() {
+                service.servers = saved.servers;
+                service.lines = OnceCell::new();
+                self.services.reported(&name);
+            }
+        }
+        if !self.services.blocked.is_empty() {
+            self.retry_blocked_at = Some(now + BLOCKED_RETRY);
+        }
+    }
+
+    pub(super) fn servers(
+        &mut self,
+        service: String,
+        generation: u64,
+        servers: Arc<Vec<Server>>,
+        now: Instant,
+    ) {
+        let Some(s) = self.services.map.get_mut(&service).filter(|s| s.generation == generation) else {
+            return;
+        };
+        let allow_empty = s.spec.allow_empty;
+        let last = s.servers.len();
+        if servers.is_empty() && last > 0 && !allow_empty {
+            self.services.reported(&service);
+            log::warn!(
+                "service {service}: its watcher reports no servers; keeping the last {last} \
+                 (\"allow_empty\": true serves none)"
+            );
+            return;
+        }
+        log::info!("service {service}: {} server(s): {}", servers.len(), changes(&s.servers, &servers));
+        s.servers = servers;
+        s.lines = OnceCell::new();
+        self.services.reported(&service);
+        self.last_report = now;
+        self.dirty.insert(service);
+    }
+
+    /// At start, while the registry does not answer: serve what the state file says was served.
+    pub(super) fn serve_saved_state(&mut self, now: Instant) {
+        if self.registry.is_some() {
+            self.saved = None;
+            return;
+        }
+        if now.saturating_duration_since(self.started) < STARTUP_WAIT {
+            return;
+        }
+        let Some(saved) = self.saved.take() else { return };
+        log::warn!(
+            "the registry has not answered in {STARTUP_WAIT:?}; serving {} service(s) from the state file until it does",
+            saved.len()
+        );
+        let specs = saved.iter().map(|(name, s)| (name.clone(), s.spec.clone())).collect();
+        // What comes from the file is not news from the registry: `registry` stays None, and the file keeps it.
+        self.follow_registry(specs, Some(saved), now);
+    }
+
+    pub(super) fn snapshot(&self) -> BTreeMap<String, SavedService> {
+        let services = self.services.map.iter().map(|(name, s)| {
+            (name.clone(), SavedService { spec: s.spec.clone(), servers: s.servers.clone() })
+        });
+        services.collect()
+    }
+
+    /// Writes the state file when the state changed, at most once a second.
+    pub(super) fn save_state(&mut self, now: Instant) {
+        if self.busy()
+            || self.saving
+            || !self.state_dirty
+            || now < self.state_due
+            || (self.registry.is_none() && self.services.map.is_empty())
+        {
+            return;
+        }
+        let path = self.config.state_file.clone();
+        self.saving = true;
+        self.actions.push_back(Action::SaveState { path, services: self.snapshot() });
+    }
+
+    pub(super) fn before_first_start(&self) -> bool {
+        self.running.is_none() && self.last_reload.is_none()
+    }
+
+    /// Whether a new service still waits for its first server set (bounded by FIRST_REPORT_WAIT, or STARTUP_WAIT
+    /// before anything was started), so that its reload waits too.
+    pub(super) fn awaiting(&self, now: Instant) -> bool {
+        if self.before_first_start() {
+            let complete = self.registry.is_some() && self.services.awaiting.is_empty();
+            let elapsed = now.saturating_duration_since(self.started);
+            // Past the first wait, a registry still being read (1000 services of 50 servers take seconds) is
+            // waited for while its watchers make progress: one start with everything beats a start with half
+            // and thousands of runtime additions.
+            let quiet = now.saturating_duration_since(self.last_report) >= STARTUP_QUIET;
+            return !complete && (elapsed < STARTUP_WAIT || (elapsed < STARTUP_WAIT_MAX && !quiet));
+        }
+        // Some service waits while the one set up last does.
+        self.services
+            .awaiting
+            .last()
+            .is_some_and(|(since, _)| now.saturating_duration_since(*since) < FIRST_REPORT_WAIT)
+    }
+
+    /// SIGHUP's config, valid: replaces the `haproxy` section (the next converge reloads if the rendered config
+    /// changed) and switches `service_config` sources when it changed.
+    pub(super) fn reconfigure(&mut self, config: Config, binary: Binary, now: Instant) {
+        if config.service_config != self.config.service_config {
+            // The new source's first whole set replaces the old one's; until it comes, what is served stays.
+            log::info!("service_config: {} -> {}", self.config.service_config, config.service_config);
+            self.source += 1;
+            let source = config.service_config.clone();
+            self.actions.push_back(Action::FollowSource { source, generation: self.source });
+            self.config.service_config = config.service_config;
+        }
+        self.config.state_file = config.state_file;
+        self.caps = Capabilities::of(binary.version);
+        self.actions.push_back(Action::UseHaproxy { binary, haproxy: config.haproxy.clone() });
+        self.config.haproxy = config.haproxy;
+        self.forget_renders();
+        self.next_drift_check = self.config.haproxy.drift_check_interval().map(|d| now + d);
+    }
+}

@@ -1,0 +1,87 @@
+//! The pieces of haproxy.cfg, rendered when what they come from changed and cached until then.
+
+use super::*;
+
+impl Core {
+    /// Renders what changed since the last render and the planner needs: the head and each service's skeleton.
+    pub(super) fn refresh_renders(&mut self, scope: Scope) {
+        if self.head.is_none() {
+            self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps));
+        }
+        let (renderer, fds, config, caps) = (&self.renderer, &self.fds, &self.config.haproxy, &self.caps);
+        let render = |name: &String, service: &mut crate::reconcile::services::Service| {
+            if service.skeleton.is_none() {
+                // Every service set up had its listener bound.
+                let fd = fds.get(&service.spec.port).copied().unwrap_or(-1);
+                service.skeleton = Some(renderer.listen(name, fd, &service.spec, config, caps));
+            }
+        };
+        match scope {
+            Scope::Changed(names) => {
+                for name in names {
+                    if let Some(service) = self.services.map.get_mut(name) {
+                        render(name, service);
+                    }
+                }
+            }
+            _ => self.services.map.iter_mut().for_each(|(name, service)| render(name, service)),
+        }
+    }
+
+    /// Everything in haproxy.cfg but the server lines, as rendered: what HAProxy must accept before a reload.
+    pub(super) fn skeleton(&self) -> String {
+        let mut text = self.head.clone().unwrap_or_default();
+        for service in self.services.map.values() {
+            text.push_str(service.skeleton.as_deref().unwrap_or_default());
+        }
+        text
+    }
+
+    /// The whole haproxy.cfg: the head, then each service's skeleton and server lines. Server lines are
+    /// rendered here, not when servers change: only the file needs them, and it is written after HAProxy got
+    /// the change.
+    pub(super) fn config_text(&mut self) -> String {
+        self.refresh_renders(Scope::All);
+        let mut text = self.head.clone().unwrap_or_default();
+        for service in self.services.map.values() {
+            text.push_str(service.skeleton.as_deref().unwrap_or_default());
+            text.push_str(self.lines(service));
+        }
+        text
+    }
+
+    /// A service's server lines, rendered if they are not yet.
+    pub(super) fn lines<'s>(&self, service: &'s crate::reconcile::services::Service) -> &'s str {
+        service.lines.get_or_init(|| self.renderer.servers(&service.spec, &service.servers))
+    }
+
+    /// Whether the desired skeleton is the one HAProxy last rejected: it is not tried again until it changes
+    /// (else every event, the check's own exit included, would run the check again).
+    pub(super) fn rejects_again(&mut self) -> bool {
+        if self.rejected.is_none() {
+            return false;
+        }
+        self.refresh_renders(Scope::All);
+        self.rejected.as_ref() == Some(&self.skeleton())
+    }
+
+    /// Forgets every rendered piece (the config or the HAProxy binary changed).
+    pub(super) fn forget_renders(&mut self) {
+        self.head = None;
+        for service in self.services.map.values_mut() {
+            service.skeleton = None;
+            service.lines = OnceCell::new();
+        }
+        self.dirty_all = true;
+    }
+
+    /// haproxy.cfg must always equal the desired state, so that a restart loses nothing done at run time. Only
+    /// server lines changed since HAProxy accepted the skeleton, so no check is needed. Written at most every
+    /// FILE_WRITE_INTERVAL while servers churn.
+    pub(super) fn write_file(&mut self, now: Instant) {
+        let text = self.config_text();
+        self.actions.push_back(Action::WriteConfig { text });
+        self.file_stale = false;
+        self.file_due = now + FILE_WRITE_INTERVAL;
+    }
+}

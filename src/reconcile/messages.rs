@@ -1,0 +1,140 @@
+//! What goes into the reconciler's core and what comes out of it. An [`Input`] is something that happened: an
+//! event from another thread, or the outcome of an [`Action`] the core asked for. An `Action` is something to
+//! do; the loop (`mod.rs`) hands it to whoever does it (the HAProxy executor, the registry and watchers) and
+//! feeds the outcome straight back, before it asks the core for the next action.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, HaproxyConfig, ServiceConfigSource};
+use crate::haproxy::command::{Command, Refusal};
+pub use crate::haproxy::instance::StartFailure;
+use crate::haproxy::process::Binary;
+use crate::haproxy::runtime::RuntimeError;
+use crate::haproxy::runtime::ServerStatus;
+use crate::plan::ReloadReason;
+use crate::service::{Server, WatcherSpec};
+use crate::state::SavedService;
+
+#[derive(Debug)]
+pub enum Input {
+    /// The registry's whole set of services (see `Event::Services`).
+    Services {
+        source: u64,
+        services: BTreeMap<String, crate::service::ServiceSpec>,
+    },
+    /// A watcher's whole server set for one service (see `Event::Servers`).
+    Servers {
+        service: String,
+        generation: u64,
+        servers: Arc<Vec<Server>>,
+    },
+    /// SIGTERM or SIGINT.
+    Terminate,
+    /// SIGHUP: proxymgr.yml is to be read again.
+    Hangup,
+    /// SIGCHLD: some child changed state.
+    Child,
+    /// A supervised thread died.
+    ThreadDied {
+        thread: String,
+        reason: String,
+    },
+
+    /// `Action::Bind`'s outcome: each port with its listener's fd, or why it cannot be bound.
+    Bound(Vec<(u16, Result<RawFd, String>)>),
+    /// `Action::ReadConfig`'s outcome (an unreadable file was logged, and changes nothing).
+    ConfigRead(Box<(Config, Binary)>),
+    /// `Action::Start`'s outcomes.
+    Started {
+        pid: u32,
+    },
+    StartFailed(StartFailure),
+    /// `Action::AskServing`'s outcome: the pid that answers on the admin socket.
+    Serving(Result<u32, String>),
+    /// `Action::Reap`'s outcome when the serving (or starting) process was among the dead.
+    Exited {
+        pid: u32,
+        how: String,
+        ran: Duration,
+    },
+    /// `Action::Check`'s outcome: whether `haproxy -c` accepts the candidate, else HAProxy's complaint.
+    Checked(Result<(), String>),
+    /// `Action::Run`'s outcome: every command went through, or the first that did not.
+    Ran(Result<(), CommandFailure>),
+    /// `Action::QueryServers`' outcome.
+    ServersState {
+        backend: String,
+        result: Result<BTreeMap<String, ServerStatus>, String>,
+    },
+    /// `Action::SaveState`'s outcome: false while the writer is still busy with the last snapshot.
+    StateSaved(bool),
+}
+
+/// A runtime command HAProxy did not carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandFailure {
+    pub command: Command,
+    /// None when the socket failed or the reply made no sense; HAProxy's refusal otherwise.
+    pub refusal: Option<Refusal>,
+    /// The error as the log shows it (HAProxy's own reply included).
+    pub message: String,
+}
+
+impl From<Box<(Command, RuntimeError)>> for CommandFailure {
+    fn from(failed: Box<(Command, RuntimeError)>) -> CommandFailure {
+        let (command, error) = *failed;
+        let refusal = match &error {
+            RuntimeError::Refused { refusal, .. } => Some(refusal.clone()),
+            RuntimeError::Io { .. } | RuntimeError::Garbled { .. } => None,
+        };
+        CommandFailure { command, refusal, message: error.to_string() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Bind listeners (held across reloads) on these ports; answered by `Input::Bound`.
+    Bind { address: IpAddr, ports: Vec<u16> },
+    /// Start (or restart, replacing the old one) a service's watcher.
+    Watch { service: String, spec: WatcherSpec, generation: u64 },
+    /// Stop a service's watcher.
+    Unwatch { service: String },
+    /// Follow a `service_config` source (replacing the one followed before).
+    FollowSource { source: ServiceConfigSource, generation: u64 },
+    /// Read proxymgr.yml again; answered by `Input::ConfigRead` when it is valid.
+    ReadConfig,
+    /// From now on run this HAProxy binary, with these paths.
+    UseHaproxy { binary: Binary, haproxy: HaproxyConfig },
+    /// One planned step's runtime commands, in order, stopping at the first failure; answered by `Input::Ran`.
+    Run(Vec<Command>),
+    /// `show servers state <backend>`; answered by `Input::ServersState`.
+    QueryServers { backend: String },
+    /// Rewrite haproxy.cfg with server changes HAProxy accepted at run time (unchecked; its skeleton was).
+    WriteConfig { text: String },
+    /// Write `text` as a candidate beside haproxy.cfg and start a HAProxy on it with `fds` and `-sf` every live
+    /// one; answered by `Input::Started` or `Input::StartFailed`.
+    Start { text: String, fds: Vec<RawFd>, reasons: Vec<ReloadReason> },
+    /// Ask the socket which pid serves; answered by `Input::Serving`. Not `pid`: the kept connection reached an
+    /// older process, so it is dropped.
+    AskServing { pid: u32 },
+    /// Reap what ended; answered by `Input::Exited` when the serving or starting process did.
+    Reap,
+    /// `haproxy -c` on the candidate with its fds; answered by `Input::Checked`.
+    Check,
+    /// The candidate becomes haproxy.cfg.
+    Accept,
+    /// The candidate is kept aside as rejected, for `reason`; the process it was to replace serves on.
+    Reject { reason: String },
+    /// Close every listener but those on these ports.
+    CloseListeners { keep: BTreeSet<u16> },
+    /// Write the state file with these services and the live HAProxy pids; answered by `Input::StateSaved`.
+    SaveState { path: PathBuf, services: BTreeMap<String, SavedService> },
+    /// Stop every watcher and HAProxy (gracefully, up to `timeout`), then, with `save`, write the state file
+    /// one last time. Nothing follows.
+    Stop { timeout: Duration, save: Option<(PathBuf, BTreeMap<String, SavedService>)> },
+}

@@ -1,0 +1,271 @@
+//! The desired state: every service being served (or about to be), its spec, the servers its watcher last
+//! reported, and its pieces of haproxy.cfg as rendered. Pure: setting a service up asks for its watcher through
+//! an [`Action`]; its listener must already be bound (the core asks for that first).
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::plan::{Desired, DesiredService, Scope};
+use crate::service::{Server, ServiceSpec};
+
+use super::messages::Action;
+
+pub struct Service {
+    pub spec: ServiceSpec,
+    /// As its watcher reported them; shared with state-file snapshots.
+    pub servers: Arc<Vec<Server>>,
+    /// Its watcher's: a report of an older watcher is ignored.
+    pub generation: u64,
+    /// Set while its watcher has not reported yet.
+    pub awaiting_since: Option<Instant>,
+    /// Its `listen` skeleton and its server lines as rendered; empty once what they come from changed. The
+    /// lines fill through a shared borrow, while the desired state borrows the services.
+    pub skeleton: Option<String>,
+    pub lines: OnceCell<String>,
+}
+
+/// Why a service of the registry is not set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// Another service has its port.
+    PortUsed { port: u16, by: String },
+    /// Its listener cannot be bound (another program has the port, say).
+    Bind(String),
+}
+
+impl fmt::Display for Blocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocked::PortUsed { port, by } => write!(f, "port {port} is already used by service {by}"),
+            Blocked::Bind(reason) => write!(f, "{reason}"),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Services {
+    pub map: BTreeMap<String, Service>,
+    /// The services whose watcher has not reported yet, by when they were set up (each is its service's
+    /// `awaiting_since`): kept apart so that no event costs a walk through every service.
+    pub awaiting: BTreeSet<(Instant, String)>,
+    /// Services of the registry that could not be set up, with the reason (logged once).
+    pub blocked: BTreeMap<String, Blocked>,
+    next_generation: u64,
+}
+
+impl Services {
+    /// Makes the services follow the registry's set: removes what is gone, sets up what is new or changed.
+    /// `fds` holds the listener of every port that could be bound, `bind_errors` why the others could not.
+    /// Returns the services already served whose spec changed.
+    pub fn follow(
+        &mut self,
+        registry: &BTreeMap<String, ServiceSpec>,
+        fds: &BTreeMap<u16, RawFd>,
+        bind_errors: &BTreeMap<u16, String>,
+        now: Instant,
+        actions: &mut VecDeque<Action>,
+    ) -> Vec<String> {
+        let mut changed = Vec::new();
+        let awaiting = &mut self.awaiting;
+        self.map.retain(|name, service| {
+            let keep = registry.contains_key(name);
+            if !keep {
+                log::info!("service {name}: removed");
+                if let Some(since) = service.awaiting_since {
+                    awaiting.remove(&(since, name.clone()));
+                }
+                actions.push_back(Action::Unwatch { service: name.clone() });
+            }
+            keep
+        });
+        self.blocked.retain(|name, _| registry.contains_key(name));
+        // Services already served keep their ports against newcomers.
+        let (known, new): (Vec<_>, Vec<_>) =
+            registry.iter().partition(|(name, _)| self.map.contains_key(*name));
+        for (name, spec) in known.into_iter().chain(new) {
+            match self.set_up(name, spec, fds, bind_errors, now, actions) {
+                Ok(spec_changed) => {
+                    if spec_changed {
+                        changed.push(name.clone());
+                    }
+                    if self.blocked.remove(name).is_some() {
+                        log::info!("service {name}: set up");
+                    }
+                }
+                Err(reason) => {
+                    if self.blocked.get(name) != Some(&reason) {
+                        let what =
+                            if self.map.contains_key(name) { "keeping its last spec" } else { "not served" };
+                        log::error!(
+                            "service {name}: {reason}; {what}, trying again every {:?}",
+                            super::core::BLOCKED_RETRY
+                        );
+                        self.blocked.insert(name.clone(), reason);
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    fn set_up(
+        &mut self,
+        name: &str,
+        spec: &ServiceSpec,
+        fds: &BTreeMap<u16, RawFd>,
+        bind_errors: &BTreeMap<u16, String>,
+        now: Instant,
+        actions: &mut VecDeque<Action>,
+    ) -> Result<bool, Blocked> {
+        if self.map.get(name).is_some_and(|s| &s.spec == spec) {
+            return Ok(false);
+        }
+        if let Some((other, _)) =
+            self.map.iter().find(|(n, s)| n.as_str() != name && s.spec.port == spec.port)
+        {
+            return Err(Blocked::PortUsed { port: spec.port, by: other.clone() });
+        }
+        if !fds.contains_key(&spec.port) {
+            let reason = bind_errors.get(&spec.port).cloned();
+            return Err(Blocked::Bind(reason.unwrap_or_else(|| format!("port {} is not bound", spec.port))));
+        }
+        let generation = self.next_generation;
+        let watch = |actions: &mut VecDeque<Action>| {
+            actions.push_back(Action::Watch {
+                service: name.to_string(),
+                spec: spec.watcher.clone(),
+                generation,
+            })
+        };
+        match self.map.get_mut(name) {
+            Some(service) => {
+                log::info!("service {name}: spec changed");
+                if service.spec.watcher != spec.watcher {
+                    // The old servers stay until the new watcher reports: better stale than empty.
+                    watch(actions);
+                    service.generation = generation;
+                    self.next_generation += 1;
+                }
+                service.spec = spec.clone();
+                service.skeleton = None;
+                service.lines = OnceCell::new();
+                return Ok(true);
+            }
+            None => {
+                log::info!("service {name}: added on port {}", spec.port);
+                watch(actions);
+                self.next_generation += 1;
+                self.awaiting.insert((now, name.to_string()));
+                let service = Service {
+                    spec: spec.clone(),
+                    servers: Arc::default(),
+                    generation,
+                    awaiting_since: Some(now),
+                    skeleton: None,
+                    lines: OnceCell::new(),
+                };
+                self.map.insert(name.to_string(), service);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A service's watcher reported for the first time (or it was given servers from the state file).
+    pub fn reported(&mut self, name: &str) {
+        if let Some(since) = self.map.get_mut(name).and_then(|s| s.awaiting_since.take()) {
+            self.awaiting.remove(&(since, name.to_string()));
+        }
+    }
+
+    /// The desired state, borrowed from the services and their rendered pieces: of every service, or, for
+    /// `Scope::Changed`, of those it names alone.
+    pub fn desired<'a>(
+        &'a self,
+        head: &'a str,
+        no_dynamic: &BTreeMap<String, Vec<String>>,
+        scope: Scope,
+    ) -> Desired<'a> {
+        let of = |name: &'a String, s: &'a Service| {
+            let desired = DesiredService {
+                skeleton: s.skeleton.as_deref().unwrap_or_default(),
+                spec: &s.spec,
+                servers: s.servers.as_slice(),
+                dynamic: no_dynamic.get(name) != Some(&s.spec.server_options),
+            };
+            (name.as_str(), desired)
+        };
+        let services = match scope {
+            Scope::Changed(names) => {
+                names.iter().filter_map(|name| self.map.get_key_value(name)).map(|(n, s)| of(n, s)).collect()
+            }
+            _ => self.map.iter().map(|(n, s)| of(n, s)).collect(),
+        };
+        Desired { head, services }
+    }
+
+    /// The ports every service needs.
+    pub fn ports(&self) -> BTreeSet<u16> {
+        self.map.values().map(|s| s.spec.port).collect()
+    }
+}
+
+/// What changed between two sorted server sets, for the log: `+name` for a new server, `-name` for one gone,
+/// `~name` for one whose weight or options changed.
+pub fn changes(old: &[Server], new: &[Server]) -> String {
+    let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+    let mut out = Vec::new();
+    fn key(s: &Server) -> (&str, u16) {
+        (&s.address, s.port)
+    }
+    loop {
+        match (old.peek().copied(), new.peek().copied()) {
+            (None, None) => break,
+            (Some(a), Some(b)) if key(a) == key(b) => {
+                if a != b {
+                    out.push(format!("~{}", b.endpoint()));
+                }
+                old.next();
+                new.next();
+            }
+            (Some(a), Some(b)) if key(a) < key(b) => {
+                out.push(format!("-{}", a.endpoint()));
+                old.next();
+            }
+            (Some(a), None) => {
+                out.push(format!("-{}", a.endpoint()));
+                old.next();
+            }
+            (_, Some(b)) => {
+                out.push(format!("+{}", b.endpoint()));
+                new.next();
+            }
+        }
+    }
+    if out.is_empty() {
+        "no change".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_name_what_came_went_and_changed() {
+        let server = |port: u16, weight: Option<u16>| Server {
+            weight,
+            ..Server::new("10.0.0.1", port.into()).unwrap()
+        };
+        let old = [server(1, None), server(2, None), server(3, None)];
+        let new = [server(2, Some(5)), server(3, None), server(4, None)];
+        assert_eq!(changes(&old, &new), "-10.0.0.1:1, ~10.0.0.1:2, +10.0.0.1:4");
+        assert_eq!(changes(&[], &old[..1]), "+10.0.0.1:1");
+        assert_eq!(changes(&old, &old), "no change");
+    }
+}

@@ -69,6 +69,18 @@ impl Listeners {
         Ok(())
     }
 
+    /// A listener on a port the kernel picks (bound at once, so no other test can be handed the same port in
+    /// between): the port and the fd.
+    #[cfg(test)]
+    pub fn open_any(&mut self, address: IpAddr) -> Result<(u16, RawFd), ListenerError> {
+        let addr = SocketAddr::new(address, 0);
+        let listener = bind(addr).map_err(|e| ListenerError { addr, source: e.into() })?;
+        let port = listener.local_addr().map_err(|source| ListenerError { addr, source })?.port();
+        let fd = listener.as_raw_fd();
+        self.bound.insert(port, Bound { listener, listening: false });
+        Ok((port, fd))
+    }
+
     /// Closes every listener whose port is not in `keep`.
     pub fn retain(&mut self, keep: impl Fn(u16) -> bool) {
         self.bound.retain(|&port, _| {

@@ -274,17 +274,13 @@ mod tests {
         let mut text = renderer.head(&config, &caps);
         let mut fds = Vec::new();
         for (name, spec) in services {
-            let port = if spec.port == 0 { free_port() } else { spec.port };
-            let fd = listeners.open("127.0.0.1".parse().unwrap(), port).unwrap();
+            // The kernel picks the port as the socket binds: two tests running at once cannot share it.
+            let (_, fd) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
             text.push_str(&renderer.listen(name, fd, spec, &config, &caps));
             text.push_str(&renderer.servers(spec, &servers));
             fds.push(fd);
         }
         (text, fds)
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub enum ServiceConfigSource {
 }
 
 /// `service_config` as written. A plain struct rather than a tagged enum, so that a wrong type names its key
-/// (serde_yaml loses the path inside internally tagged enums).
+/// (serde_norway loses the path inside internally tagged enums).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
@@ -169,7 +169,7 @@ impl Config {
 
     /// Parses and validates; `file` only names the source in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_yaml::from_str(text)
+        let config: Config = serde_norway::from_str(text)
             .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
         config.validate().map_err(|(key, reason)| ConfigError::Invalid { file: file.into(), key, reason })?;
         Ok(config)

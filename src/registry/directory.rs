@@ -1,7 +1,7 @@
 //! The `directory` service_config, for setups without ZooKeeper: one JSON file per service in `path`, the
 //! file's name (less a `.json` suffix) the service's, its content the same blob as a ZooKeeper node's. Files
-//! added, changed (in place or by rename) and removed are picked up at once through inotify, and the
-//! directory is read again every second regardless.
+//! added, changed (in place or by rename) and removed are picked up at once (`fswatch`), and the directory is
+//! read again every second regardless.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ const RESCAN: Duration = Duration::from_secs(1);
 pub fn run(dir: PathBuf, announce: Announce, stop: Receiver<()>) {
     log::info!("service_config: following directory {}", dir.display());
     let mut registry = Registry::default();
-    let mut watch = DirWatch::new(&dir);
+    let mut watch = DirWatch::new(&dir, RESCAN);
     let mut last_error: Option<String> = None;
     loop {
         match read(&dir) {
@@ -44,10 +44,7 @@ pub fn run(dir: PathBuf, announce: Announce, stop: Receiver<()>) {
                 }
             }
         }
-        if !watch.is_watching() {
-            watch = DirWatch::new(&dir);
-        }
-        if !watch.wait(RESCAN, &stop) {
+        if !watch.wait(&stop) {
             return;
         }
     }

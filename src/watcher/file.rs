@@ -1,5 +1,5 @@
 //! The `file` watcher: one `host:port` per line (`[v6]:port` for IPv6), blank lines and `#` comments ignored.
-//! Re-read at once when the file changes (inotify on its directory, so an atomic replace is seen too) and every
+//! Re-read at once when the file changes (its directory is watched, so an atomic replace is seen too) and every
 //! `interval` regardless. A missing or unreadable file keeps the last set; a bad line is skipped and logged
 //! with its file and line number.
 
@@ -17,7 +17,7 @@ const MAX_BYTES: u64 = 16 << 20;
 
 pub fn run(file: PathBuf, interval: Duration, mut report: Report, stop: Receiver<()>) {
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let mut watch = DirWatch::new(&dir);
+    let mut watch = DirWatch::new(&dir, interval);
     // What was last read (to log a bad line once, not at every re-read) and the last read error.
     let (mut last_text, mut last_error): (Option<String>, Option<String>) = (None, None);
     let mut servers: Vec<Server> = Vec::new();
@@ -46,10 +46,7 @@ pub fn run(file: PathBuf, interval: Duration, mut report: Report, stop: Receiver
                 }
             }
         }
-        if !watch.is_watching() {
-            watch = DirWatch::new(&dir);
-        }
-        if !watch.wait(interval, &stop) {
+        if !watch.wait(&stop) {
             return;
         }
     }

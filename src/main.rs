@@ -103,16 +103,7 @@ fn run(args: &Args) -> u8 {
 
 /// `--check`: the file parsed and validated; now HAProxy must accept the global and defaults it yields.
 fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
-    let caps = haproxy::Capabilities::of(binary.version);
-    let text = haproxy::render::Renderer::default().head(&config.haproxy, &caps);
-    let result = tempfile::Builder::new()
-        .prefix("proxymgr-check.")
-        .suffix(".cfg")
-        .tempfile()
-        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()).map(|()| file))
-        .map_err(|e| format!("cannot write a temporary file: {e}"))
-        .and_then(|file| binary.check(file.path(), &[]));
-    match result {
+    match haproxy::check_head(&config.haproxy, binary) {
         Ok(()) => {
             println!(
                 "{}: OK (HAProxy {} accepts its global and defaults)",

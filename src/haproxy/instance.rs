@@ -79,6 +79,11 @@ impl Instance {
         }
     }
 
+    /// The HAProxy binary at `path` (a file, or a name on PATH), if it is one proxymgr can run.
+    pub fn locate(path: &std::path::Path) -> Result<Binary, String> {
+        Binary::locate(path).map_err(|e| e.to_string())
+    }
+
     /// From now on: this binary, these paths (SIGHUP).
     pub fn reconfigure(&mut self, binary: Binary, haproxy: HaproxyConfig) {
         if haproxy.socket_path != self.haproxy.socket_path {

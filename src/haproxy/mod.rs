@@ -219,6 +219,19 @@ pub fn rejected_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// `proxymgr --check`: whether HAProxy accepts the global and defaults sections `config` renders to; HAProxy's
+/// complaint when it does not.
+pub fn check_head(config: &crate::config::HaproxyConfig, binary: &process::Binary) -> Result<(), String> {
+    let text = render::Renderer::default().head(config, &Capabilities::of(binary.version));
+    let file = tempfile::Builder::new()
+        .prefix("proxymgr-check.")
+        .suffix(".cfg")
+        .tempfile()
+        .and_then(|mut file| file.write_all(text.as_bytes()).map(|()| file))
+        .map_err(|e| format!("cannot write a temporary file: {e}"))?;
+    binary.check(file.path(), &[])
+}
+
 /// Creates the directory of the stats socket when it is missing (HAProxy does not, and fails to start).
 pub fn prepare_socket_dir(socket: &Path) -> std::io::Result<()> {
     match socket.parent() {

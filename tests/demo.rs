@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     println!("demo: starting ZooKeeper ...");
     let zk = Zk::start();
     let backends = [Backend::start("backend-1"), Backend::start("backend-2")];
-    let port = if support::port_is_free(8080) { 8080 } else { support::free_port() };
+    let port = if support::port_is_free(8080) { 8080 } else { support::reserve_port() };
 
     let service = format!(
         r#"{{"type":"zookeeper","server":"{zk}","path":"/services/web","port":{port},"listen_options":["mode http"],"server_options":["check inter 2000"]}}"#,

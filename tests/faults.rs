@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::support::load::{Load, LoadReport};
 use crate::support::{
-    self, http_get, pid_alive, reserve_port, wait_until, Backend, Proxymgr, Relay, Zk, ZkEnsemble,
+    self, hold, http_get, pid_alive, reserve_port, wait_until, Backend, Proxymgr, Relay, Zk, ZkEnsemble,
 };
 
 /// The longest any single wait for proxymgr may take; most take well under a second.
@@ -121,21 +121,6 @@ fn answered_by(port: u16, expected: &[&str]) -> bool {
 
 fn refused(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-}
-
-/// Checks `invariant` every 50 ms for `duration` (the fault lasts that long): panics naming `what` and what the
-/// invariant saw the first time it does not hold. The opposite of `wait_until`, and as bounded.
-fn hold(duration: Duration, what: &str, mut invariant: impl FnMut() -> Result<(), String>) {
-    let (start, end) = (Instant::now(), Instant::now() + duration);
-    loop {
-        if let Err(seen) = invariant() {
-            panic!("{what} stopped holding after {:?}: {seen}", start.elapsed());
-        }
-        if Instant::now() >= end {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// For `hold`: 4 requests through `port` are answered by exactly `expected`.

@@ -623,6 +623,8 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
         // Idle: let the start finish settling, then a window with no change at all (30 s, a whole drift check
         // interval, so one drift check is in it).
         report.progress(&format!("large: {} idle for {:?}", mode.label(), plan.idle_window));
+        // Both sleeps are the measurement, not waits for an event (BENCHMARKS.md, method 5): the 2 s keep the tail
+        // of the start out of the window, and the window is the time the daemon's CPU is measured over.
         std::thread::sleep(Duration::from_secs(2));
         let before = target.cpu_seconds();
         std::thread::sleep(plan.idle_window);

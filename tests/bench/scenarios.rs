@@ -129,7 +129,8 @@ pub fn convergence(
             None => samples.timeouts += 1,
         }
     };
-    // A pause between changes, so that each sample measures one change on a quiet daemon.
+    // A pause between changes (after the baseline's queue is empty), so that each sample measures one change on
+    // a quiet daemon: pacing, as BENCHMARKS.md describes, not a wait for an event.
     let settle = || {
         target.wait_idle();
         std::thread::sleep(Duration::from_millis(20));
@@ -229,6 +230,7 @@ pub fn reload_to_serving(
             std::thread::sleep(Duration::from_millis(2));
         }
         target.wait_idle();
+        // Pacing, not a wait for an event: samples 0.6 s apart (see above).
         std::thread::sleep(Duration::from_millis(600));
     }
     (samples, created)

@@ -169,6 +169,7 @@ pub fn create(client: &ZooKeeper, path: &str, data: &str) {
             },
             Err(e) if attempt < 49 => {
                 eprintln!("bench: create {path}: {e:?}; retrying");
+                // The pause between attempts of a bounded retry (50 attempts): the retry polls the create itself.
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => panic!("create {path}: {e:?}"),

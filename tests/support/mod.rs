@@ -103,6 +103,22 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Checks `invariant` every 50 ms for `duration`, the last time at or after its end: panics naming `what` and what
+/// the invariant saw the first time it does not hold. The opposite of `wait_until`, and as bounded: for a test
+/// whose point is that nothing happens for a while (a fault lasts that long, a change must not follow).
+pub fn hold(duration: Duration, what: &str, mut invariant: impl FnMut() -> Result<(), String>) {
+    let (start, end) = (Instant::now(), Instant::now() + duration);
+    loop {
+        if let Err(seen) = invariant() {
+            panic!("{what} stopped holding after {:?}: {seen}", start.elapsed());
+        }
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One process as `/proc/<pid>/stat` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {

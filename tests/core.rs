@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{self, free_port, http_get, wait_until, Backend, Proxymgr, Zk};
+use crate::support::{self, http_get, reserve_port, wait_until, Backend, Proxymgr, Zk};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -27,7 +27,7 @@ fn add_server(zk: &Zk, service: &str, node: &str, backend: &Backend) {
 
 /// A new service named `service` with `backend` as its only server, serving on a free port: returns the port.
 fn serve(zk: &Zk, service: &str, backend: &Backend) -> u16 {
-    let port = free_port();
+    let port = reserve_port();
     add_server(zk, service, backend.name(), backend);
     zk.create(&format!("/service_config/{service}"), &blob(zk, service, port));
     wait_answers(port, &[backend.name()]);
@@ -63,7 +63,7 @@ fn refused(port: u16) -> bool {
 fn a_zookeeper_service_is_served_through_haproxy() {
     let Some((zk, pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let port = free_port();
+    let port = reserve_port();
     add_server(&zk, "web", "a", &a);
     add_server(&zk, "web", "b", &b);
     zk.create("/service_config/web", &blob(&zk, "web", port));
@@ -86,7 +86,7 @@ fn a_zookeeper_service_is_served_through_haproxy() {
 fn traffic_follows_server_nodes() {
     let Some((zk, pm)) = start() else { return };
     let (a, b, c) = (Backend::start("a"), Backend::start("b"), Backend::start("c"));
-    let port = free_port();
+    let port = reserve_port();
     add_server(&zk, "web", "a", &a);
     zk.create("/service_config/web", &blob(&zk, "web", port));
     wait_answers(port, &["a"]);
@@ -108,7 +108,7 @@ fn traffic_follows_server_nodes() {
 fn a_changed_blob_is_applied() {
     let Some((zk, pm)) = start() else { return };
     let a = Backend::start("a");
-    let (port, new_port) = (free_port(), free_port());
+    let (port, new_port) = (reserve_port(), reserve_port());
     add_server(&zk, "web", "a", &a);
     zk.create("/service_config/web", &blob(&zk, "web", port));
     wait_answers(port, &["a"]);
@@ -124,7 +124,7 @@ fn a_changed_blob_is_applied() {
 fn a_deleted_service_closes_its_listener_and_new_services_get_theirs() {
     let Some((zk, pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let (web, api) = (free_port(), free_port());
+    let (web, api) = (reserve_port(), reserve_port());
     add_server(&zk, "web", "a", &a);
     zk.create("/service_config/web", &blob(&zk, "web", web));
     wait_answers(web, &["a"]);
@@ -144,7 +144,7 @@ fn a_deleted_service_closes_its_listener_and_new_services_get_theirs() {
 fn bad_blobs_and_bad_server_nodes_are_logged_and_skipped() {
     let Some((zk, pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let (web, other) = (free_port(), free_port());
+    let (web, other) = (reserve_port(), reserve_port());
     add_server(&zk, "web", "a", &a);
     add_server(&zk, "web", "b", &b);
     zk.create("/services/web/broken", "{\"address\": 1");

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     println!("demo: starting ZooKeeper ...");
     let zk = Zk::start();
     let backends = [Backend::start("backend-1"), Backend::start("backend-2")];
-    let port = if support::port_is_free(8080) { 8080 } else { support::free_port() };
+    let port = if support::port_is_free(8080) { 8080 } else { support::reserve_port() };
 
     let service = format!(
         r#"{{"type":"zookeeper","server":"{zk}","path":"/services/web","port":{port},"listen_options":["mode http"],"server_options":["check inter 2000"]}}"#,
@@ -118,8 +118,8 @@ fn shutdown(
     code: ExitCode,
 ) -> ExitCode {
     let status = proxymgr.stop();
-    // Let the tail print proxymgr's last lines before it stops.
-    std::thread::sleep(Duration::from_millis(200));
+    // Once proxymgr has exited its log is complete, and dropping the tail makes it read the file once more before
+    // it stops: every last line gets printed without a wait.
     drop(tail);
     println!("demo: proxymgr exited ({status})");
     drop(proxymgr);
@@ -161,6 +161,7 @@ impl LogTail {
                         if stopping {
                             return;
                         }
+                        // `tail -f`'s pace: there is no end to wait for, only new lines to show within 100 ms.
                         std::thread::sleep(Duration::from_millis(100));
                     }
                 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::support::load::{Load, LoadReport};
 use crate::support::{
-    self, free_port, http_get, pid_alive, wait_until, Backend, Proxymgr, Relay, Zk, ZkEnsemble,
+    self, hold, http_get, pid_alive, reserve_port, wait_until, Backend, Proxymgr, Relay, Zk, ZkEnsemble,
 };
 
 /// The longest any single wait for proxymgr may take; most take well under a second.
@@ -87,7 +87,7 @@ fn serve(
     service: &str,
     backends: &[&Backend],
 ) -> (u16, Vec<u32>) {
-    let port = free_port();
+    let port = reserve_port();
     for backend in backends {
         add_server(registry, service, backend);
     }
@@ -121,21 +121,6 @@ fn answered_by(port: u16, expected: &[&str]) -> bool {
 
 fn refused(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-}
-
-/// Checks `invariant` every 50 ms for `duration` (the fault lasts that long): panics naming `what` and what the
-/// invariant saw the first time it does not hold. The opposite of `wait_until`, and as bounded.
-fn hold(duration: Duration, what: &str, mut invariant: impl FnMut() -> Result<(), String>) {
-    let (start, end) = (Instant::now(), Instant::now() + duration);
-    loop {
-        if let Err(seen) = invariant() {
-            panic!("{what} stopped holding after {:?}: {seen}", start.elapsed());
-        }
-        if Instant::now() >= end {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// For `hold`: 4 requests through `port` are answered by exactly `expected`.
@@ -270,7 +255,7 @@ fn a_dropped_connection_is_resynced_and_changes_made_meanwhile_apply() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let server = relay.connect_string();
     let (web, pids) = serve(&zk, &pm, &server, "web", &[&a]);
-    let api = free_port();
+    let api = reserve_port();
 
     relay.cut();
     pm.wait_log("connection lost; serving the last known state until it is back", SETTLE);
@@ -569,7 +554,7 @@ fn a_watcher_reporting_no_servers_keeps_the_last_ones() {
 fn allow_empty_lets_a_service_lose_every_server() {
     let Some((zk, pm)) = start() else { return };
     let a = Backend::start("a");
-    let web = free_port();
+    let web = reserve_port();
     add_server(&zk, "web", &a);
     zk.create("/service_config/web", &blob(&zk.connect_string(), "web", web, r#","allow_empty":true"#));
     wait_answers(web, &["a"]);
@@ -676,7 +661,7 @@ fn node_data_over_64_kib_is_refused_by_path() {
     let padding = "x".repeat(70 * 1024);
     zk.create(
         "/service_config/huge",
-        &blob(&zk.connect_string(), "huge", free_port(), &format!(r#","pad":"{padding}""#)),
+        &blob(&zk.connect_string(), "huge", reserve_port(), &format!(r#","pad":"{padding}""#)),
     );
     wait_log_line(&pm, &["service /service_config/huge:", "over the limit"]);
     assert_undisturbed(&mut pm, web, &["a"], &pids);
@@ -688,7 +673,7 @@ fn a_service_name_with_a_space_is_refused() {
     let a = Backend::start("a");
     let (web, pids) = serving_web(&zk, &pm, &a);
 
-    let other = free_port();
+    let other = reserve_port();
     zk.create("/service_config/bad name", &blob(&zk.connect_string(), "web", other, ""));
     wait_log_line(&pm, &["/service_config/bad name", "contains ' '"]);
     assert_undisturbed(&mut pm, web, &["a"], &pids);
@@ -701,7 +686,7 @@ fn an_option_with_a_newline_is_refused() {
     let a = Backend::start("a");
     let (web, pids) = serving_web(&zk, &pm, &a);
 
-    let other = free_port();
+    let other = reserve_port();
     let evil = blob(&zk.connect_string(), "web", other, "")
         .replace(r#""server_options":["check inter 500"]"#, r#""server_options":["check\nlisten evil"]"#);
     zk.create("/service_config/evil", &evil);
@@ -728,7 +713,8 @@ fn a_port_another_process_holds_is_retried_until_it_is_free() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let (web, pids) = serving_web(&zk, &pm, &a);
 
-    let holder = TcpListener::bind("127.0.0.1:0").expect("bind a port for another process");
+    // A reserved port, so nothing else takes it between the drop and proxymgr's bind.
+    let holder = support::reserved_listener();
     let held = holder.local_addr().expect("local_addr").port();
     add_server(&zk, "held", &b);
     zk.create("/service_config/held", &blob(&zk.connect_string(), "held", held, ""));
@@ -778,7 +764,7 @@ fn an_unwritable_config_path_is_logged_and_proxymgr_keeps_running() {
     });
     let a = Backend::start("a");
     add_server(&zk, "web", &a);
-    zk.create("/service_config/web", &blob(&zk.connect_string(), "web", free_port(), ""));
+    zk.create("/service_config/web", &blob(&zk.connect_string(), "web", reserve_port(), ""));
     pm.wait_log("cannot write /dev/null/haproxy.cfg", SETTLE);
     hold(Duration::from_secs(2), "proxymgr running", || match pm.try_status() {
         None => Ok(()),

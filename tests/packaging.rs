@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    self, all_processes, cmdline, find_on_path, free_port, http_get, pid_alive, wait_until, Backend, Zk,
+    self, all_processes, cmdline, find_on_path, http_get, pid_alive, reserve_port, wait_until, Backend, Zk,
 };
 
 const INIT: &str = "/etc/init.d/proxymgr";
@@ -114,7 +114,7 @@ fn the_deb_runs_proxymgr_through_its_init_script_and_purges_clean() {
     assert!(catches_sighup(pid), "the pidfile appears only once proxymgr catches SIGHUP");
 
     let backend = Backend::start("packaged");
-    let port = free_port();
+    let port = reserve_port();
     zk.create("/services/packaged/b1", &format!(r#"{{"address":"127.0.0.1","port":{}}}"#, backend.port()));
     zk.create(
         "/service_config/packaged",

@@ -8,20 +8,44 @@ use std::time::Duration;
 use crate::support::{self, http_get, Backend, Zk};
 
 #[test]
-fn free_port_gives_distinct_bindable_ports() {
-    // Holding each port bound keeps the next call from handing it out again, so distinctness is deterministic.
-    let mut listeners = Vec::new();
-    let mut ports = Vec::new();
-    for _ in 0..5 {
-        let port = support::free_port();
-        assert_ne!(port, 0);
-        assert!(!ports.contains(&port), "free_port returned {port} twice: {ports:?}");
-        listeners.push(TcpListener::bind(("127.0.0.1", port)).expect("bind the port free_port returned"));
-        ports.push(port);
+fn reserved_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+    let (low, high) = support::ephemeral_range();
+    let mut ports: Vec<u16> = (0..5).map(|_| support::reserve_port()).collect();
+    let listeners: Vec<TcpListener> = (0..5).map(|_| support::reserved_listener()).collect();
+    for listener in &listeners {
+        ports.push(listener.local_addr().expect("local_addr of a reserved listener").port());
     }
-    assert!(!support::port_is_free(ports[0]));
-    // Whether the ports are free again after the drop is not asserted: tests running in parallel take ephemeral
-    // ports (outgoing connections included) from the same range.
+    for (i, &port) in ports.iter().enumerate() {
+        assert!(port >= 20000, "port {port} is below the tests' range");
+        assert!(
+            !(low..=high).contains(&u32::from(port)),
+            "port {port} is in the ephemeral range {low}-{high}"
+        );
+        assert!(!ports[..i].contains(&port), "port {port} was handed out twice: {ports:?}");
+    }
+    // The reserved ports are free (no one else is given them); the listeners' ports are taken by the listeners.
+    for &port in &ports[..5] {
+        let _held = TcpListener::bind(("127.0.0.1", port)).expect("bind a port reserve_port returned");
+    }
+    for &port in &ports[5..] {
+        assert!(!support::port_is_free(port), "the reserved listener on {port} does not hold it");
+    }
+    // The listener accepts.
+    TcpStream::connect(listeners[0].local_addr().unwrap()).expect("connect to a reserved listener");
+}
+
+#[test]
+fn a_reserved_port_s_block_is_locked_against_other_processes() {
+    let port = support::reserve_port();
+    let first = u32::from(port) / 100 * 100;
+    let path = std::path::Path::new(support::LOCK_DIR).join(format!("{first}.lock"));
+    // flock locks belong to an open file description: a second one, even in this process, is what another test
+    // process would have.
+    let file = std::fs::File::open(&path).expect("open the block's lock file");
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(_) => panic!("{} is not locked while this process hands out {port}", path.display()),
+        Err((_, errno)) => assert_eq!(errno, nix::errno::Errno::EWOULDBLOCK),
+    }
 }
 
 #[test]
@@ -185,7 +209,7 @@ fn backend_serves_through_haproxy_and_the_runtime_socket_answers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let backend = Backend::start("behind-haproxy");
-    let port = support::free_port();
+    let port = support::reserve_port();
     let socket = dir.path().join("haproxy.sock");
     let cfg = dir.path().join("haproxy.cfg");
     std::fs::write(

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{self, free_port, http_get, wait_until, Backend, Proxymgr, Zk};
+use crate::support::{self, http_get, reserve_port, wait_until, Backend, Proxymgr, Zk};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -143,7 +143,7 @@ fn scratch_dir() -> tempfile::TempDir {
 fn nerve_registrations_serve_with_their_weight_and_options() {
     let Some((zk, pm)) = start() else { return };
     let (a, b, c) = (Backend::start("a"), Backend::start("b"), Backend::start("c"));
-    let port = free_port();
+    let port = reserve_port();
     zk.create("/services/web/web_0000000001", &nerve_node(&a, 10, "maxconn 50"));
     // Nerve's own nodes are ephemeral: this one lives as long as `b_session`.
     let b_session = zk.create_ephemeral("/services/web/web_0000000002", &nerve_node(&b, 10, ""));
@@ -190,7 +190,7 @@ fn nerve_registrations_serve_with_their_weight_and_options() {
 fn original_and_nerve_nodes_serve_side_by_side() {
     let Some((zk, pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let port = free_port();
+    let port = reserve_port();
     zk.create("/services/web/a", &original_node(&a));
     zk.create(
         "/services/web/web_0000000001",
@@ -213,7 +213,7 @@ fn original_and_nerve_nodes_serve_side_by_side() {
 fn campanjazk_child_names_are_hosts_on_the_remote_port() {
     let Some((zk, pm)) = start() else { return };
     let a = Backend::start("a");
-    let (port, other_port) = (free_port(), free_port());
+    let (port, other_port) = (reserve_port(), reserve_port());
     // The children's data means nothing to campanjazk.
     zk.create("/services/x/127.0.0.1", "not JSON, and ignored");
     // Nothing listens on 127.0.0.2: its server is there, health checks take it down.
@@ -273,7 +273,7 @@ fn dns_names_are_re_resolved_and_a_failed_lookup_keeps_the_last_addresses() {
     zk.create("/service_config", "");
     let pm = Proxymgr::start_with_hosts(&hosts, |dir| Proxymgr::config_yaml(dir, &zk.connect_string()));
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let port = free_port();
+    let port = reserve_port();
     // pm-b.test does not resolve yet: that must not keep pm-a.test out.
     zk.create(
         "/service_config/web",
@@ -305,7 +305,7 @@ fn dns_names_are_re_resolved_and_a_failed_lookup_keeps_the_last_addresses() {
 fn a_servers_file_is_followed_line_by_line() {
     let Some((zk, pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let port = free_port();
+    let port = reserve_port();
     let file = pm.dir().join("servers.txt");
     let path = file.display().to_string();
     fs::write(&file, format!("# web's servers\n\nnonsense\n127.0.0.1:{}\n127.0.0.1:99999\n", a.port()))
@@ -335,7 +335,7 @@ fn a_servers_file_is_followed_line_by_line() {
 fn an_unknown_watcher_type_or_a_bad_port_is_refused_by_node() {
     let Some((zk, pm)) = start() else { return };
     let a = Backend::start("a");
-    let (web, etcd, dns, file) = (free_port(), free_port(), free_port(), free_port());
+    let (web, etcd, dns, file) = (reserve_port(), reserve_port(), reserve_port(), reserve_port());
     zk.create("/services/web/a", &original_node(&a));
     zk.create("/service_config/web", &zookeeper_blob(&zk, "web", web));
     wait_answers(web, &["a"]);
@@ -383,7 +383,7 @@ fn a_directory_of_json_files_is_the_service_config() {
         return;
     }
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let (web, api, web_moved) = (free_port(), free_port(), free_port());
+    let (web, api, web_moved) = (reserve_port(), reserve_port(), reserve_port());
     // No ZooKeeper at all: the standard config with its service_config replaced.
     let pm = Proxymgr::start_with(|dir| {
         let services = dir.join("services");
@@ -400,7 +400,7 @@ fn a_directory_of_json_files_is_the_service_config() {
 
     // Editors' and tools' leftovers are not services, valid blobs or not.
     let leftovers = [".web.json", "web.json~", "notes.swp", "draft.json.tmp"];
-    let leftover_ports: Vec<u16> = leftovers.iter().map(|_| free_port()).collect();
+    let leftover_ports: Vec<u16> = leftovers.iter().map(|_| reserve_port()).collect();
     for (name, port) in leftovers.iter().zip(&leftover_ports) {
         fs::write(services.join(name), file_blob(&pm.dir().join("web.txt"), *port))
             .expect("write a leftover");

@@ -12,9 +12,9 @@ use zookeeper::{Acl, CreateMode, ZooKeeper};
 use crate::haproxy::{self, ServerState};
 use crate::stats::Samples;
 use crate::support::load::Load;
-use crate::support::{http_get, Backend};
+use crate::support::{self, http_get, Backend};
 use crate::target::Target;
-use crate::topo::{self, service_blob, PortPool, Topo, SERVER_ROOT, SERVICE_ROOT};
+use crate::topo::{self, service_blob, Topo, SERVER_ROOT, SERVICE_ROOT};
 
 /// How often a convergence sample polls HAProxy.
 const POLL: Duration = Duration::from_micros(200);
@@ -129,7 +129,8 @@ pub fn convergence(
             None => samples.timeouts += 1,
         }
     };
-    // A pause between changes, so that each sample measures one change on a quiet daemon.
+    // A pause between changes (after the baseline's queue is empty), so that each sample measures one change on
+    // a quiet daemon: pacing, as BENCHMARKS.md describes, not a wait for an event.
     let settle = || {
         target.wait_idle();
         std::thread::sleep(Duration::from_millis(20));
@@ -195,14 +196,12 @@ pub fn convergence(
 /// its port answers 200. Samples are 0.6 s apart, more than proxymgr's default `reload_interval` (0.5 s), so
 /// each one measures the reload of one change rather than the rate limit between reloads. Returns the samples
 /// and the services created, for the caller to delete once the target is stopped.
-#[allow(clippy::too_many_arguments)]
 pub fn reload_to_serving(
     target: &Target,
     client: &ZooKeeper,
     zk: &str,
     n: usize,
     backends: &[Backend],
-    ports: &mut PortPool,
     tag: &str,
     deadline: Duration,
 ) -> (Samples, Vec<String>) {
@@ -210,7 +209,7 @@ pub fn reload_to_serving(
     let mut created = Vec::new();
     for k in 0..n {
         let name = format!("new-{tag}-{k}");
-        let port = ports.take();
+        let port = support::reserve_port();
         topo::create(client, &format!("{SERVER_ROOT}/{name}"), "");
         for backend in backends {
             let json = format!(r#"{{"host":"127.0.0.1","port":{},"name":"{name}"}}"#, backend.port());
@@ -231,6 +230,7 @@ pub fn reload_to_serving(
             std::thread::sleep(Duration::from_millis(2));
         }
         target.wait_idle();
+        // Pacing, not a wait for an event: samples 0.6 s apart (see above).
         std::thread::sleep(Duration::from_millis(600));
     }
     (samples, created)

@@ -29,12 +29,13 @@ pub struct Topo {
 }
 
 impl Topo {
-    pub fn new(services: usize, servers: usize, ports: &mut PortPool) -> Topo {
+    /// Each service on a port of its own (`support::reserve_port`).
+    pub fn new(services: usize, servers: usize) -> Topo {
         Topo {
             label: format!("{services}×{servers}"),
             services,
             servers,
-            ports: (0..services).map(|_| ports.take()).collect(),
+            ports: (0..services).map(|_| support::reserve_port()).collect(),
         }
     }
 
@@ -168,37 +169,10 @@ pub fn create(client: &ZooKeeper, path: &str, data: &str) {
             },
             Err(e) if attempt < 49 => {
                 eprintln!("bench: create {path}: {e:?}; retrying");
+                // The pause between attempts of a bounded retry (50 attempts): the retry polls the create itself.
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => panic!("create {path}: {e:?}"),
         }
-    }
-}
-
-/// Ports for services: from 12000-31999 (below Linux's ephemeral range, where `free_port` and every outgoing
-/// connection lives), each free when taken, none twice.
-pub struct PortPool {
-    next: u16,
-    taken: BTreeSet<u16>,
-}
-
-impl PortPool {
-    pub fn new() -> PortPool {
-        // A start that differs between runs, so a run does not trip over ports a killed run left in TIME_WAIT.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let seed = std::process::id() as u64 ^ nanos.subsec_nanos() as u64;
-        PortPool { next: 12000 + (seed % 15000) as u16, taken: BTreeSet::new() }
-    }
-
-    pub fn take(&mut self) -> u16 {
-        for _ in 0..20000 {
-            let port = self.next;
-            self.next = if self.next >= 31999 { 12000 } else { self.next + 1 };
-            if !self.taken.contains(&port) && support::port_is_free(port) {
-                self.taken.insert(port);
-                return port;
-            }
-        }
-        panic!("no free port left in 12000-31999");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// The longest request head a backend reads before giving up on the connection.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// An HTTP server on 127.0.0.1 at a free port. Each response's body is the backend's name, so a client can
+/// An HTTP server on 127.0.0.1 at a reserved port (`reserved_listener`). Each response's body is the backend's name, so a client can
 /// tell which backend HAProxy chose. HTTP/1.1 connections are kept alive unless the request says
 /// `Connection: close`; HTTP/1.0 connections are closed after one response.
 /// Dropping it closes the listener and every open connection and joins its threads.
@@ -35,7 +35,9 @@ struct Shared {
 
 impl Backend {
     pub fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a backend on 127.0.0.1:0");
+        // A reserved port, not bind(0): once this backend is dropped no other test's backend can take its port,
+        // so a server a test stopped stays stopped.
+        let listener = super::reserved_listener();
         let addr = listener.local_addr().expect("local_addr of a bound listener");
         let shared = Arc::new(Shared {
             name: name.to_string(),

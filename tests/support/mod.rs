@@ -2,6 +2,14 @@
 //! test can cut, the proxymgr daemon and bounded load loops, each started on a port picked at run time and
 //! cleaned up on `Drop`, plus deadline-bound waits.
 //!
+//! Ports: every port a test uses comes from `reserve_port()` (a port to give to ZooKeeper, a service, ...) or
+//! `reserved_listener()` (a socket already listening, for backends and relays), never from `bind(0)` or a
+//! fixed number. They come from 20000 up, outside the kernel's ephemeral range (where outgoing connections get
+//! their source ports), in blocks of 100 that a test process locks (`flock` on
+//! `/tmp/proxymgr-test-ports/<first>.lock`, held until it exits) so that two processes never share one; within
+//! a process no port is handed out twice, and each is checked free by binding it without SO_REUSEADDR or
+//! SO_REUSEPORT first. `ports.rs` has the details.
+//!
 //! Tests that need an external tool start with `if !support::require("haproxy") { return; }`: the tool's absence
 //! skips the test with a message, or fails it when `PROXYMGR_TEST_REQUIRE=1` (as `make test` and CI set it), so a
 //! missing tool can never make the suite pass silently.
@@ -14,6 +22,7 @@
 
 mod backend;
 pub mod load;
+mod ports;
 mod proxymgr;
 mod relay;
 mod zk;
@@ -21,6 +30,8 @@ mod zk;
 // Re-exports are "unused" in whichever binary (tests, demo) does not use them, like the dead code above.
 #[allow(unused_imports)]
 pub use backend::{http_get, Backend};
+#[allow(unused_imports)]
+pub use ports::{ephemeral_range, reserve_port, reserved_listener, LOCK_DIR};
 #[allow(unused_imports)]
 pub use proxymgr::{haproxy_command, proxymgr_bin, run_proxymgr, Proxymgr};
 #[allow(unused_imports)]
@@ -35,14 +46,8 @@ use std::time::{Duration, Instant};
 /// How often the waits below poll their condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// A TCP port on 127.0.0.1 that was free a moment ago. Another process may take it before the caller binds it;
-/// on a test machine that race is rare enough to accept.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr of a bound listener").port()
-}
-
-/// Whether `port` on 127.0.0.1 can be bound right now.
+/// Whether `port` on 127.0.0.1 can be bound right now (for a fixed port, as the demo's 8080; tests use
+/// `reserve_port`).
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -95,6 +100,22 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+/// Checks `invariant` every 50 ms for `duration`, the last time at or after its end: panics naming `what` and what
+/// the invariant saw the first time it does not hold. The opposite of `wait_until`, and as bounded: for a test
+/// whose point is that nothing happens for a while (a fault lasts that long, a change must not follow).
+pub fn hold(duration: Duration, what: &str, mut invariant: impl FnMut() -> Result<(), String>) {
+    let (start, end) = (Instant::now(), Instant::now() + duration);
+    loop {
+        if let Err(seen) = invariant() {
+            panic!("{what} stopped holding after {:?}: {seen}", start.elapsed());
+        }
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

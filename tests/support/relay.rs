@@ -47,10 +47,10 @@ impl Shared {
 }
 
 impl Relay {
-    /// Starts a relay on a free port of 127.0.0.1 forwarding to `target`, which must be a loopback address.
+    /// Starts a relay on a reserved port of 127.0.0.1 (`reserved_listener`) forwarding to `target`, which must be a loopback address.
     pub fn start(target: SocketAddr) -> Relay {
         assert!(target.ip().is_loopback(), "the relay only forwards to loopback, not {target}");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a relay on 127.0.0.1:0");
+        let listener = super::reserved_listener();
         listener.set_nonblocking(true).expect("make the relay's listener non-blocking");
         let addr = listener.local_addr().expect("local_addr of a bound listener");
         let shared = Arc::new(Shared {

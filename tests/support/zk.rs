@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use zookeeper::{Acl, CreateMode, ZkError, ZooKeeper, ZooKeeperExt};
 
-use super::{free_port, tail, temp_dir, wait_for};
+use super::{reserve_port, tail, temp_dir, wait_for};
 
 pub(super) const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 
@@ -25,7 +25,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// tests run one server each on two cores.
 const JAVA_OPTS: &[&str] = &["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m"];
 
-/// A ZooKeeper server listening on 127.0.0.1 at a free port, with its data in a temporary directory.
+/// A ZooKeeper server listening on 127.0.0.1 at a reserved port (`reserve_port`: its own across `restart`, as
+/// no one else is given it), with its data in a temporary directory.
 /// Dropping it closes the fixture's client, kills the server and removes the directory.
 pub struct Zk {
     dir: tempfile::TempDir,
@@ -48,7 +49,7 @@ impl Zk {
     pub fn start_with(customize: impl Fn(&mut String) + Send + Sync + 'static) -> Zk {
         let mut zk = Zk {
             dir: temp_dir("proxymgr-zk-"),
-            port: free_port(),
+            port: reserve_port(),
             child: None,
             client: Mutex::new(None),
             customize: Box::new(customize),
@@ -335,8 +336,9 @@ impl ZkEnsemble {
     /// Starts `size` members and waits (up to 30 s) until one is the leader and every other one its follower.
     pub fn start(size: usize) -> ZkEnsemble {
         assert!(size >= 3, "an ensemble of {size} is not one; use Zk");
-        // The ports come from free_port(), and a test running beside may bind one before ZooKeeper does: a member
-        // that dies of a taken port starts the whole ensemble again on new ones (three attempts at most).
+        // The ports are reserved (`reserve_port`), so no test takes one; a program outside the tests still could
+        // before ZooKeeper binds it: a member that dies of a taken port starts the whole ensemble again on new
+        // ones (three attempts at most).
         for attempt in 1.. {
             let ensemble = ZkEnsemble::spawn_all(size);
             match ensemble.try_wait_ready() {
@@ -355,9 +357,9 @@ impl ZkEnsemble {
         let members = (1..=size)
             .map(|id| Member {
                 id,
-                client_port: free_port(),
-                peer_port: free_port(),
-                election_port: free_port(),
+                client_port: reserve_port(),
+                peer_port: reserve_port(),
+                election_port: reserve_port(),
                 child: None,
             })
             .collect();

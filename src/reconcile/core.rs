@@ -120,6 +120,9 @@ pub struct Core {
     no_dynamic: BTreeMap<String, Vec<String>>,
     /// Whether haproxy.cfg on disk lags behind runtime changes, and when it may be written next.
     file_stale: bool,
+    /// Whether the last converge wanted a reload: the file then waits for it (or for the rejected config to
+    /// change), as it may hold only what HAProxy accepted.
+    wants_reload: bool,
     file_due: Instant,
     /// The head (global, defaults) as rendered; None once the config changed.
     head: Option<String>,
@@ -181,6 +184,7 @@ impl Core {
             rejected: None,
             no_dynamic: BTreeMap::new(),
             file_stale: false,
+            wants_reload: false,
             file_due: now,
             head: None,
             dirty: BTreeSet::new(),
@@ -246,8 +250,8 @@ impl Core {
             Phase::Waiting { due } => Some(*due),
             Phase::Starting(starting) => Some(starting.next_poll),
         };
-        let state = self.state_dirty.then_some(self.state_due);
-        let file = self.file_stale.then_some(self.file_due);
+        let state = (self.state_dirty && self.can_save()).then_some(self.state_due);
+        let file = (self.file_stale && !self.wants_reload).then_some(self.file_due);
         [
             startup,
             awaiting,
@@ -345,6 +349,8 @@ impl Core {
             return;
         }
         if self.retry_blocked_at.is_some_and(|at| at <= now) {
+            // Set again if some service is still blocked; what came from the state file is not retried.
+            self.retry_blocked_at = None;
             if let Some(registry) = self.registry.clone() {
                 self.follow_registry(registry, None, now);
             }

@@ -153,7 +153,12 @@ impl Story {
     /// A wake at `ms` with nothing new.
     fn tick(&mut self, ms: u64) -> Vec<Action> {
         self.core.tick(self.at(ms));
-        self.drain(ms)
+        let actions = self.drain(ms);
+        // A wake at or before now would make the loop spin: after a batch, every wake lies ahead.
+        if let Some(wake) = self.wake() {
+            assert!(wake > ms, "at {ms} ms the next wake is {wake} ms: {actions:?}");
+        }
+        actions
     }
 
     fn drain(&mut self, ms: u64) -> Vec<Action> {
@@ -839,4 +844,44 @@ fn an_idle_core_wakes_only_for_the_drift_check() {
     story.tick(1000);
     assert_eq!(story.wake(), Some(30_000));
     let _ = State::Ready;
+}
+
+// ---- wakes that must not lie in the past (each would make the loop spin) ----
+
+#[test]
+fn a_spawn_failure_during_a_reload_leaves_no_wake_behind() {
+    let mut story = Story::new();
+    story.serving(0);
+    story.tick(600);
+    story.input(1000, services(&[("web", 8080), ("api", 8081)]));
+    story.input(1001, servers("api", 1, &[1]));
+    story.world.start = Err(StartFailure::Spawn("out of memory".into()));
+    assert!(started(&story.tick(1051)));
+    story.world.start = Ok(());
+    assert!(!started(&story.tick(1251)), "the old process serves; the reload waits its window again");
+    assert!(started(&story.tick(1301)));
+}
+
+#[test]
+fn a_child_before_the_registry_answers_leaves_no_wake_behind() {
+    let mut story = Story::new();
+    assert!(story.input(100, Input::Child).iter().all(|a| matches!(a, Action::Reap)));
+    assert_eq!(story.wake(), Some(3000), "the start wait's end, not the state file's");
+}
+
+#[test]
+fn a_blocked_service_of_the_state_file_leaves_no_wake_behind() {
+    let mut story = Story::with_saved(saved_web());
+    story.world.taken.insert(8080);
+    story.tick(3000);
+    story.tick(8000);
+    story.tick(13_000);
+}
+
+#[test]
+fn a_stale_file_waits_without_waking_while_a_config_is_rejected() {
+    let mut story = rejected_story();
+    story.input(1080, Input::Child);
+    story.input(2000, servers("web", 0, &[1]));
+    story.tick(2200);
 }

@@ -54,17 +54,13 @@ impl Core {
             }
             return;
         }
+        if self.restart_due.is_some_and(|due| due <= now) {
+            self.restart_due = None;
+        }
         let awaiting = self.awaiting(now);
         if self.running.is_none() {
             // Nothing serves: start as soon as the first state is complete, or the restart backoff is over.
-            let backoff = match self.restart_due {
-                Some(due) if now < due => true,
-                _ => {
-                    self.restart_due = None;
-                    false
-                }
-            };
-            if !awaiting && !backoff && !self.rejects_again() {
+            if !awaiting && self.restart_due.is_none() && !self.rejects_again() {
                 self.reload(vec![ReloadReason::FirstStart]);
             }
             return;
@@ -180,6 +176,7 @@ impl Core {
         reasons.extend(carried.failure);
         // Plan everything next time while anything wants a reload (or failed, and was not done).
         self.dirty_all = !reasons.is_empty();
+        self.wants_reload = !reasons.is_empty();
         if reasons.is_empty() {
             self.phase = Phase::Idle;
             if self.file_stale && now >= self.file_due {

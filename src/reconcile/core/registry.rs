@@ -109,17 +109,18 @@ impl Core {
 
     /// Writes the state file when the state changed, at most once a second.
     pub(super) fn save_state(&mut self, now: Instant) {
-        if self.busy()
-            || self.saving
-            || !self.state_dirty
-            || now < self.state_due
-            || (self.registry.is_none() && self.services.map.is_empty())
-        {
+        if self.busy() || self.saving || !self.state_dirty || now < self.state_due || !self.can_save() {
             return;
         }
         let path = self.config.state_file.clone();
         self.saving = true;
         self.actions.push_back(Action::SaveState { path, services: self.snapshot() });
+    }
+
+    /// Whether there is anything to save: before the registry answered, only services from the state file are
+    /// worth writing back.
+    pub(super) fn can_save(&self) -> bool {
+        self.registry.is_some() || !self.services.map.is_empty()
     }
 
     pub(super) fn before_first_start(&self) -> bool {

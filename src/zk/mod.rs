@@ -1,6 +1,8 @@
-//! Everything that speaks ZooKeeper: the shared sessions, the `service_config` registry and the `zookeeper`
-//! watcher. Nothing outside this module names the `zookeeper` crate, so the client could be swapped for another
-//! without touching the rest (DESIGN.md §4: the crate is unmaintained and pulls in mio 0.6).
+//! Everything that speaks ZooKeeper: the shared sessions and the trees they follow. Nothing outside this
+//! module names the `zookeeper` crate, so the client could be swapped for another without touching the rest
+//! (DESIGN.md §4: the crate is unmaintained and pulls in mio 0.6). What a tree's children mean is its owner's
+//! business (`registry::zookeeper`, `watcher::zookeeper`): they follow a tree through [`Owner`], and this
+//! module knows nothing of services or servers.
 //!
 //! One session per distinct ensemble string is shared by the registry and every watcher that names it (the
 //! original opened one per watcher), and one thread per session, its follower, keeps every [`Tree`] on it
@@ -10,9 +12,6 @@
 //! at once, because the crate's calls block and only parallel callers keep the connection busy. The follower
 //! re-arms the watches and re-reads everything after a reconnect, because the crate re-registers no watch on
 //! its own.
-
-pub mod registry;
-pub mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

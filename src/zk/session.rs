@@ -20,13 +20,14 @@ use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, WatcherType, ZkErr
 use super::read;
 use super::tree::{path_of, Answer, Call, Owner, Trees};
 use super::Error;
+use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::threads;
 
 /// The session timeout we ask for; ZooKeeper clamps it to 2..20 × its tickTime.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Between tries of calls that fail: soon after a blip, every 10 s at most while ZooKeeper is away.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 
 /// The sessions of this process, one per ensemble string, each with its follower thread.
 pub struct Sessions {
@@ -59,7 +60,7 @@ impl Sessions {
             inbox_tx: inbox_tx.clone(),
             trees: Trees::default(),
             failing: None,
-            backoff: MIN_BACKOFF,
+            backoff: BACKOFF,
         };
         threads::spawn(format!("zk:{ensemble}"), self.events.clone(), move || follower.run());
         let session = Session { inbox: inbox_tx, next_id: Arc::default() };
@@ -227,7 +228,7 @@ struct Follower {
     trees: Trees,
     /// Since when calls fail, on which client.
     failing: Option<(Instant, u64)>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Follower {
@@ -235,7 +236,7 @@ impl Follower {
         loop {
             self.work();
             let retry = match self.failing {
-                Some(_) => crossbeam_channel::after(self.backoff),
+                Some(_) => crossbeam_channel::after(self.backoff.peek()),
                 None => never(),
             };
             select! {
@@ -243,7 +244,10 @@ impl Follower {
                     Ok(message) => self.note(message),
                     Err(_) => return,
                 },
-                recv(retry) -> _ => self.backoff = (self.backoff * 2).min(MAX_BACKOFF),
+                // That wait is over and the calls are made again; should they fail, the next wait is longer.
+                recv(retry) -> _ => {
+                    self.backoff.fail();
+                }
             }
             // A burst of changes becomes one read of each changed node and one report per tree.
             while let Ok(message) = self.inbox.try_recv() {
@@ -296,7 +300,7 @@ impl Follower {
         );
         let Some(e) = first_error else {
             self.failing = None;
-            self.backoff = MIN_BACKOFF;
+            self.backoff.reset();
             return;
         };
         // A client that fails for longer than a session lasts while it says it is connected is as good as
@@ -307,7 +311,7 @@ impl Follower {
             log::warn!("{e}; failing for {:.0?}, starting a new session", since.elapsed());
             self.renew(generation);
         } else {
-            log::debug!("{e}; retrying in {:?}", self.backoff);
+            log::debug!("{e}; retrying in {:?}", self.backoff.peek());
         }
     }
 

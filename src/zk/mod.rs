@@ -21,9 +21,14 @@ pub use tree::Tree;
 use zookeeper::ZkError;
 
 #[derive(Debug, thiserror::Error)]
-#[error("zookeeper {ensemble}: {what}: {source:?}")]
-pub struct Error {
-    ensemble: String,
-    what: String,
-    source: ZkError,
+pub enum Error {
+    /// The ensemble string does not parse, or a host in it does not resolve.
+    #[error("zookeeper {ensemble}: cannot parse or resolve: {source:?}")]
+    Connect { ensemble: String, source: ZkError },
+    /// A call failed; `call` says which, with its path.
+    #[error("zookeeper {ensemble}: {call}: {source:?}")]
+    Call { ensemble: String, call: String, source: ZkError },
+    /// The session's follower thread could not be created (`threads::spawn` logged why).
+    #[error("zookeeper {ensemble}: no thread to follow it")]
+    NoFollower { ensemble: String },
 }

@@ -48,10 +48,19 @@ impl Sessions {
         if let Some(session) = sessions.get(ensemble) {
             return Ok(session.clone());
         }
+        // The thread before the client: a client that no thread owns would be closed here, on the caller's
+        // thread, and closing can wait on the network. Without a client the thread ends at once.
+        let (start, started) = crossbeam_channel::bounded::<Follower>(1);
+        threads::spawn(format!("zk:{ensemble}"), self.events.clone(), move || {
+            if let Ok(follower) = started.recv() {
+                follower.run();
+            }
+        })
+        .ok_or_else(|| Error::NoFollower { ensemble: ensemble.to_string() })?;
         let (inbox_tx, inbox) = crossbeam_channel::unbounded();
         let link = Arc::new(Mutex::new(Link::Starting(Instant::now())));
         let client = new_client(ensemble, 0, &inbox_tx, &link)?;
-        let follower = Follower {
+        let _ = start.send(Follower {
             ensemble: ensemble.to_string(),
             generation: 0,
             client: Arc::new(client),
@@ -61,8 +70,7 @@ impl Sessions {
             trees: Trees::default(),
             failing: None,
             backoff: BACKOFF,
-        };
-        threads::spawn(format!("zk:{ensemble}"), self.events.clone(), move || follower.run());
+        });
         let session = Session { inbox: inbox_tx, next_id: Arc::default() };
         sessions.insert(ensemble.to_string(), session.clone());
         Ok(session)
@@ -124,9 +132,8 @@ fn new_client(
     inbox: &Sender<Message>,
     link: &Arc<Mutex<Link>>,
 ) -> Result<ZooKeeper, Error> {
-    let client = ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {}).map_err(|source| {
-        Error { ensemble: ensemble.to_string(), what: "cannot parse or resolve".into(), source }
-    })?;
+    let client = ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {})
+        .map_err(|source| Error::Connect { ensemble: ensemble.to_string(), source })?;
     let (inbox, link, name) = (inbox.clone(), link.clone(), ensemble.to_string());
     // (the state this client was last in, whether it was ever connected)
     let previous = Mutex::new((ZkState::Connecting, false));
@@ -174,11 +181,18 @@ fn new_client(
 
 /// Closing an expired client can wait on the network; nobody needs to wait for it.
 fn close_in_background(client: Arc<ZooKeeper>) {
-    let _ = std::thread::Builder::new().name("zk-close".into()).spawn(move || {
+    let closing = std::thread::Builder::new().name("zk-close".into()).spawn(move || {
         if let Err(e) = client.close() {
             log::debug!("closing an old zookeeper client: {e:?}");
         }
     });
+    if let Err(e) = closing {
+        // The thread's closure went with the failure, and the client with it: the crate closes a client it
+        // drops, so the follower waited for that instead.
+        log::warn!(
+            "cannot create a thread to close an old zookeeper client ({e}); closed it on the follower's"
+        );
+    }
 }
 
 /// Makes one call on `client`. Runs on the follower or one of its readers.
@@ -289,9 +303,9 @@ impl Follower {
             |call| make(client, inbox, call),
             |answer| {
                 if let Answer::Failed { call, error } = &answer {
-                    first_error.get_or_insert_with(|| Error {
+                    first_error.get_or_insert_with(|| Error::Call {
                         ensemble: ensemble.to_string(),
-                        what: call.to_string(),
+                        call: call.to_string(),
                         source: *error,
                     });
                 }

@@ -176,7 +176,8 @@ struct Followed {
 
 impl Followed {
     fn needs_work(&self) -> bool {
-        !self.armed || self.tree.stale || self.tree.changed
+        // Pending children count too: after a reconnect's listing a read may fail while nothing is `changed`.
+        !self.armed || self.tree.stale || self.tree.changed || !self.tree.pending.is_empty()
     }
 
     /// The calls that bring the tree a step further: the watch, else the listing, else the pending reads.

@@ -156,6 +156,7 @@ fn a_failed_call_tells_nobody_and_is_made_again() {
         ("the watch", &|t| t.renewed(), "watch /s", &["rewatch /s", "list /s", "read /s/a", "read /s/b"]),
         ("the listing", &|t| t.reconnected(), "list /s", &["list /s", "read /s/a", "read /s/b"]),
         ("a changed child's read", &|t| t.changed("/s/b", false), "read /s/b", &["read /s/b"]),
+        ("a read after a reconnect", &|t| t.reconnected(), "read /s/b", &["read /s/b"]),
     ];
     for (what, event, failing, again) in cases {
         let (mut trees, s, t) = two_trees();

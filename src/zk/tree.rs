@@ -218,10 +218,13 @@ pub(super) struct Trees {
 impl Trees {
     /// A watch event for the node at `path`.
     pub(super) fn changed(&mut self, path: &str, deleted: bool) {
+        // A node can be both the root of one tree and a child of another (a service's servers under its own
+        // node in the registry's path): each hears of it.
         if let Some(followed) = self.by_root.get_mut(path) {
             // The root itself was created, deleted or changed: list it again.
             followed.tree.stale = true;
-        } else if let Some((parent, name)) = path.rsplit_once('/') {
+        }
+        if let Some((parent, name)) = path.rsplit_once('/').filter(|(_, name)| !name.is_empty()) {
             let parent = if parent.is_empty() { "/" } else { parent };
             if let Some(followed) = self.by_root.get_mut(parent) {
                 followed.tree.note(name, deleted);

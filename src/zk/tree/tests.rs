@@ -226,3 +226,19 @@ fn an_owner_that_comes_while_the_tree_is_unread_hears_with_the_others() {
     assert_eq!(round(&mut trees, NODES, &[]), ["watch /s", "list /s", "read /s/a", "read /s/b"]);
     assert_eq!((heard(&first), heard(&second)), (vec!["a=1 b=2".into()], vec!["a=1 b=2".into()]));
 }
+
+#[test]
+fn a_node_that_is_a_root_and_a_child_is_news_for_both_trees() {
+    // A service's servers as the children of its own node, under the registry's path.
+    let nodes: Nodes = &[("/s", ""), ("/s/a", "blob"), ("/s/a/x", "1")];
+    let (services, servers) = (Told::default(), Told::default());
+    let mut trees = Trees::default();
+    trees.follow(1, "/s".into(), owner(&services));
+    trees.follow(2, "/s/a".into(), owner(&servers));
+    round(&mut trees, nodes, &[]);
+    assert_eq!((heard(&services), heard(&servers)), (vec!["a=blob".into()], vec!["x=1".into()]));
+    let edited: Nodes = &[("/s", ""), ("/s/a", "blob+"), ("/s/a/x", "1")];
+    trees.changed("/s/a", false);
+    assert_eq!(round(&mut trees, edited, &[]), ["read /s/a", "list /s/a", "read /s/a/x"]);
+    assert_eq!((heard(&services), heard(&servers)), (vec!["a=blob+".into()], vec!["x=1".into()]));
+}

@@ -69,6 +69,7 @@ impl Sessions {
             inbox_tx: inbox_tx.clone(),
             trees: Trees::default(),
             failing: None,
+            renew_due: false,
             backoff: BACKOFF,
         });
         let session = Session { inbox: inbox_tx, next_id: Arc::default() };
@@ -242,6 +243,10 @@ struct Follower {
     trees: Trees,
     /// Since when calls fail, on which client.
     failing: Option<(Instant, u64)>,
+    /// Whether the client must be replaced and a new one could not be made yet (a host in the ensemble
+    /// string did not resolve): tried again after each wait.
+    renew_due: bool,
+    /// The wait before calls that failed are made again, or a client is made again.
     backoff: Backoff,
 }
 
@@ -249,9 +254,10 @@ impl Follower {
     fn run(mut self) {
         loop {
             self.work();
-            let retry = match self.failing {
-                Some(_) => crossbeam_channel::after(self.backoff.peek()),
-                None => never(),
+            let retry = if self.failing.is_some() || self.renew_due {
+                crossbeam_channel::after(self.backoff.peek())
+            } else {
+                never()
             };
             select! {
                 recv(self.inbox) -> message => match message {
@@ -261,6 +267,9 @@ impl Follower {
                 // That wait is over and the calls are made again; should they fail, the next wait is longer.
                 recv(retry) -> _ => {
                     self.backoff.fail();
+                    if self.renew_due {
+                        self.renew(self.generation);
+                    }
                 }
             }
             // A burst of changes becomes one read of each changed node and one report per tree.
@@ -341,9 +350,16 @@ impl Follower {
                 self.generation = generation + 1;
                 close_in_background(std::mem::replace(&mut self.client, Arc::new(client)));
                 self.failing = None;
+                self.renew_due = false;
                 self.trees.renewed();
             }
-            Err(e) => log::error!("{e}"),
+            // Else the follower would keep an expired client for good: the name may resolve again soon
+            // (an outage that expired the session can take DNS with it).
+            Err(e) if !self.renew_due => {
+                log::error!("{e}; trying again until a new client can be made");
+                self.renew_due = true;
+            }
+            Err(e) => log::debug!("{e}; retrying in {:?}", self.backoff.peek()),
         }
     }
 }

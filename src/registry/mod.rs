@@ -2,9 +2,11 @@
 //! not validate is logged once with its source (node path, file) and the reason; a service that had a good spec
 //! keeps it, and one that never had one does not exist. Only the definition's removal removes a service.
 //!
-//! The sources: `zk::registry` (children of a ZooKeeper node) and `directory` (one JSON file per service).
+//! The sources: `zookeeper` (children of a ZooKeeper node, a tree on its session's follower in `zk`) and
+//! `directory` (one JSON file per service, a thread of its own).
 
 pub mod directory;
+mod zookeeper;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,6 @@ use crate::event::Event;
 use crate::service::{check_name, ServiceSpec, SpecError};
 use crate::threads;
 use crate::watcher::{self, Lifeline};
-use crate::zk;
 
 /// The running source; dropping it stops it.
 pub struct Source {
@@ -39,7 +40,7 @@ pub fn start(source: &ServiceConfigSource, generation: u64, context: &watcher::C
     let events = Announce { generation, events: context.events.clone() };
     let lifeline = match source.clone() {
         ServiceConfigSource::Zookeeper { servers, path } => {
-            zk::registry::follow(&context.sessions, &servers, &path, events)
+            zookeeper::follow(&context.sessions, &servers, &path, events)
                 .map_or(Lifeline::None, Lifeline::Zookeeper)
         }
         ServiceConfigSource::Directory { path } => {

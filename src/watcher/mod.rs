@@ -1,13 +1,11 @@
 //! Watchers find the servers of one service and send the whole current server set whenever it changes
 //! (level-triggered); the reconciler starts one per service and stops it by dropping its [`Watcher`] handle.
-//! `dns` and `file` watchers are a blocking thread each; the ZooKeeper ones are trees on their session's one
-//! follower thread (`zk`), so a thousand services do not cost a thousand threads.
-//!
-//! The ZooKeeper watchers (`zookeeper`, `campanjazk`) live in `zk::watcher` so that all ZooKeeper code stays in
-//! one module; `dns` and `file` are here.
+//! `dns` and `file` watchers are a blocking thread each; the ZooKeeper ones (`zookeeper`, `campanjazk`) are
+//! trees on their session's one follower thread (`zk`), so a thousand services do not cost a thousand threads.
 
 mod dns;
 mod file;
+mod zookeeper;
 
 use std::sync::Arc;
 
@@ -76,16 +74,14 @@ impl Report {
 pub fn start(service: &str, spec: &WatcherSpec, generation: u64, context: &Context) -> Watcher {
     let report =
         Report { service: service.to_string(), generation, events: context.events.clone(), last: None };
-    let zookeeper = |server: &str, path: &str, children, report| {
-        zk::watcher::follow(&context.sessions, server, path, children, report)
+    let tree = |server: &str, path: &str, children, report| {
+        zookeeper::follow(&context.sessions, server, path, children, report)
             .map_or(Lifeline::None, Lifeline::Zookeeper)
     };
     let lifeline = match spec.clone() {
-        WatcherSpec::Zookeeper { server, path } => {
-            zookeeper(&server, &path, zk::watcher::Children::Servers, report)
-        }
+        WatcherSpec::Zookeeper { server, path } => tree(&server, &path, zookeeper::Children::Servers, report),
         WatcherSpec::Campanjazk { server, path, port } => {
-            zookeeper(&server, &path, zk::watcher::Children::Hosts { port }, report)
+            tree(&server, &path, zookeeper::Children::Hosts { port }, report)
         }
         WatcherSpec::Dns { backends, interval } => {
             thread(service, context, move |stop| dns::run(backends, interval, report, stop))

@@ -1,10 +1,11 @@
 //! The `zookeeper` service_config: each child of `path` is a service, its name the listen section's, its data
-//! the JSON blob of a `ServiceSpec`. What a bad blob does is `registry::Registry`'s business.
+//! the JSON blob of a `ServiceSpec`. What a bad blob does is `Registry`'s business; following the node is the
+//! business of its session in `zk`, which calls the closure below with the whole tree after every change.
 
-use super::{Following, Sessions, Tree};
-use crate::registry::{Announce, Entry, Registry};
+use super::{Announce, Entry, Registry};
+use crate::zk::{Following, Sessions, Tree};
 
-/// Follows `path` on `ensemble` until the returned handle is dropped, sending [`Event::Services`] whenever the
+/// Follows `path` on `ensemble` until the returned handle is dropped, sending `Event::Services` whenever the
 /// set changes. None (logged) if the ensemble string is unusable.
 pub fn follow(sessions: &Sessions, ensemble: &str, path: &str, announce: Announce) -> Option<Following> {
     let session = match sessions.get(ensemble) {

@@ -1,13 +1,14 @@
 //! The `zookeeper` and `campanjazk` watchers: the servers of one service are the children of `path`. For
 //! `zookeeper` each child's data is a server (the original's `{"address", "port"}` or a Nerve registration);
 //! for `campanjazk` each child's name is a host serving on the service's port. A child that does not make a
-//! server is skipped and logged once with its path.
+//! server is skipped and logged once with its path. Following the path is the business of its session in `zk`,
+//! which calls the closure below with the whole tree after every change.
 
 use std::collections::BTreeMap;
 
-use super::{Following, Sessions, Tree};
+use super::Report;
 use crate::service::Server;
-use crate::watcher::Report;
+use crate::zk::{Following, Sessions, Tree};
 
 /// What the children of the path are.
 pub enum Children {

@@ -1,0 +1,365 @@
+//! Sessions and their followers: one session per distinct ensemble string, shared by the registry and every
+//! watcher that names it (the original opened one per watcher), and one thread per session, its follower,
+//! which owns the client and renews it, hears the watch events and state changes, and makes the calls its
+//! trees' bookkeeping (`tree.rs`) asks for, many at once through `read.rs`.
+//!
+//! What the crate leaves to us (DESIGN.md §4): it re-registers no watch after a reconnect, so the follower
+//! re-arms every watch and re-reads everything; an expired session (state `Closed`) never comes back, so the
+//! follower builds a new client; and against a server that lost its data the crate reconnects in a hot loop
+//! without a state change, so a client whose calls fail for longer than a session while it claims to be
+//! connected is replaced too. An outage is logged once when it starts and once, with its length, when it ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{never, select, Receiver, Sender};
+use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, WatcherType, ZkError, ZkState, ZooKeeper};
+
+use super::read;
+use super::tree::{path_of, Answer, Call, Owner, Trees};
+use super::Error;
+use crate::backoff::Backoff;
+use crate::event::Event;
+use crate::threads;
+
+/// The session timeout we ask for; ZooKeeper clamps it to 2..20 × its tickTime.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between tries of calls that fail: soon after a blip, every 10 s at most while ZooKeeper is away.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+
+/// The sessions of this process, one per ensemble string, each with its follower thread.
+pub struct Sessions {
+    /// For the follower threads: a follower that panics stops the daemon (see `threads`).
+    events: Sender<Event>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    pub fn new(events: Sender<Event>) -> Sessions {
+        Sessions { events, sessions: Mutex::default() }
+    }
+
+    /// The session for `ensemble`, connecting on first use. Connecting does not wait for the server; reads made
+    /// before it answers wait for it.
+    pub fn get(&self, ensemble: &str) -> Result<Session, Error> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = sessions.get(ensemble) {
+            return Ok(session.clone());
+        }
+        // The thread before the client: a client that no thread owns would be closed here, on the caller's
+        // thread, and closing can wait on the network. Without a client the thread ends at once.
+        let (start, started) = crossbeam_channel::bounded::<Follower>(1);
+        threads::spawn(format!("zk:{ensemble}"), self.events.clone(), move || {
+            if let Ok(follower) = started.recv() {
+                follower.run();
+            }
+        })
+        .ok_or_else(|| Error::NoFollower { ensemble: ensemble.to_string() })?;
+        let (inbox_tx, inbox) = crossbeam_channel::unbounded();
+        let link = Arc::new(Mutex::new(Link::Starting(Instant::now())));
+        let client = new_client(ensemble, 0, &inbox_tx, &link)?;
+        let _ = start.send(Follower {
+            ensemble: ensemble.to_string(),
+            generation: 0,
+            client: Arc::new(client),
+            link,
+            inbox,
+            inbox_tx: inbox_tx.clone(),
+            trees: Trees::default(),
+            failing: None,
+            renew_due: false,
+            backoff: BACKOFF,
+        });
+        let session = Session { inbox: inbox_tx, next_id: Arc::default() };
+        sessions.insert(ensemble.to_string(), session.clone());
+        Ok(session)
+    }
+}
+
+/// A handle on one session's follower.
+#[derive(Clone)]
+pub struct Session {
+    inbox: Sender<Message>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Session {
+    /// Has the follower keep the children of `root` current and tell `owner` of them, until the returned
+    /// handle is dropped.
+    pub fn follow(&self, root: &str, owner: impl Owner) -> Following {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.inbox.send(Message::Follow { id, root: root.to_string(), owner: Box::new(owner) });
+        Following { id, inbox: self.inbox.clone() }
+    }
+}
+
+/// Keeps an owner following its tree; dropping it stops that (the owner is dropped on the follower thread).
+pub struct Following {
+    id: u64,
+    inbox: Sender<Message>,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.inbox.send(Message::Unfollow { id: self.id });
+    }
+}
+
+/// What a follower hears: a node changed (from a watch), the connection of client `generation` came back and
+/// everything must be re-read, that client's session expired, or an owner starts or stops following.
+enum Message {
+    Changed { path: String, deleted: bool },
+    Reconnected { generation: u64 },
+    Expired { generation: u64 },
+    Follow { id: u64, root: String, owner: Box<dyn Owner> },
+    Unfollow { id: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    /// Not connected yet, since then.
+    Starting(Instant),
+    Up,
+    /// Lost since then.
+    Down(Instant),
+}
+
+/// A client for `ensemble` whose state changes reach the follower's inbox, and are logged once per outage.
+fn new_client(
+    ensemble: &str,
+    generation: u64,
+    inbox: &Sender<Message>,
+    link: &Arc<Mutex<Link>>,
+) -> Result<ZooKeeper, Error> {
+    let client = ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {})
+        .map_err(|source| Error::Connect { ensemble: ensemble.to_string(), source })?;
+    let (inbox, link, name) = (inbox.clone(), link.clone(), ensemble.to_string());
+    // (the state this client was last in, whether it was ever connected)
+    let previous = Mutex::new((ZkState::Connecting, false));
+    client.add_listener(move |state| {
+        let (previous, was_connected) = &mut *previous.lock().unwrap_or_else(|e| e.into_inner());
+        log::debug!("zookeeper {name}: {state:?}");
+        let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
+        match (state, *link) {
+            // The crate keeps the session across a dropped connection but re-registers no watch: the follower
+            // must re-arm them and re-read. This runs on the crate's I/O thread, which must not block on a
+            // call of its own. A client's first connection needs nothing of the sort.
+            (ZkState::Connected, _) if *previous != ZkState::Connected => {
+                match *link {
+                    Link::Starting(since) => {
+                        log::info!("zookeeper {name}: connected after {:.1}s", since.elapsed().as_secs_f64())
+                    }
+                    Link::Down(since) => {
+                        log::info!("zookeeper {name}: connected again after an outage of {:.1}s", since.elapsed().as_secs_f64())
+                    }
+                    Link::Up => {}
+                }
+                *link = Link::Up;
+                if *was_connected {
+                    let _ = inbox.send(Message::Reconnected { generation });
+                }
+                *was_connected = true;
+            }
+            (ZkState::Closed, _) => {
+                if let Link::Up = *link {
+                    *link = Link::Down(Instant::now());
+                }
+                log::warn!("zookeeper {name}: session closed; starting a new one, serving the last known state meanwhile");
+                let _ = inbox.send(Message::Expired { generation });
+            }
+            (ZkState::Connecting, Link::Up) => {
+                *link = Link::Down(Instant::now());
+                log::warn!("zookeeper {name}: connection lost; serving the last known state until it is back");
+            }
+            _ => {}
+        }
+        *previous = state;
+    });
+    Ok(client)
+}
+
+/// Closing an expired client can wait on the network; nobody needs to wait for it.
+fn close_in_background(client: Arc<ZooKeeper>) {
+    let closing = std::thread::Builder::new().name("zk-close".into()).spawn(move || {
+        if let Err(e) = client.close() {
+            log::debug!("closing an old zookeeper client: {e:?}");
+        }
+    });
+    if let Err(e) = closing {
+        // The thread's closure went with the failure, and the client with it: the crate closes a client it
+        // drops, so the follower waited for that instead.
+        log::warn!(
+            "cannot create a thread to close an old zookeeper client ({e}); closed it on the follower's"
+        );
+    }
+}
+
+/// Makes one call on `client`. Runs on the follower or one of its readers.
+fn make(client: &ZooKeeper, inbox: &Sender<Message>, call: Call) -> Answer {
+    match call {
+        Call::Watch { root, unregister } => {
+            if unregister {
+                // Answered or not, this drops the crate's copy of our earlier callback.
+                let _ = client.remove_watches(&root, WatcherType::Any);
+            }
+            let inbox = inbox.clone();
+            let watch = move |event: WatchedEvent| {
+                if let Some(path) = event.path {
+                    let deleted = event.event_type == WatchedEventType::NodeDeleted;
+                    let _ = inbox.send(Message::Changed { path, deleted });
+                }
+            };
+            match client.add_watch(&root, AddWatchMode::PersistentRecursive, watch) {
+                Ok(()) => Answer::Watched { root },
+                Err(error) => Answer::Failed { call: Call::Watch { root, unregister }, error },
+            }
+        }
+        Call::List { root } => match client.get_children(&root, false) {
+            Ok(names) => Answer::Listed { root, names: Some(names) },
+            // A root that does not exist yet has no children; its creation fires the watch.
+            Err(ZkError::NoNode) => Answer::Listed { root, names: None },
+            Err(error) => Answer::Failed { call: Call::List { root }, error },
+        },
+        Call::Read { root, name } => match client.get_data(&path_of(&root, &name), false) {
+            Ok((data, _)) => Answer::Read { root, name, data: Some(data) },
+            Err(ZkError::NoNode) => Answer::Read { root, name, data: None },
+            Err(error) => Answer::Failed { call: Call::Read { root, name }, error },
+        },
+    }
+}
+
+/// The thread of one session: owns its client (and renews it), every tree on it and their owners.
+struct Follower {
+    ensemble: String,
+    /// The client and its generation, which goes up with every renewal.
+    generation: u64,
+    client: Arc<ZooKeeper>,
+    /// The connection's state across clients, for logging an outage once with its length.
+    link: Arc<Mutex<Link>>,
+    inbox: Receiver<Message>,
+    inbox_tx: Sender<Message>,
+    trees: Trees,
+    /// Since when calls fail, on which client.
+    failing: Option<(Instant, u64)>,
+    /// Whether the client must be replaced and a new one could not be made yet (a host in the ensemble
+    /// string did not resolve): tried again after each wait.
+    renew_due: bool,
+    /// The wait before calls that failed are made again, or a client is made again.
+    backoff: Backoff,
+}
+
+impl Follower {
+    fn run(mut self) {
+        loop {
+            self.work();
+            let retry = if self.failing.is_some() || self.renew_due {
+                crossbeam_channel::after(self.backoff.peek())
+            } else {
+                never()
+            };
+            select! {
+                recv(self.inbox) -> message => match message {
+                    Ok(message) => self.note(message),
+                    Err(_) => return,
+                },
+                // That wait is over and the calls are made again; should they fail, the next wait is longer.
+                recv(retry) -> _ => {
+                    self.backoff.fail();
+                    if self.renew_due {
+                        self.renew(self.generation);
+                    }
+                }
+            }
+            // A burst of changes becomes one read of each changed node and one report per tree.
+            while let Ok(message) = self.inbox.try_recv() {
+                self.note(message);
+            }
+        }
+    }
+
+    fn note(&mut self, message: Message) {
+        match message {
+            Message::Changed { path, deleted } => self.trees.changed(&path, deleted),
+            Message::Reconnected { generation } if generation == self.generation => self.trees.reconnected(),
+            Message::Reconnected { .. } => {}
+            Message::Expired { generation } => self.renew(generation),
+            Message::Follow { id, root, owner } => self.trees.follow(id, root, owner),
+            Message::Unfollow { id } => {
+                if let Some(root) = self.trees.unfollow(id) {
+                    if let Err(e) = self.client.remove_watches(&root, WatcherType::Any) {
+                        log::debug!("zookeeper {}: remove watch on {root}: {e:?}", self.ensemble);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes the calls every tree needs, many at once (a start, a reconnect) on up to READERS threads; until
+    /// every call works again the last known children stand: nothing is reported, nothing removed.
+    fn work(&mut self) {
+        let calls = self.trees.start();
+        if calls.is_empty() {
+            return;
+        }
+        let generation = self.generation;
+        let (client, inbox, ensemble) = (&*self.client, &self.inbox_tx, self.ensemble.as_str());
+        let trees = &mut self.trees;
+        let mut first_error = None;
+        read::run(
+            calls,
+            |call| make(client, inbox, call),
+            |answer| {
+                if let Answer::Failed { call, error } = &answer {
+                    first_error.get_or_insert_with(|| Error::Call {
+                        ensemble: ensemble.to_string(),
+                        call: call.to_string(),
+                        source: *error,
+                    });
+                }
+                trees.settle(answer)
+            },
+        );
+        let Some(e) = first_error else {
+            self.failing = None;
+            self.backoff.reset();
+            return;
+        };
+        // A client that fails for longer than a session lasts while it says it is connected is as good as
+        // dead even if it never says so (the crate reconnects in a hot loop to a server that lost its data).
+        let (since, _) = *self.failing.get_or_insert((Instant::now(), generation));
+        let connected = matches!(*self.link.lock().unwrap_or_else(|e| e.into_inner()), Link::Up);
+        if since.elapsed() > SESSION_TIMEOUT && connected {
+            log::warn!("{e}; failing for {:.0?}, starting a new session", since.elapsed());
+            self.renew(generation);
+        } else {
+            log::debug!("{e}; retrying in {:?}", self.backoff.peek());
+        }
+    }
+
+    /// Replaces client `generation` with a new one (the crate cannot revive an expired session, nor one whose
+    /// server lost its data). Every tree is armed and read again on it.
+    fn renew(&mut self, generation: u64) {
+        if generation != self.generation {
+            return;
+        }
+        match new_client(&self.ensemble, generation + 1, &self.inbox_tx, &self.link) {
+            Ok(client) => {
+                log::info!("zookeeper {}: new client (generation {})", self.ensemble, generation + 1);
+                self.generation = generation + 1;
+                close_in_background(std::mem::replace(&mut self.client, Arc::new(client)));
+                self.failing = None;
+                self.renew_due = false;
+                self.trees.renewed();
+            }
+            // Else the follower would keep an expired client for good: the name may resolve again soon
+            // (an outage that expired the session can take DNS with it).
+            Err(e) if !self.renew_due => {
+                log::error!("{e}; trying again until a new client can be made");
+                self.renew_due = true;
+            }
+            Err(e) => log::debug!("{e}; retrying in {:?}", self.backoff.peek()),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The planner's table tests.
+
+use super::*;
+use crate::service::WatcherSpec;
+
+const V26: Capabilities = Capabilities::of((2, 6));
+const V15: Capabilities = Capabilities::of((1, 5));
+
+fn server(port: u16, weight: Option<u16>) -> Server {
+    Server { weight, ..Server::new("10.0.0.1", port as i64).unwrap() }
+}
+
+fn spec(options: &[&str]) -> ServiceSpec {
+    ServiceSpec {
+        port: 80,
+        listen_options: vec![],
+        server_options: options.iter().map(|s| s.to_string()).collect(),
+        watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
+        allow_empty: false,
+    }
+}
+
+/// Tests leak what a `Desired` borrows: the reconciler's state, in the daemon.
+fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
+fn desired(servers: &[Server]) -> Desired<'static> {
+    let service = DesiredService {
+        skeleton: "listen web",
+        spec: leak(spec(&["check"])),
+        servers: leak(servers.to_vec()),
+        dynamic: true,
+    };
+    Desired { head: "head", services: [("web", service)].into() }
+}
+
+fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'static> {
+    desired.services.get_mut("web").unwrap().spec = leak(spec(options));
+    desired
+}
+
+/// The running state: `ready` servers and servers in maintenance.
+fn running(ready: &[Server], maint: &[Server]) -> Running {
+    let mut running = desired(ready).running();
+    let web = running.services.get_mut("web").unwrap();
+    for s in maint {
+        web.servers.insert(s.name(), RunningServer::of(s, false));
+    }
+    running
+}
+
+struct Case {
+    what: &'static str,
+    running: Running,
+    desired: Desired<'static>,
+    caps: Capabilities,
+    tidy: bool,
+    commands: &'static [&'static str],
+    reload: Vec<ReloadReason>,
+}
+
+fn case(
+    what: &'static str,
+    running: Running,
+    desired: Desired<'static>,
+    commands: &'static [&'static str],
+) -> Case {
+    Case { what, running, desired, caps: V26, tidy: false, commands, reload: vec![] }
+}
+
+#[test]
+fn the_table() {
+    let (a, b, c) = (|| server(1, None), || server(2, None), || server(3, None));
+    let a5 = || server(1, Some(5));
+    let cases = [
+        case("nothing changed", running(&[a(), b()], &[]), desired(&[a(), b()]), &[]),
+        case(
+            "a server leaves",
+            running(&[a(), b()], &[]),
+            desired(&[a()]),
+            &["set server web/10.0.0.1:2 state maint"],
+        ),
+        case(
+            "it returns",
+            running(&[a()], &[b()]),
+            desired(&[a(), b()]),
+            &["set server web/10.0.0.1:2 state ready"],
+        ),
+        case(
+            "a brand-new server",
+            running(&[a()], &[]),
+            desired(&[a(), c()]),
+            &[
+                "add server web/10.0.0.1:3 10.0.0.1:3 check",
+                "enable health web/10.0.0.1:3",
+                "set server web/10.0.0.1:3 state ready",
+            ],
+        ),
+        case("a weight changes", running(&[a()], &[]), desired(&[a5()]), &["set weight web/10.0.0.1:1 5"]),
+        case(
+            "back to the default weight",
+            running(&[a5()], &[]),
+            desired(&[a()]),
+            &["set weight web/10.0.0.1:1 1"],
+        ),
+        case(
+            "the default weight comes from the server options",
+            running(&[a5()], &[]),
+            with_options(desired(&[a()]), &["check", "weight 5"]),
+            &[],
+        ),
+        case(
+            "a returning server with a new weight",
+            running(&[], &[a()]),
+            desired(&[a5()]),
+            &["set server web/10.0.0.1:1 state ready", "set weight web/10.0.0.1:1 5"],
+        ),
+        Case {
+            tidy: true,
+            ..case("tidy deletes", running(&[a()], &[b()]), desired(&[a()]), &["del server web/10.0.0.1:2"])
+        },
+        case("without tidy it stays", running(&[a()], &[b()]), desired(&[a()]), &[]),
+        case(
+            "a new server's own options go on its line",
+            running(&[a()], &[]),
+            desired(&[a(), Server { options: vec!["backup".into()], ..c() }]),
+            &[
+                "add server web/10.0.0.1:3 10.0.0.1:3 check backup",
+                "enable health web/10.0.0.1:3",
+                "set server web/10.0.0.1:3 state ready",
+            ],
+        ),
+        Case {
+            reload: vec![ReloadReason::ServerOptionsChanged {
+                service: "web".into(),
+                server: "10.0.0.1:1".into(),
+            }],
+            ..case(
+                "a server's own options changed",
+                running(&[a()], &[]),
+                desired(&[Server { options: vec!["backup".into()], ..a() }]),
+                &[],
+            )
+        },
+        Case {
+            caps: V15,
+            tidy: true,
+            ..case(
+                "HAProxy 1.5 disables",
+                running(&[a(), b()], &[]),
+                desired(&[a()]),
+                &["disable server web/10.0.0.1:2"],
+            )
+        },
+        Case {
+            caps: V15,
+            ..case(
+                "HAProxy 1.5 enables",
+                running(&[a()], &[b()]),
+                desired(&[a(), b()]),
+                &["enable server web/10.0.0.1:2"],
+            )
+        },
+        Case {
+            caps: V15,
+            reload: vec![ReloadReason::TooOldToAdd { service: "web".into(), server: "10.0.0.1:3".into() }],
+            ..case("HAProxy 1.5 reloads for a new server", running(&[a()], &[]), desired(&[a(), c()]), &[])
+        },
+    ];
+    for Case { what, running, desired, caps, tidy, commands, reload } in cases {
+        let plan = plan(&running, &desired, &caps, if tidy { Scope::Tidy } else { Scope::All });
+        let got: Vec<String> =
+            plan.steps.iter().flat_map(|s| s.commands(&caps)).map(|c| c.to_string()).collect();
+        assert_eq!(got, commands, "{what}: commands");
+        assert_eq!(plan.reload, reload, "{what}: reload");
+    }
+}
+
+#[test]
+fn what_takes_a_reload() {
+    let a = server(1, None);
+    let base = desired(std::slice::from_ref(&a));
+    let running = base.running();
+    let mut head = base.clone();
+    head.head = "other head";
+    let mut skeleton = desired(&[a.clone(), server(2, None)]);
+    skeleton.services.get_mut("web").unwrap().skeleton = "listen web port 81";
+    let mut added = base.clone();
+    added.services.insert("api", base.services["web"]);
+    let mut removed = base.clone();
+    removed.services.clear();
+    let mut refused = desired(&[a, server(2, None)]);
+    refused.services.get_mut("web").unwrap().dynamic = false;
+    for (what, desired, reason) in [
+        ("head", head, ReloadReason::HeadChanged),
+        ("skeleton", skeleton.clone(), ReloadReason::Reshaped("web".into())),
+        ("added", added, ReloadReason::ServiceAdded("api".into())),
+        ("removed", removed, ReloadReason::ServiceRemoved("web".into())),
+        (
+            "refused",
+            refused,
+            ReloadReason::NoDynamicServers { service: "web".into(), server: "10.0.0.1:2".into() },
+        ),
+    ] {
+        assert_eq!(plan(&running, &desired, &V26, Scope::All).reload, vec![reason], "{what}");
+    }
+    // Out of scope, a service's servers are not compared; what takes a reload still is, on every service
+    // while `desired` is complete, on those it holds when not.
+    let nothing = BTreeSet::new();
+    let scoped = plan(&running, &skeleton, &V26, Scope::Reshaped(&nothing));
+    assert!(scoped.steps.is_empty() && scoped.reload.len() == 1, "{scoped:?}");
+    let partial = Desired { services: BTreeMap::new(), ..skeleton.clone() };
+    assert_eq!(plan(&running, &partial, &V26, Scope::Changed(&nothing)), Plan::default());
+    let web = BTreeSet::from(["web".to_string()]);
+    let scoped = plan(&running, &skeleton, &V26, Scope::Changed(&web));
+    assert!(scoped.steps.len() == 1 && scoped.reload.len() == 1, "{scoped:?}");
+    let only_api = Desired { services: [("api", base.services["web"])].into(), ..base.clone() };
+    let api = BTreeSet::from(["api".to_string()]);
+    assert_eq!(
+        plan(&running, &only_api, &V26, Scope::Changed(&api)).reload,
+        [ReloadReason::ServiceAdded("api".into())]
+    );
+    // A changed skeleton still lets server changes through at once.
+    let plan = plan(&running, &skeleton, &V26, Scope::All);
+    assert!(matches!(&plan.steps[..], [Step::Add { .. }]), "{plan:?}");
+}
+
+#[test]
+fn applying_the_steps_reaches_the_desired_state() {
+    let (a, b, c) = (server(1, None), server(2, Some(3)), server(3, None));
+    let mut running = running(&[a.clone(), server(2, None)], std::slice::from_ref(&c));
+    let desired = desired(&[b.clone(), c.clone(), server(4, None)]);
+    let first = plan(&running, &desired, &V26, Scope::All);
+    for step in &first.steps {
+        running.apply(step);
+    }
+    let want = desired.running();
+    let ready: Vec<_> = running.services["web"]
+        .servers
+        .iter()
+        .filter(|(_, s)| s.ready)
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .collect();
+    let want_ready: Vec<_> = want.services["web"].servers.clone().into_iter().collect();
+    assert_eq!(ready, want_ready);
+    assert_eq!(
+        plan(&running, &desired, &V26, Scope::All),
+        Plan::default(),
+        "a second plan has nothing to do"
+    );
+    let tidy = plan(&running, &desired, &V26, Scope::Tidy);
+    assert_eq!(tidy.steps, vec![Step::Delete { service: "web".into(), server: a.name() }]);
+}

@@ -1,0 +1,309 @@
+//! Table tests of the reconciler's core. Each case is a story: inputs at given milliseconds after the start,
+//! then the actions the core asks for. A small scripted world answers the actions that have an outcome (a
+//! start gets the next pid, a runtime command goes through unless the story says otherwise), so a story reads
+//! like what happens on a load balancer, and no HAProxy, ZooKeeper, thread or clock is involved.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::core::{Core, Outcome};
+use super::messages::{Action, CommandFailure, Input, StartFailure};
+use crate::config::{Config, ServiceConfigSource};
+use crate::haproxy::command::{Command, Refusal, State};
+use crate::haproxy::process::Binary;
+use crate::haproxy::runtime::ServerStatus;
+use crate::plan::ReloadReason;
+use crate::service::{Server, ServiceSpec, WatcherSpec};
+use crate::state::SavedService;
+
+const CONFIG: &str = "service_config:\n  type: zookeeper\n  servers: 127.0.0.1:2181\n";
+
+/// How the scripted world answers the core's actions.
+struct World {
+    next_pid: u32,
+    /// Whether a new process answers on the socket with its pid.
+    answers: bool,
+    /// Commands (as HAProxy reads them, by prefix) that fail, and how.
+    refuse: Vec<(&'static str, Option<Refusal>)>,
+    /// `haproxy -c`'s verdict on a candidate.
+    check: Result<(), String>,
+    /// What the next `Reap` finds.
+    exit: Option<(u32, Duration)>,
+    /// Ports another program holds.
+    taken: BTreeSet<u16>,
+    start: Result<(), StartFailure>,
+    /// `show servers state` per backend.
+    servers_state: BTreeMap<String, BTreeMap<String, ServerStatus>>,
+}
+
+impl Default for World {
+    fn default() -> World {
+        World {
+            next_pid: 100,
+            answers: true,
+            refuse: vec![],
+            check: Ok(()),
+            exit: None,
+            taken: BTreeSet::new(),
+            start: Ok(()),
+            servers_state: BTreeMap::new(),
+        }
+    }
+}
+
+impl World {
+    fn answer(&mut self, action: &Action) -> Option<Input> {
+        Some(match action {
+            Action::Bind { ports, .. } => Input::Bound(
+                ports
+                    .iter()
+                    .map(|&p| {
+                        (
+                            p,
+                            if self.taken.contains(&p) {
+                                Err("Address already in use".into())
+                            } else {
+                                Ok(1000 + p as i32)
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            Action::Start { .. } => match self.start.clone() {
+                Ok(()) => {
+                    self.next_pid += 1;
+                    Input::Started { pid: self.next_pid }
+                }
+                Err(failure) => Input::StartFailed(failure),
+            },
+            Action::AskServing { pid } => {
+                Input::Serving(if self.answers { Ok(*pid) } else { Err("connection refused".into()) })
+            }
+            Action::Run(commands) => {
+                let failed = commands.iter().find_map(|command| {
+                    let text = command.to_string();
+                    self.refuse.iter().find(|(prefix, _)| text.starts_with(prefix)).map(|(_, refusal)| {
+                        CommandFailure {
+                            command: command.clone(),
+                            refusal: refusal.clone(),
+                            message: format!("refused {text}"),
+                        }
+                    })
+                });
+                Input::Ran(failed.map_or(Ok(()), Err))
+            }
+            Action::Reap => {
+                let (pid, ran) = self.exit.take()?;
+                Input::Exited { pid, how: "exit status 1".into(), ran }
+            }
+            Action::Check => Input::Checked(self.check.clone()),
+            Action::QueryServers { backend } => Input::ServersState {
+                backend: backend.clone(),
+                result: self
+                    .servers_state
+                    .get(backend)
+                    .cloned()
+                    .ok_or_else(|| "No such backend.".to_string()),
+            },
+            Action::SaveState { .. } => Input::StateSaved(true),
+            _ => return None,
+        })
+    }
+}
+
+struct Story {
+    core: Core,
+    world: World,
+    t0: Instant,
+}
+
+impl Story {
+    fn new() -> Story {
+        Story::with_saved(BTreeMap::new())
+    }
+
+    fn with_saved(saved: BTreeMap<String, SavedService>) -> Story {
+        Story::with_config(CONFIG, saved)
+    }
+
+    fn with_config(yaml: &str, saved: BTreeMap<String, SavedService>) -> Story {
+        let config = Config::parse(Path::new("proxymgr.yml"), yaml).unwrap();
+        let t0 = Instant::now();
+        let core = Core::new(config, &binary(), saved, t0, Instant::now);
+        let mut story = Story { core, world: World::default(), t0 };
+        let first = story.drain(0);
+        assert!(matches!(&first[..], [Action::FollowSource { generation: 0, .. }]), "{first:?}");
+        story
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// `input` at `ms`, then the batch's tick: every action the core asked for, outcomes answered by the world.
+    fn input(&mut self, ms: u64, input: Input) -> Vec<Action> {
+        self.core.handle(input, self.at(ms));
+        let mut actions = self.drain(ms);
+        actions.extend(self.tick(ms));
+        actions
+    }
+
+    /// A wake at `ms` with nothing new.
+    fn tick(&mut self, ms: u64) -> Vec<Action> {
+        self.core.tick(self.at(ms));
+        let actions = self.drain(ms);
+        // A wake at or before now would make the loop spin: after a batch, every wake lies ahead.
+        if let Some(wake) = self.wake() {
+            assert!(wake > ms, "at {ms} ms the next wake is {wake} ms: {actions:?}");
+        }
+        actions
+    }
+
+    fn drain(&mut self, ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Some(action) = self.core.poll_action() {
+            if let Some(outcome) = self.world.answer(&action) {
+                self.core.handle(outcome, self.at(ms));
+            }
+            actions.push(action);
+        }
+        actions
+    }
+
+    /// Milliseconds from the start to the core's next wake.
+    fn wake(&self) -> Option<u64> {
+        self.core.next_wake().map(|at| (at - self.t0).as_millis() as u64)
+    }
+
+    /// The registry sends `web` on 8080 and its watcher two servers; HAProxy starts at `ms` and serves 5 ms
+    /// later, when it is first asked.
+    fn serving(&mut self, ms: u64) {
+        self.input(ms, services(&[("web", 8080)]));
+        let actions = self.input(ms, servers("web", 0, &[1, 2]));
+        assert_eq!(kinds(&actions), ["Start", "SaveState"], "{actions:?}");
+        assert_eq!(self.wake(), Some(ms + 5));
+        let actions = self.tick(ms + 5);
+        assert_eq!(kinds(&actions), ["AskServing", "Accept", "CloseListeners"], "{actions:?}");
+    }
+}
+
+fn binary() -> Binary {
+    Binary { path: "/usr/sbin/haproxy".into(), version: (2, 6), version_text: "2.6.12".into() }
+}
+
+fn spec(port: u16) -> ServiceSpec {
+    ServiceSpec {
+        port,
+        listen_options: vec!["mode http".into()],
+        server_options: vec!["check".into()],
+        watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
+        allow_empty: false,
+    }
+}
+
+fn services(list: &[(&str, u16)]) -> Input {
+    services_from(0, list)
+}
+
+fn services_from(source: u64, list: &[(&str, u16)]) -> Input {
+    Input::Services {
+        source,
+        services: list.iter().map(|&(name, port)| (name.to_string(), spec(port))).collect(),
+    }
+}
+
+fn server(port: u16) -> Server {
+    Server::new("10.0.0.1", port.into()).unwrap()
+}
+
+fn servers(service: &str, generation: u64, ports: &[u16]) -> Input {
+    Input::Servers {
+        service: service.into(),
+        generation,
+        servers: Arc::new(ports.iter().map(|&p| server(p)).collect()),
+    }
+}
+
+/// The variant names of `actions`, in order: what a story's expectations compare.
+fn kinds(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .map(|action| match action {
+            Action::Bind { .. } => "Bind",
+            Action::Watch { .. } => "Watch",
+            Action::Unwatch { .. } => "Unwatch",
+            Action::FollowSource { .. } => "FollowSource",
+            Action::ReadConfig => "ReadConfig",
+            Action::UseHaproxy { .. } => "UseHaproxy",
+            Action::Run(_) => "Run",
+            Action::QueryServers { .. } => "QueryServers",
+            Action::WriteConfig { .. } => "WriteConfig",
+            Action::Start { .. } => "Start",
+            Action::AskServing { .. } => "AskServing",
+            Action::Reap => "Reap",
+            Action::Check => "Check",
+            Action::Accept => "Accept",
+            Action::Reject { .. } => "Reject",
+            Action::CloseListeners { .. } => "CloseListeners",
+            Action::SaveState { .. } => "SaveState",
+            Action::Stop { .. } => "Stop",
+        })
+        .collect()
+}
+
+/// The runtime commands among `actions`, as HAProxy reads them.
+fn commands(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Run(commands) => Some(commands.iter().map(Command::to_string)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn reasons(actions: &[Action]) -> Vec<ReloadReason> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { reasons, .. } => Some(reasons.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn started(actions: &[Action]) -> bool {
+    kinds(actions).contains(&"Start")
+}
+
+fn saved_web() -> BTreeMap<String, SavedService> {
+    [("web".to_string(), SavedService { spec: spec(8080), servers: Arc::new(vec![server(7)]) })].into()
+}
+
+/// `web` serves; then `api` is added with a config HAProxy rejects.
+fn rejected_story() -> Story {
+    let mut story = Story::new();
+    story.serving(0);
+    story.tick(600);
+    story.input(1000, services(&[("web", 8080), ("api", 8081)]));
+    story.input(1001, servers("api", 1, &[1]));
+    assert!(started(&story.tick(1051)));
+    story.world.exit = Some((102, Duration::from_millis(30)));
+    story.world.check = Err("[ALERT] parsing [haproxy.cfg:12]: unknown keyword".into());
+    story
+}
+
+mod deaths;
+mod drift;
+mod first_start;
+mod registry;
+mod rejected;
+mod reloads;
+mod runtime;
+mod state_file;
+mod stopping;
+mod wakes;

@@ -125,7 +125,7 @@ fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
 /// Signals become events on the reconciler's channel; no logic runs in a handler.
 fn forward_signals(events: Sender<Event>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
-    threads::spawn("signals".into(), events.clone(), move || {
+    let spawned = threads::spawn("signals".into(), events.clone(), move || {
         for signal in signals.forever() {
             let signal = match signal {
                 SIGTERM | SIGINT => Signal::Terminate,
@@ -137,7 +137,9 @@ fn forward_signals(events: Sender<Event>) -> std::io::Result<()> {
             }
         }
     });
-    Ok(())
+    // Without it the caught signals would go nowhere, and nothing could stop proxymgr gently: better not to start
+    // (nothing runs yet that this would orphan).
+    spawned.map(drop).ok_or_else(|| std::io::Error::other("no thread for the signals"))
 }
 
 fn init_logging(debug: bool) {

@@ -66,25 +66,35 @@ impl State {
 /// Writes state files on a thread of its own, so that the reconciler never waits on serialising and syncing a
 /// few megabytes. It takes one snapshot at a time; `save` says false while it is busy with the last one.
 pub struct Writer {
-    snapshots: Sender<(PathBuf, State)>,
+    /// None when the thread could not be created.
+    snapshots: Option<Sender<(PathBuf, State)>>,
+}
+
+fn save_logged(state: &State, path: &Path) {
+    if let Err(e) = state.save(path) {
+        log::error!("state_file {}: cannot write: {e}", path.display());
+    }
 }
 
 impl Writer {
     pub fn start(events: Sender<crate::event::Event>) -> Writer {
         let (snapshots, inbox) = crossbeam_channel::bounded::<(PathBuf, State)>(1);
-        crate::threads::spawn("state-file".into(), events, move || {
+        let spawned = crate::threads::spawn("state-file".into(), events, move || {
             for (path, state) in inbox {
-                if let Err(e) = state.save(&path) {
-                    log::error!("state_file {}: cannot write: {e}", path.display());
-                }
+                save_logged(&state, &path);
             }
         });
-        Writer { snapshots }
+        // Without its thread the reconciler writes the file itself: slower, but nothing is lost.
+        Writer { snapshots: spawned.map(|_| snapshots) }
     }
 
     /// Hands `state` to the writer; false when it is still writing the previous one (try again later).
     pub fn save(&self, path: &Path, state: State) -> bool {
-        match self.snapshots.try_send((path.to_path_buf(), state)) {
+        let Some(snapshots) = &self.snapshots else {
+            save_logged(&state, path);
+            return true;
+        };
+        match snapshots.try_send((path.to_path_buf(), state)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => false,
             Err(TrySendError::Disconnected(_)) => {

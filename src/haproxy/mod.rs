@@ -103,7 +103,8 @@ pub fn write(path: &Path, text: &str) -> Result<(), InstallError> {
 /// takes 5-20 ms, which the reconciler would otherwise spend not handling changes. Of writes queued back to
 /// back only the last is done; an accepted candidate is never skipped or reordered.
 pub struct ConfigWriter {
-    jobs: crossbeam_channel::Sender<Job>,
+    /// None when the thread could not be created: the jobs are then done on the caller's thread.
+    jobs: Option<crossbeam_channel::Sender<Job>>,
 }
 
 enum Job {
@@ -118,7 +119,7 @@ enum Job {
 impl ConfigWriter {
     pub fn start(events: crossbeam_channel::Sender<crate::event::Event>) -> ConfigWriter {
         let (jobs, inbox) = crossbeam_channel::unbounded::<Job>();
-        crate::threads::spawn("config-file".into(), events, move || {
+        let spawned = crate::threads::spawn("config-file".into(), events, move || {
             while let Ok(first) = inbox.recv() {
                 let mut queue: Vec<Job> = std::iter::once(first).chain(inbox.try_iter()).collect();
                 // A write followed by another write is superseded by it.
@@ -135,22 +136,33 @@ impl ConfigWriter {
                 }
             }
         });
-        ConfigWriter { jobs }
+        ConfigWriter { jobs: spawned.map(|_| jobs) }
     }
 
     pub fn write(&self, path: &Path, text: String) {
-        let _ = self.jobs.send(Job::Write { path: path.to_path_buf(), text });
+        self.send(Job::Write { path: path.to_path_buf(), text });
     }
 
     pub fn accept(&self, candidate: Candidate) {
-        let _ = self.jobs.send(Job::Accept(candidate));
+        self.send(Job::Accept(candidate));
+    }
+
+    fn send(&self, job: Job) {
+        match &self.jobs {
+            Some(jobs) => {
+                if let Err(job) = jobs.send(job) {
+                    run(job.into_inner());
+                }
+            }
+            None => run(job),
+        }
     }
 
     /// Waits (up to `timeout`) until what was asked before is done: at shutdown, so that the file on disk is the
     /// last one asked for.
     pub fn flush(&self, timeout: std::time::Duration) {
         let (done, wait) = crossbeam_channel::bounded(1);
-        if self.jobs.send(Job::Flush(done)).is_ok() {
+        if self.jobs.as_ref().is_some_and(|jobs| jobs.send(Job::Flush(done)).is_ok()) {
             let _ = wait.recv_timeout(timeout);
         }
     }

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::command::Command;
+use super::listeners::ListenerError;
 use super::listeners::Listeners;
-use super::process::{describe, Binary, Processes};
+use super::process::{describe, Binary, ProcessError, Processes};
 use super::runtime::{Runtime, RuntimeError, ServerStatus};
 use super::{Candidate, ConfigWriter, InstallError};
 use crate::config::HaproxyConfig;
@@ -24,12 +25,14 @@ use crate::event::Event;
 use crate::state::{self, SavedService, State};
 
 /// Why a new HAProxy did not start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum StartFailure {
     /// The candidate config could not be written: HAProxy keeps its running config.
-    Write(String),
+    #[error("{0}")]
+    Write(InstallError),
     /// The process could not be started: tried again with backoff.
-    Spawn(String),
+    #[error("cannot start {path}: {source}")]
+    Spawn { path: PathBuf, source: std::io::Error },
 }
 
 /// The serving (or starting) process ended.
@@ -80,8 +83,8 @@ impl Instance {
     }
 
     /// The HAProxy binary at `path` (a file, or a name on PATH), if it is one proxymgr can run.
-    pub fn locate(path: &std::path::Path) -> Result<Binary, String> {
-        Binary::locate(path).map_err(|e| e.to_string())
+    pub fn locate(path: &std::path::Path) -> Result<Binary, ProcessError> {
+        Binary::locate(path)
     }
 
     /// From now on: this binary, these paths (SIGHUP).
@@ -94,11 +97,8 @@ impl Instance {
     }
 
     /// Binds a listener on each port (once: a bound port keeps its socket across reloads).
-    pub fn bind(&mut self, address: IpAddr, ports: &[u16]) -> Vec<(u16, Result<RawFd, String>)> {
-        ports
-            .iter()
-            .map(|&port| (port, self.listeners.open(address, port).map_err(|e| e.to_string())))
-            .collect()
+    pub fn bind(&mut self, address: IpAddr, ports: &[u16]) -> Vec<(u16, Result<RawFd, ListenerError>)> {
+        ports.iter().map(|&port| (port, self.listeners.open(address, port))).collect()
     }
 
     pub fn close_listeners_but(&mut self, keep: &BTreeSet<u16>) {
@@ -112,7 +112,7 @@ impl Instance {
             Ok(candidate) => candidate,
             Err(e) => {
                 log::error!("{e}; HAProxy keeps its running config");
-                return Err(StartFailure::Write(e.to_string()));
+                return Err(StartFailure::Write(e));
             }
         };
         let socket = &self.haproxy.socket_path;
@@ -126,9 +126,10 @@ impl Instance {
         match self.processes.start(&self.binary, candidate.path(), &fds) {
             Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started ({why})"),
             Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?} ({why})"),
-            Err(e) => {
-                log::error!("cannot start {}: {e}", self.binary.path.display());
-                return Err(StartFailure::Spawn(e.to_string()));
+            Err(source) => {
+                let failure = StartFailure::Spawn { path: self.binary.path.clone(), source };
+                log::error!("{failure}");
+                return Err(failure);
             }
         }
         self.runtime.reconnect();
@@ -138,9 +139,9 @@ impl Instance {
 
     /// The pid that answers on the admin socket. The kept connection is dropped unless `pid` answered: it may
     /// reach an older process.
-    pub fn serving_pid(&mut self, pid: u32) -> Result<u32, String> {
-        let result = self.runtime.serving_pid().map_err(|e| e.to_string());
-        if result != Ok(pid) {
+    pub fn serving_pid(&mut self, pid: u32) -> Result<u32, RuntimeError> {
+        let result = self.runtime.serving_pid();
+        if result.as_ref().ok() != Some(&pid) {
             self.runtime.reconnect();
         }
         result
@@ -154,7 +155,7 @@ impl Instance {
     }
 
     /// `haproxy -c` on the candidate with its fds (without them `bind fd@N` fails).
-    pub fn check(&mut self) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), ProcessError> {
         let Some((candidate, fds)) = &self.candidate else { return Ok(()) };
         self.binary.check(candidate.path(), fds)
     }
@@ -191,8 +192,8 @@ impl Instance {
         Ok(())
     }
 
-    pub fn servers_state(&mut self, backend: &str) -> Result<BTreeMap<String, ServerStatus>, String> {
-        self.runtime.servers_state(backend).map_err(|e| e.to_string())
+    pub fn servers_state(&mut self, backend: &str) -> Result<BTreeMap<String, ServerStatus>, RuntimeError> {
+        self.runtime.servers_state(backend)
     }
 
     /// Rewrites haproxy.cfg with runtime changes HAProxy accepted (unchecked: its skeleton was).

@@ -241,7 +241,7 @@ pub fn check_head(config: &crate::config::HaproxyConfig, binary: &process::Binar
         .tempfile()
         .and_then(|mut file| file.write_all(text.as_bytes()).map(|()| file))
         .map_err(|e| format!("cannot write a temporary file: {e}"))?;
-    binary.check(file.path(), &[])
+    binary.check(file.path(), &[]).map_err(|e| e.to_string())
 }
 
 /// Creates the directory of the stats socket when it is missing (HAProxy does not, and fails to start).
@@ -364,7 +364,8 @@ mod tests {
         let (bad, fds) = render(&mut listeners, &[("web", spec(0, &["mode http", "no-such-option on"]))]);
         let candidate = Candidate::write(&path, &bad).unwrap();
         let reason = binary.check(candidate.path(), &fds).unwrap_err();
-        let err = candidate.reject(&reason).to_string();
+        assert!(matches!(reason, process::ProcessError::Rejected { .. }), "{reason}");
+        let err = candidate.reject(&reason.to_string()).to_string();
         let kept = rejected_path(&path);
         assert!(err.contains(&format!("kept as {}", kept.display())), "{err}");
         assert!(err.contains("no-such-option"), "HAProxy's reason is in the error: {err}");

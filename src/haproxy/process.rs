@@ -29,6 +29,12 @@ pub enum ProcessError {
     NoVersion { path: PathBuf, output: String },
     #[error("haproxy.path: {path} is HAProxy {version}; proxymgr needs 1.5 or newer")]
     TooOld { path: PathBuf, version: String },
+    /// `haproxy -c` could not run at all.
+    #[error("cannot run {path}: {source}")]
+    Check { path: PathBuf, source: io::Error },
+    /// `haproxy -c` rejects the config: its `[ALERT]` lines (or all it said), and how it exited.
+    #[error("{reason} ({status})")]
+    Rejected { reason: String, status: String },
 }
 
 /// The HAProxy binary proxymgr runs, and what it is.
@@ -65,10 +71,11 @@ impl Binary {
 
     /// `haproxy -c -f cfg` with the listeners passed, as a start would have them (without them HAProxy refuses
     /// `bind fd@N`: "Socket operation on non-socket"). Returns HAProxy's complaint when it rejects the file.
-    pub fn check(&self, config: &Path, fds: &[RawFd]) -> Result<(), String> {
+    pub fn check(&self, config: &Path, fds: &[RawFd]) -> Result<(), ProcessError> {
         let mut command = self.command(config, fds);
         command.arg("-c").stdout(Stdio::piped()).stderr(Stdio::piped());
-        let output = command.output().map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
+        let output =
+            command.output().map_err(|source| ProcessError::Check { path: self.path.clone(), source })?;
         if output.status.success() {
             return Ok(());
         }
@@ -77,7 +84,7 @@ impl Binary {
         // The [ALERT] lines say what is wrong; the [NOTICE] and [WARNING] ones around them are noise here.
         let alerts: Vec<&str> = text.lines().filter(|l| l.contains("[ALERT]")).map(str::trim).collect();
         let reason = if alerts.is_empty() { text.trim().to_string() } else { alerts.join(" | ") };
-        Err(format!("{reason} ({})", describe(output.status)))
+        Err(ProcessError::Rejected { reason, status: describe(output.status) })
     }
 
     /// A command running this binary on `config` in the foreground, inheriting `fds`.

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::haproxy::command::Command;
-use crate::haproxy::process::Binary;
+use crate::haproxy::process::{Binary, ProcessError};
 use crate::haproxy::render::Renderer;
-use crate::haproxy::runtime::ServerStatus;
+use crate::haproxy::runtime::{RuntimeError, ServerStatus};
 use crate::haproxy::Capabilities;
 use crate::plan::{effective_weight, plan, ReloadReason, Running, RunningServer, Scope, Step};
 use crate::service::{Server, ServiceSpec};
@@ -304,7 +304,7 @@ impl Core {
                             self.bind_errors.remove(&port);
                         }
                         Err(e) => {
-                            self.bind_errors.insert(port, e);
+                            self.bind_errors.insert(port, e.to_string());
                         }
                     }
                 }
@@ -317,7 +317,7 @@ impl Core {
             Input::Started { pid } => self.started(pid, now),
             Input::StartFailed(failure) => {
                 self.launch = None;
-                if let StartFailure::Spawn(_) = failure {
+                if let StartFailure::Spawn { .. } = failure {
                     self.schedule_restart(now);
                 }
             }

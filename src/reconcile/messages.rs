@@ -13,7 +13,8 @@ use std::time::Duration;
 use crate::config::{Config, HaproxyConfig, ServiceConfigSource};
 use crate::haproxy::command::{Command, Refusal};
 pub use crate::haproxy::instance::StartFailure;
-use crate::haproxy::process::Binary;
+use crate::haproxy::listeners::ListenerError;
+use crate::haproxy::process::{Binary, ProcessError};
 use crate::haproxy::runtime::RuntimeError;
 use crate::haproxy::runtime::ServerStatus;
 use crate::plan::ReloadReason;
@@ -46,7 +47,7 @@ pub enum Input {
     },
 
     /// `Action::Bind`'s outcome: each port with its listener's fd, or why it cannot be bound.
-    Bound(Vec<(u16, Result<RawFd, String>)>),
+    Bound(Vec<(u16, Result<RawFd, ListenerError>)>),
     /// `Action::ReadConfig`'s outcome (an unreadable file was logged, and changes nothing).
     ConfigRead(Box<(Config, Binary)>),
     /// `Action::Start`'s outcomes.
@@ -55,7 +56,7 @@ pub enum Input {
     },
     StartFailed(StartFailure),
     /// `Action::AskServing`'s outcome: the pid that answers on the admin socket.
-    Serving(Result<u32, String>),
+    Serving(Result<u32, RuntimeError>),
     /// `Action::Reap`'s outcome when the serving (or starting) process was among the dead.
     Exited {
         pid: u32,
@@ -63,13 +64,13 @@ pub enum Input {
         ran: Duration,
     },
     /// `Action::Check`'s outcome: whether `haproxy -c` accepts the candidate, else HAProxy's complaint.
-    Checked(Result<(), String>),
+    Checked(Result<(), ProcessError>),
     /// `Action::Run`'s outcome: every command went through, or the first that did not.
     Ran(Result<(), CommandFailure>),
     /// `Action::QueryServers`' outcome.
     ServersState {
         backend: String,
-        result: Result<BTreeMap<String, ServerStatus>, String>,
+        result: Result<BTreeMap<String, ServerStatus>, RuntimeError>,
     },
     /// `Action::SaveState`'s outcome: false while the writer is still busy with the last snapshot.
     StateSaved(bool),

@@ -175,9 +175,9 @@ impl Sources {
     /// SIGHUP: proxymgr.yml and its HAProxy binary again. An invalid file changes nothing (and is logged).
     fn read_config(&self) -> Option<(Config, Binary)> {
         log::info!("SIGHUP: re-reading {}", self.config_file.display());
-        let read = Config::load(&self.config_file)
-            .map_err(|e| e.to_string())
-            .and_then(|config| Instance::locate(&config.haproxy.path).map(|binary| (config, binary)));
+        let read = Config::load(&self.config_file).map_err(|e| e.to_string()).and_then(|config| {
+            Instance::locate(&config.haproxy.path).map(|binary| (config, binary)).map_err(|e| e.to_string())
+        });
         read.map_err(|e| log::error!("{e}; keeping the running configuration")).ok()
     }
 }

@@ -28,7 +28,7 @@ impl Core {
     pub(super) fn drift_result(
         &mut self,
         backend: &str,
-        result: Result<BTreeMap<String, ServerStatus>, String>,
+        result: Result<BTreeMap<String, ServerStatus>, RuntimeError>,
         now: Instant,
     ) {
         let Work::Drift { pending } = &mut self.work else { return };

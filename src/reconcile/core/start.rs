@@ -67,7 +67,7 @@ impl Core {
     }
 
     /// While a new process starts: whether it answers on the socket yet.
-    pub(super) fn confirm(&mut self, serving: Result<u32, String>, now: Instant) {
+    pub(super) fn confirm(&mut self, serving: Result<u32, RuntimeError>, now: Instant) {
         let Phase::Starting(starting) = &mut self.phase else { return };
         starting.asked = false;
         let (pid, elapsed) = (starting.pid, now.saturating_duration_since(starting.since));
@@ -77,7 +77,7 @@ impl Core {
             }
             _ if elapsed < START_TIMEOUT => return,
             result => {
-                let why = result.map_or_else(|e| e, |other| format!("pid {other} answers"));
+                let why = result.map_or_else(|e| e.to_string(), |other| format!("pid {other} answers"));
                 log::warn!("haproxy[{pid}] did not answer on its socket within {START_TIMEOUT:?} ({why}); assuming it serves");
             }
         }
@@ -121,12 +121,12 @@ impl Core {
     /// `haproxy -c`'s word on the config of a process that exited before it served. Rejected: the config is kept
     /// aside and not tried again until it changes, and the process it was to replace serves on. Accepted: the
     /// process failed for another reason; its config becomes haproxy.cfg, and HAProxy starts again with backoff.
-    pub(super) fn judged(&mut self, result: Result<(), String>, now: Instant) {
+    pub(super) fn judged(&mut self, result: Result<(), ProcessError>, now: Instant) {
         let Work::Judging { pid, how, ran } = std::mem::replace(&mut self.work, Work::Idle) else { return };
         let Phase::Starting(starting) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         match result {
             Err(reason) => {
-                self.actions.push_back(Action::Reject { reason });
+                self.actions.push_back(Action::Reject { reason: reason.to_string() });
                 self.rejected = Some(starting.skeleton);
                 // The serving process's state is what it was; the pids are back to what they were.
                 self.dirty_all = true;

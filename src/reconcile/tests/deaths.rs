@@ -31,21 +31,21 @@ fn a_haproxy_that_ran_long_is_restarted_at_once_after_a_short_backoff() {
 #[test]
 fn a_start_that_cannot_spawn_is_retried_with_backoff() {
     let mut story = Story::new();
-    story.world.start = Err(StartFailure::Spawn("permission denied".into()));
+    story.world.start = Starts::NoSpawn;
     story.input(0, services(&[("web", 8080)]));
     assert!(started(&story.input(10, servers("web", 0, &[1]))));
     assert_eq!(story.wake(), Some(210));
-    story.world.start = Ok(());
+    story.world.start = Starts::Yes;
     assert!(started(&story.tick(210)));
 }
 
 #[test]
 fn a_candidate_that_cannot_be_written_is_tried_again_at_the_next_wake_without_backoff() {
     let mut story = Story::new();
-    story.world.start = Err(StartFailure::Write("read-only file system".into()));
+    story.world.start = Starts::NoWrite;
     story.input(0, services(&[("web", 8080)]));
     assert!(started(&story.input(10, servers("web", 0, &[1]))));
     assert_eq!(story.wake(), Some(1000), "the state file's wake, not a restart's");
-    story.world.start = Ok(());
+    story.world.start = Starts::Yes;
     assert!(started(&story.tick(1000)));
 }

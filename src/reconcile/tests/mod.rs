@@ -12,8 +12,10 @@ use super::core::{Core, Outcome};
 use super::messages::{Action, CommandFailure, Input, StartFailure};
 use crate::config::{Config, ServiceConfigSource};
 use crate::haproxy::command::{Command, Refusal, State};
-use crate::haproxy::process::Binary;
-use crate::haproxy::runtime::ServerStatus;
+use crate::haproxy::listeners::ListenerError;
+use crate::haproxy::process::{Binary, ProcessError};
+use crate::haproxy::runtime::{RuntimeError, ServerStatus};
+use crate::haproxy::InstallError;
 use crate::plan::ReloadReason;
 use crate::service::{Server, ServiceSpec, WatcherSpec};
 use crate::state::SavedService;
@@ -27,13 +29,13 @@ struct World {
     answers: bool,
     /// Commands (as HAProxy reads them, by prefix) that fail, and how.
     refuse: Vec<(&'static str, Option<Refusal>)>,
-    /// `haproxy -c`'s verdict on a candidate.
-    check: Result<(), String>,
+    /// `haproxy -c`'s verdict on a candidate: None accepts it, else HAProxy's complaint.
+    check: Option<&'static str>,
     /// What the next `Reap` finds.
     exit: Option<(u32, Duration)>,
     /// Ports another program holds.
     taken: BTreeSet<u16>,
-    start: Result<(), StartFailure>,
+    start: Starts,
     /// `show servers state` per backend.
     servers_state: BTreeMap<String, BTreeMap<String, ServerStatus>>,
 }
@@ -44,13 +46,27 @@ impl Default for World {
             next_pid: 100,
             answers: true,
             refuse: vec![],
-            check: Ok(()),
+            check: None,
             exit: None,
             taken: BTreeSet::new(),
-            start: Ok(()),
+            start: Starts::Yes,
             servers_state: BTreeMap::new(),
         }
     }
+}
+
+/// Whether a new HAProxy starts.
+#[derive(Clone, Copy)]
+enum Starts {
+    Yes,
+    /// The process cannot be spawned.
+    NoSpawn,
+    /// The candidate config cannot be written.
+    NoWrite,
+}
+
+fn io(kind: std::io::ErrorKind) -> std::io::Error {
+    std::io::Error::from(kind)
 }
 
 impl World {
@@ -63,7 +79,10 @@ impl World {
                         (
                             p,
                             if self.taken.contains(&p) {
-                                Err("Address already in use".into())
+                                Err(ListenerError {
+                                    addr: ([127, 0, 0, 1], p).into(),
+                                    source: io(std::io::ErrorKind::AddrInUse),
+                                })
                             } else {
                                 Ok(1000 + p as i32)
                             },
@@ -71,16 +90,28 @@ impl World {
                     })
                     .collect(),
             ),
-            Action::Start { .. } => match self.start.clone() {
-                Ok(()) => {
+            Action::Start { .. } => match self.start {
+                Starts::Yes => {
                     self.next_pid += 1;
                     Input::Started { pid: self.next_pid }
                 }
-                Err(failure) => Input::StartFailed(failure),
+                Starts::NoSpawn => Input::StartFailed(StartFailure::Spawn {
+                    path: "/usr/sbin/haproxy".into(),
+                    source: io(std::io::ErrorKind::PermissionDenied),
+                }),
+                Starts::NoWrite => Input::StartFailed(StartFailure::Write(InstallError::Write {
+                    path: "/etc/haproxy/haproxy.cfg".into(),
+                    source: io(std::io::ErrorKind::PermissionDenied),
+                })),
             },
-            Action::AskServing { pid } => {
-                Input::Serving(if self.answers { Ok(*pid) } else { Err("connection refused".into()) })
-            }
+            Action::AskServing { pid } => Input::Serving(if self.answers {
+                Ok(*pid)
+            } else {
+                Err(RuntimeError::Io {
+                    path: "/run/haproxy.sock".into(),
+                    source: io(std::io::ErrorKind::ConnectionRefused),
+                })
+            }),
             Action::Run(commands) => {
                 let failed = commands.iter().find_map(|command| {
                     let text = command.to_string();
@@ -98,14 +129,19 @@ impl World {
                 let (pid, ran) = self.exit.take()?;
                 Input::Exited { pid, how: "exit status 1".into(), ran }
             }
-            Action::Check => Input::Checked(self.check.clone()),
+            Action::Check => Input::Checked(match self.check {
+                None => Ok(()),
+                Some(reason) => {
+                    Err(ProcessError::Rejected { reason: reason.into(), status: "exit status 1".into() })
+                }
+            }),
             Action::QueryServers { backend } => Input::ServersState {
                 backend: backend.clone(),
-                result: self
-                    .servers_state
-                    .get(backend)
-                    .cloned()
-                    .ok_or_else(|| "No such backend.".to_string()),
+                result: self.servers_state.get(backend).cloned().ok_or_else(|| RuntimeError::Refused {
+                    command: format!("show servers state {backend}"),
+                    reply: "No such backend.".into(),
+                    refusal: Refusal::NoSuchBackend,
+                }),
             },
             Action::SaveState { .. } => Input::StateSaved(true),
             _ => return None,
@@ -293,7 +329,7 @@ fn rejected_story() -> Story {
     story.input(1001, servers("api", 1, &[1]));
     assert!(started(&story.tick(1051)));
     story.world.exit = Some((102, Duration::from_millis(30)));
-    story.world.check = Err("[ALERT] parsing [haproxy.cfg:12]: unknown keyword".into());
+    story.world.check = Some("[ALERT] parsing [haproxy.cfg:12]: unknown keyword");
     story
 }
 

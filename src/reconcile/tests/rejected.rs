@@ -39,7 +39,7 @@ fn server_changes_go_on_at_run_time_while_a_config_is_rejected() {
 #[test]
 fn a_start_that_fails_for_another_reason_is_retried_with_backoff() {
     let mut story = rejected_story();
-    story.world.check = Ok(());
+    story.world.check = None;
     let actions = story.input(1080, Input::Child);
     assert_eq!(kinds(&actions)[..3], ["Reap", "Check", "Accept"], "{actions:?}");
     assert_eq!(story.wake(), Some(1280), "0.2 s of backoff");

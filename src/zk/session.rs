@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, Receiver, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, WatcherType, ZkError, ZkState, ZooKeeper};
 
-use super::read;
+use super::read::{Readers, Stalled};
 use super::tree::{path_of, Answer, Call, Owner, Trees};
 use super::Error;
 use crate::backoff::Backoff;
@@ -59,11 +59,13 @@ impl Sessions {
         .ok_or_else(|| Error::NoFollower { ensemble: ensemble.to_string() })?;
         let (inbox_tx, inbox) = crossbeam_channel::unbounded();
         let link = Arc::new(Mutex::new(Link::Starting(Instant::now())));
-        let client = new_client(ensemble, 0, &inbox_tx, &link)?;
+        let client = Arc::new(new_client(ensemble, 0, &inbox_tx, &link)?);
         let _ = start.send(Follower {
             ensemble: ensemble.to_string(),
             generation: 0,
-            client: Arc::new(client),
+            readers: readers(&client, &inbox_tx),
+            unwatch: Vec::new(),
+            client,
             link,
             inbox,
             inbox_tx: inbox_tx.clone(),
@@ -196,7 +198,13 @@ fn close_in_background(client: Arc<ZooKeeper>) {
     }
 }
 
-/// Makes one call on `client`. Runs on the follower or one of its readers.
+/// The readers that make `client`'s calls.
+fn readers(client: &Arc<ZooKeeper>, inbox: &Sender<Message>) -> Readers<Call, Answer> {
+    let (client, inbox) = (client.clone(), inbox.clone());
+    Readers::new("zk-read", move |call| make(&client, &inbox, call))
+}
+
+/// Makes one call on `client`. Runs on one of its readers, never on the follower: a call may block for good.
 fn make(client: &ZooKeeper, inbox: &Sender<Message>, call: Call) -> Answer {
     match call {
         Call::Watch { root, unregister } => {
@@ -227,6 +235,10 @@ fn make(client: &ZooKeeper, inbox: &Sender<Message>, call: Call) -> Answer {
             Err(ZkError::NoNode) => Answer::Read { root, name, data: None },
             Err(error) => Answer::Failed { call: Call::Read { root, name }, error },
         },
+        Call::Unwatch { root } => match client.remove_watches(&root, WatcherType::Any) {
+            Ok(()) => Answer::Unwatched,
+            Err(error) => Answer::Failed { call: Call::Unwatch { root }, error },
+        },
     }
 }
 
@@ -236,6 +248,10 @@ struct Follower {
     /// The client and its generation, which goes up with every renewal.
     generation: u64,
     client: Arc<ZooKeeper>,
+    /// The threads that make the client's calls.
+    readers: Readers<Call, Answer>,
+    /// Roots whose watch is to be removed (their last owner is gone), before any other call is made.
+    unwatch: Vec<String>,
     /// The connection's state across clients, for logging an outage once with its length.
     link: Arc<Mutex<Link>>,
     inbox: Receiver<Message>,
@@ -286,30 +302,39 @@ impl Follower {
             Message::Reconnected { .. } => {}
             Message::Expired { generation } => self.renew(generation),
             Message::Follow { id, root, owner } => self.trees.follow(id, root, owner),
-            Message::Unfollow { id } => {
-                if let Some(root) = self.trees.unfollow(id) {
-                    if let Err(e) = self.client.remove_watches(&root, WatcherType::Any) {
-                        log::debug!("zookeeper {}: remove watch on {root}: {e:?}", self.ensemble);
-                    }
-                }
-            }
+            Message::Unfollow { id } => self.unwatch.extend(self.trees.unfollow(id)),
         }
     }
 
     /// Makes the calls every tree needs, many at once (a start, a reconnect) on up to READERS threads; until
     /// every call works again the last known children stand: nothing is reported, nothing removed.
     fn work(&mut self) {
+        let generation = self.generation;
+        // A watch whose tree is gone is removed first, in a round of its own: should the same root be followed
+        // again, its new watch must not be the one removed.
+        let unwatch: Vec<Call> = self.unwatch.drain(..).map(|root| Call::Unwatch { root }).collect();
+        let ensemble = self.ensemble.as_str();
+        let unwatched = self.readers.run(
+            unwatch,
+            |answer| {
+                if let Answer::Failed { call, error } = answer {
+                    log::debug!("zookeeper {ensemble}: {call}: {error:?}");
+                }
+                Vec::new()
+            },
+            SESSION_TIMEOUT,
+        );
+        if let Err(stalled) = unwatched {
+            return self.stalled(stalled, generation);
+        }
         let calls = self.trees.start();
         if calls.is_empty() {
             return;
         }
-        let generation = self.generation;
-        let (client, inbox, ensemble) = (&*self.client, &self.inbox_tx, self.ensemble.as_str());
         let trees = &mut self.trees;
         let mut first_error = None;
-        read::run(
+        let settled = self.readers.run(
             calls,
-            |call| make(client, inbox, call),
             |answer| {
                 if let Answer::Failed { call, error } = &answer {
                     first_error.get_or_insert_with(|| Error::Call {
@@ -320,7 +345,11 @@ impl Follower {
                 }
                 trees.settle(answer)
             },
+            SESSION_TIMEOUT,
         );
+        if let Err(stalled) = settled {
+            return self.stalled(stalled, generation);
+        }
         let Some(e) = first_error else {
             self.failing = None;
             self.backoff.reset();
@@ -338,6 +367,22 @@ impl Follower {
         }
     }
 
+    /// No answer came for a session timeout: the client is stuck (a call the crate neither answers nor fails),
+    /// and only a new one reads again. The stuck reader goes with the old client.
+    fn stalled(&mut self, stalled: Stalled, generation: u64) {
+        log::warn!(
+            "zookeeper {}: {} call(s) unanswered for {SESSION_TIMEOUT:?}; starting a new session, serving the \
+             last known state meanwhile",
+            self.ensemble,
+            stalled.open
+        );
+        self.renew(generation);
+        if self.renew_due {
+            // No new client yet: what was asked is asked again, of the old one, at the next retry.
+            self.failing.get_or_insert((Instant::now(), generation));
+        }
+    }
+
     /// Replaces client `generation` with a new one (the crate cannot revive an expired session, nor one whose
     /// server lost its data). Every tree is armed and read again on it.
     fn renew(&mut self, generation: u64) {
@@ -348,7 +393,9 @@ impl Follower {
             Ok(client) => {
                 log::info!("zookeeper {}: new client (generation {})", self.ensemble, generation + 1);
                 self.generation = generation + 1;
-                close_in_background(std::mem::replace(&mut self.client, Arc::new(client)));
+                let client = Arc::new(client);
+                self.readers = readers(&client, &self.inbox_tx);
+                close_in_background(std::mem::replace(&mut self.client, client));
                 self.failing = None;
                 self.renew_due = false;
                 self.trees.renewed();

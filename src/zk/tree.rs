@@ -120,12 +120,18 @@ pub(super) enum Call {
     List { root: String },
     /// Read the data of child `name` of `root`.
     Read { root: String, name: String },
+    /// Drop the watch on `root` and our callback for it: its last owner is gone. Made by the follower, not
+    /// asked for by the bookkeeping; its answer is settled by nobody.
+    Unwatch { root: String },
 }
 
 impl Call {
     fn root(&self) -> &str {
         match self {
-            Call::Watch { root, .. } | Call::List { root } | Call::Read { root, .. } => root,
+            Call::Watch { root, .. }
+            | Call::List { root }
+            | Call::Read { root, .. }
+            | Call::Unwatch { root } => root,
         }
     }
 }
@@ -137,6 +143,7 @@ impl fmt::Display for Call {
             Call::Watch { root, .. } => write!(f, "watch {root}"),
             Call::List { root } => write!(f, "list {root}"),
             Call::Read { root, name } => write!(f, "read {}", path_of(root, name)),
+            Call::Unwatch { root } => write!(f, "remove the watch on {root}"),
         }
     }
 }
@@ -147,6 +154,7 @@ pub(super) enum Answer {
     Watched { root: String },
     Listed { root: String, names: Option<Vec<String>> },
     Read { root: String, name: String, data: Option<Vec<u8>> },
+    Unwatched,
     Failed { call: Call, error: ZkError },
 }
 
@@ -155,6 +163,8 @@ impl Answer {
         match self {
             Answer::Watched { root } | Answer::Listed { root, .. } | Answer::Read { root, .. } => root,
             Answer::Failed { call, .. } => call.root(),
+            // Of no tree: nothing settles it.
+            Answer::Unwatched => "",
         }
     }
 }
@@ -320,6 +330,7 @@ impl Trees {
                 followed.failed = true;
                 Vec::new()
             }
+            Answer::Unwatched => Vec::new(),
         };
         followed.calls += next.len();
         if followed.calls == 0 && !followed.failed {

@@ -68,6 +68,7 @@ fn answer(nodes: Nodes, failing: Lines, call: Call) -> Answer {
             let data = nodes.iter().find(|(node, _)| *node == path).map(|(_, data)| data.as_bytes().to_vec());
             Answer::Read { root, name, data }
         }
+        Call::Unwatch { .. } => Answer::Unwatched,
     }
 }
 
@@ -241,4 +242,12 @@ fn a_node_that_is_a_root_and_a_child_is_news_for_both_trees() {
     trees.changed("/s/a", false);
     assert_eq!(round(&mut trees, edited, &[]), ["read /s/a", "list /s/a", "read /s/a/x"]);
     assert_eq!((heard(&services), heard(&servers)), (vec!["a=blob+".into()], vec!["x=1".into()]));
+}
+
+#[test]
+fn an_unwatch_answer_settles_no_tree() {
+    let mut trees = Trees::default();
+    trees.follow(1, "/s".into(), Box::new(|_: &Tree| panic!("told before the tree was read")));
+    let _ = trees.start();
+    assert!(trees.settle(Answer::Unwatched).is_empty());
 }

@@ -70,7 +70,8 @@ pub struct Writer {
     snapshots: Option<Sender<(PathBuf, State)>>,
 }
 
-fn save_logged(state: &State, path: &Path) {
+/// Writes `state` to `path`, logging a failure: nothing the caller could do about it.
+pub fn save_logged(state: &State, path: &Path) {
     if let Err(e) = state.save(path) {
         log::error!("state_file {}: cannot write: {e}", path.display());
     }

@@ -215,10 +215,7 @@ impl Instance {
         self.processes.stop(timeout);
         if let Some((path, services)) = save {
             // The pids go, as nothing runs any more.
-            let last = State { haproxy_pids: self.processes.pids(), services };
-            if let Err(e) = last.save(&path) {
-                log::error!("state_file {}: cannot write: {e}", path.display());
-            }
+            state::save_logged(&State { haproxy_pids: self.processes.pids(), services }, &path);
         }
     }
 }

@@ -1,6 +1,6 @@
-//! HAProxy's runtime API over the admin socket: sends the [`Command`]s of `command.rs`, each reply checked
-//! (a refusal typed as a [`Refusal`]), and the two queries it needs (`show info` for the serving pid, `show servers state` for one
-//! backend; never `show stat`, 11 MB at 50k servers).
+//! HAProxy's runtime API over the admin socket: sends the [`Command`]s of `command.rs`, each reply checked (a
+//! refusal typed as a [`Refusal`]), and the two queries it needs (`show info` for the serving pid, `show servers
+//! state` for one backend; never `show stat`, 11 MB at 50k servers).
 //!
 //! One connection in `prompt` mode is kept and reused (50-70 µs a command instead of 60-90 µs on a fresh one);
 //! any error drops it, and the next command connects again. After a reload the connection must be dropped:

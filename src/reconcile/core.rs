@@ -332,7 +332,7 @@ impl Core {
             }
             Input::Checked(result) => self.judged(result, now),
             Input::Ran(result) => self.ran(result, now),
-            Input::ServersState { backend, result } => self.drift_result(&backend, result, now),
+            Input::ServersState { backend, result } => self.drift_result(&backend, result),
             Input::StateSaved(accepted) => {
                 self.saving = false;
                 self.state_dirty &= !accepted;

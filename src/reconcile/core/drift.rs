@@ -29,7 +29,6 @@ impl Core {
         &mut self,
         backend: &str,
         result: Result<BTreeMap<String, ServerStatus>, RuntimeError>,
-        now: Instant,
     ) {
         let Work::Drift { pending } = &mut self.work else { return };
         *pending -= 1;
@@ -41,7 +40,6 @@ impl Core {
         if done {
             self.tidy();
         }
-        let _ = now;
     }
 
     pub(super) fn take_haproxys_word(&mut self, name: &str, actual: &BTreeMap<String, ServerStatus>) {

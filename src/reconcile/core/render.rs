@@ -1,6 +1,7 @@
 //! The pieces of haproxy.cfg, rendered when what they come from changed and cached until then.
 
 use super::*;
+use crate::reconcile::services::Service;
 
 impl Core {
     /// Renders what changed since the last render and the planner needs: the head and each service's skeleton.
@@ -9,7 +10,7 @@ impl Core {
             self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps));
         }
         let (renderer, fds, config, caps) = (&self.renderer, &self.fds, &self.config.haproxy, &self.caps);
-        let render = |name: &String, service: &mut crate::reconcile::services::Service| {
+        let render = |name: &String, service: &mut Service| {
             if service.skeleton.is_none() {
                 // Every service set up had its listener bound.
                 let fd = fds.get(&service.spec.port).copied().unwrap_or(-1);
@@ -51,7 +52,7 @@ impl Core {
     }
 
     /// A service's server lines, rendered if they are not yet.
-    pub(super) fn lines<'s>(&self, service: &'s crate::reconcile::services::Service) -> &'s str {
+    pub(super) fn lines<'s>(&self, service: &'s Service) -> &'s str {
         service.lines.get_or_init(|| self.renderer.servers(&service.spec, &service.servers))
     }
 

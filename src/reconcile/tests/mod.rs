@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::core::{Core, Outcome};
 use super::messages::{Action, CommandFailure, Input, StartFailure};
 use crate::config::{Config, ServiceConfigSource};
-use crate::haproxy::command::{Command, Refusal, State};
+use crate::haproxy::command::{Command, Refusal};
 use crate::haproxy::listeners::ListenerError;
 use crate::haproxy::process::{Binary, ProcessError};
 use crate::haproxy::runtime::{RuntimeError, ServerStatus};

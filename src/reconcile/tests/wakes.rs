@@ -8,7 +8,6 @@ fn an_idle_core_wakes_only_for_the_drift_check() {
     story.serving(0);
     story.tick(1000);
     assert_eq!(story.wake(), Some(30_000));
-    let _ = State::Ready;
 }
 
 #[test]

@@ -49,6 +49,8 @@ impl RunningServer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired<'a> {
     pub head: &'a str,
+    /// The config's `defaults` lines: their `default-server` line goes into `add server` too.
+    pub defaults: &'a [String],
     pub services: BTreeMap<&'a str, DesiredService<'a>>,
 }
 
@@ -103,6 +105,12 @@ pub enum ReloadReason {
         service: String,
         server: String,
     },
+    /// A new server that goes by reload: named by a host name (a server added at run time is not resolved),
+    /// or refused by `add server` for an option HAProxy takes only from a config.
+    ByReload {
+        service: String,
+        server: String,
+    },
     /// HAProxy refused a dynamic server of this service: its new servers take a reload from now on.
     DynamicRefused(String),
     /// A runtime command failed (the socket, or a refusal): a reload brings HAProxy to the desired state instead.
@@ -126,6 +134,9 @@ impl fmt::Display for ReloadReason {
             ReloadReason::TooOldToAdd { service, server } => {
                 write!(f, "service {service}: new server {server} (HAProxy too old to add it)")
             }
+            ReloadReason::ByReload { service, server } => {
+                write!(f, "service {service}: new server {server} (not one to add at run time)")
+            }
             ReloadReason::DynamicRefused(service) => {
                 write!(f, "service {service}: HAProxy refused a dynamic server")
             }
@@ -143,6 +154,9 @@ pub struct DesiredService<'a> {
     /// False once HAProxy refused a dynamic server for this service (its balance algorithm, an option dynamic
     /// servers do not take): its new servers then take a reload.
     pub dynamic: bool,
+    /// Its servers that go by reload, not `add server`: HAProxy refused them for an option it takes only from a
+    /// config.
+    pub by_reload: &'a BTreeSet<String>,
 }
 
 impl Desired<'_> {
@@ -227,7 +241,7 @@ pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, scope: Sc
     let tidy = scope == Scope::Tidy;
     for (name, have, want) in pairs {
         if scope.servers_of(name) {
-            plan_servers(&mut plan, name, have, want, caps, tidy);
+            plan_servers(&mut plan, name, have, want, desired.defaults, caps, tidy);
         }
     }
     plan
@@ -261,6 +275,7 @@ fn plan_servers(
     service: &str,
     have: &RunningService,
     want: &DesiredService,
+    defaults: &[String],
     caps: &Capabilities,
     tidy: bool,
 ) {
@@ -270,6 +285,7 @@ fn plan_servers(
     let mut found = 0;
     let first_step = plan.steps.len();
     let default_weight = effective_weight(None, want.spec);
+    let by_reload = |server: &Server| !want.by_reload.is_empty() && want.by_reload.contains(&server.name());
     for server in want.servers {
         name.clear();
         let _ = write!(name, "{}:{}", server.address, server.port);
@@ -292,12 +308,11 @@ fn plan_servers(
                     });
                 }
             }
+            None if caps.add_server && want.dynamic && (by_reload(server) || !server.has_ip()) => {
+                plan.reload.push(ReloadReason::ByReload { service: service.into(), server: name.clone() })
+            }
             None if caps.add_server && want.dynamic => {
-                let arguments = format!(
-                    "{}{}",
-                    server.endpoint(),
-                    crate::haproxy::render::server_arguments(want.spec, server, " ")
-                );
+                let arguments = crate::haproxy::render::add_arguments(defaults, want.spec, server);
                 let health =
                     want.spec.server_options.iter().any(|o| o.split_whitespace().any(|w| w == "check"));
                 plan.steps.push(Step::Add {

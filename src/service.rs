@@ -194,6 +194,9 @@ pub struct Server {
     pub weight: Option<u16>,
     /// Options of this server alone (Nerve's `haproxy_server_options`), after the service's on its line.
     pub options: Vec<String>,
+    /// Where the registry holds it (a ZooKeeper node's path), for the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// A server node in either format: the original's `address`, or Nerve's `host`.
@@ -237,7 +240,7 @@ impl Server {
     pub fn new(address: &str, port: i64) -> Result<Server, SpecError> {
         let port = check_port(port)?;
         check_address(address)?;
-        Ok(Server { address: address.to_string(), port, weight: None, options: Vec::new() })
+        Ok(Server { address: address.to_string(), port, weight: None, options: Vec::new(), origin: None })
     }
 
     /// `host:port`, `[v6]:port`, or a bare IPv6 address with a port after its last colon is not accepted: the
@@ -261,6 +264,11 @@ impl Server {
     /// The stable name both the running HAProxy and every rendered config know this server by.
     pub fn name(&self) -> String {
         format!("{}:{}", self.address, self.port)
+    }
+
+    /// Whether it is named by an IP address, not a host name.
+    pub fn has_ip(&self) -> bool {
+        self.address.parse::<std::net::IpAddr>().is_ok()
     }
 
     /// The address as a `server` line takes it; IPv6 needs brackets to keep the port apart.

@@ -131,9 +131,6 @@ impl Refusal {
 
     /// Whether it holds for every server of the backend, not only for the one refused: asking again for the next
     /// server of the backend is then pointless.
-    // The core still treats every refused `add server` as backend-wide, as before the refusal was typed; telling
-    // the two apart (a server quarantined alone) is the next change's (issue 12).
-    #[allow(dead_code)]
     pub fn backend_wide(&self) -> bool {
         matches!(self, Refusal::BackendNotDynamic | Refusal::NoSuchBackend)
     }

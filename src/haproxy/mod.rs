@@ -37,6 +37,8 @@ pub struct Capabilities {
     pub idle_close_on_response: bool,
     /// `hard-stop-after` (1.7).
     pub hard_stop_after: bool,
+    /// A server's `init-addr` (1.7).
+    pub init_addr: bool,
 }
 
 impl Capabilities {
@@ -46,6 +48,7 @@ impl Capabilities {
             add_server: at_least(version, (2, 5)),
             idle_close_on_response: at_least(version, (2, 6)),
             hard_stop_after: at_least(version, (1, 7)),
+            init_addr: at_least(version, (1, 7)),
         }
     }
 }
@@ -302,7 +305,7 @@ mod tests {
             // The kernel picks the port as the socket binds: two tests running at once cannot share it.
             let (_, fd) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
             text.push_str(&renderer.listen(name, fd, spec, &config, &caps));
-            text.push_str(&renderer.servers(spec, &servers));
+            text.push_str(&renderer.servers(spec, &servers, &config.defaults, &caps));
             fds.push(fd);
         }
         (text, fds)

@@ -118,14 +118,28 @@ impl Renderer {
     }
 
     /// The `server` lines of a service. `servers` must be sorted, so that equal sets render equal text.
-    pub fn servers(&self, spec: &ServiceSpec, servers: &[Server]) -> String {
+    /// `defaults` are the config's `defaults` lines, for their `default-server` line.
+    pub fn servers(
+        &self,
+        spec: &ServiceSpec,
+        servers: &[Server],
+        defaults: &[String],
+        caps: &Capabilities,
+    ) -> String {
+        let sets_init_addr = default_server(defaults, &spec.listen_options)
+            .chain(spec.server_options.iter().map(String::as_str))
+            .any(|line| line.split_whitespace().any(|w| w == "init-addr"));
         let servers = Servers {
             servers: servers
                 .iter()
-                .map(|s| ServerLine {
-                    name: s.name(),
-                    endpoint: s.endpoint(),
-                    options: server_arguments(spec, s, " "),
+                .map(|s| {
+                    let mut options = server_arguments(spec, s, " ");
+                    if !s.has_ip() && caps.init_addr && !sets_init_addr && !options.contains("init-addr") {
+                        // A name that does not resolve starts the server in maintenance instead of failing
+                        // the whole config.
+                        options.push_str(" init-addr libc,none");
+                    }
+                    ServerLine { name: s.name(), endpoint: s.endpoint(), options }
                 })
                 .collect(),
         };
@@ -133,6 +147,28 @@ impl Renderer {
             .render("servers", &servers)
             .expect("server lines render: their context has no optional field")
     }
+}
+
+/// The arguments of `add server` for `server`: its address, then what its line in a config would get from the
+/// `default-server` lines (HAProxy applies those to servers of a config only), then its own arguments; later
+/// keywords override earlier ones, as they do on a line.
+pub fn add_arguments(defaults: &[String], spec: &ServiceSpec, server: &Server) -> String {
+    let mut text = server.endpoint();
+    for line in default_server(defaults, &spec.listen_options) {
+        text.push(' ');
+        text.push_str(line);
+    }
+    text.push_str(&server_arguments(spec, server, " "));
+    text
+}
+
+/// The arguments of the `default-server` lines of `defaults` and then of a service's listen options.
+pub fn default_server<'a>(defaults: &'a [String], listen: &'a [String]) -> impl Iterator<Item = &'a str> {
+    defaults.iter().chain(listen).filter_map(|line| {
+        let line = line.trim_start();
+        let rest = line.strip_prefix("default-server")?;
+        rest.starts_with(char::is_whitespace).then(|| rest.trim())
+    })
 }
 
 /// What follows the address on a server's line (and in `add server`): its weight, the service's options, then
@@ -225,7 +261,7 @@ mod tests {
     #[test]
     fn listen_snapshot() {
         let r = Renderer::default();
-        let text = r.listen("web", 7, &web(), &config(), &V26) + &r.servers(&web(), &servers());
+        let text = r.listen("web", 7, &web(), &config(), &V26) + &r.servers(&web(), &servers(), &[], &V26);
         expect![[r#"
 
             listen web
@@ -270,8 +306,8 @@ mod tests {
             listen empty
               bind fd@3
         "#]]
-        .assert_eq(&(r.listen("empty", 3, &spec, &config(), &V26) + &r.servers(&spec, &[])));
-        assert_eq!(r.servers(&spec, &servers()[..1]), "  server 127.0.0.1:9001 127.0.0.1:9001\n");
+        .assert_eq(&(r.listen("empty", 3, &spec, &config(), &V26) + &r.servers(&spec, &[], &[], &V26)));
+        assert_eq!(r.servers(&spec, &servers()[..1], &[], &V26), "  server 127.0.0.1:9001 127.0.0.1:9001\n");
     }
 
     #[test]

@@ -31,8 +31,9 @@ fn desired(servers: &[Server]) -> Desired<'static> {
         spec: leak(spec(&["check"])),
         servers: leak(servers.to_vec()),
         dynamic: true,
+        by_reload: leak(BTreeSet::new()),
     };
-    Desired { head: "head", services: [("web", service)].into() }
+    Desired { head: "head", defaults: &[], services: [("web", service)].into() }
 }
 
 fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'static> {
@@ -251,4 +252,38 @@ fn applying_the_steps_reaches_the_desired_state() {
     );
     let tidy = plan(&running, &desired, &V26, Scope::Tidy);
     assert_eq!(tidy.steps, vec![Step::Delete { service: "web".into(), server: a.name() }]);
+}
+
+#[test]
+fn a_server_added_at_run_time_gets_what_default_server_gives_a_reloaded_one() {
+    let running = running(&[server(1, None)], &[]);
+    let mut desired = desired(&[server(1, None), server(2, Some(5))]);
+    let defaults = ["mode tcp".to_string(), "default-server inter 1s fall 2 maxconn 7".to_string()];
+    desired.defaults = leak(defaults.to_vec());
+    let mut spec = desired.services["web"].spec.clone();
+    spec.listen_options = vec!["  default-server  rise 3".into(), "default-servers x".into()];
+    desired.services.get_mut("web").unwrap().spec = leak(spec);
+    let plan = plan(&running, &desired, &V26, Scope::All);
+    let Some(Step::Add { arguments, .. }) = plan.steps.first() else { panic!("{plan:?}") };
+    assert_eq!(
+        arguments, "10.0.0.1:2 inter 1s fall 2 maxconn 7 rise 3 weight 5 check",
+        "defaults' default-server, then the service's, then the server's own: later words override earlier ones"
+    );
+}
+
+#[test]
+fn servers_named_by_host_names_or_held_for_reload_are_not_added_at_run_time() {
+    let running = running(&[server(1, None)], &[]);
+    let named = Server::new("web2.example", 80).unwrap();
+    let mut desired = desired(&[server(1, None), server(3, None), named]);
+    desired.services.get_mut("web").unwrap().by_reload = leak(BTreeSet::from([server(3, None).name()]));
+    let plan = plan(&running, &desired, &V26, Scope::All);
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert_eq!(
+        plan.reload,
+        [
+            ReloadReason::ByReload { service: "web".into(), server: "10.0.0.1:3".into() },
+            ReloadReason::ByReload { service: "web".into(), server: "web2.example:80".into() },
+        ]
+    );
 }

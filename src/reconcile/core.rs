@@ -30,6 +30,7 @@ use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
 use super::messages::{Action, CommandFailure, Input, StartFailure};
+use super::quarantine::{self, Culprit, Layout, Piece, Quarantine, Refused};
 use super::services::{changes, Services};
 
 mod converge;
@@ -118,6 +119,10 @@ pub struct Core {
     rejected: Option<String>,
     /// Services whose dynamic servers HAProxy refused, with the server options it refused them under.
     no_dynamic: BTreeMap<String, Vec<String>>,
+    /// Servers and service specs HAProxy will not take, held out until they change.
+    quarantine: Quarantine,
+    /// Each service's spec as the serving process has it: what a service whose new spec HAProxy rejects keeps.
+    served_specs: BTreeMap<String, ServiceSpec>,
     /// Whether haproxy.cfg on disk lags behind runtime changes, and when it may be written next.
     file_stale: bool,
     /// Whether the last converge wanted a reload: the file then waits for it (or for the rejected config to
@@ -183,6 +188,8 @@ impl Core {
             last_reload: None,
             rejected: None,
             no_dynamic: BTreeMap::new(),
+            quarantine: Quarantine::default(),
+            served_specs: BTreeMap::new(),
             file_stale: false,
             wants_reload: false,
             file_due: now,
@@ -277,8 +284,8 @@ impl Core {
         match input {
             Input::Services { source, services } => {
                 if source == self.source {
-                    self.registry = Some(services.clone());
-                    self.follow_registry(services, None, now);
+                    self.registry = Some(services);
+                    self.follow_registry_again(now);
                 }
             }
             Input::Servers { service, generation, servers } => {
@@ -351,9 +358,7 @@ impl Core {
         if self.retry_blocked_at.is_some_and(|at| at <= now) {
             // Set again if some service is still blocked; what came from the state file is not retried.
             self.retry_blocked_at = None;
-            if let Some(registry) = self.registry.clone() {
-                self.follow_registry(registry, None, now);
-            }
+            self.follow_registry_again(now);
         }
         if self.next_drift_check.is_some_and(|at| at <= now) {
             self.check_drift(now);

@@ -8,6 +8,7 @@
 
 mod core;
 mod messages;
+mod quarantine;
 mod services;
 #[cfg(test)]
 mod tests;

@@ -13,10 +13,14 @@ use crate::plan::{Desired, DesiredService, Scope};
 use crate::service::{Server, ServiceSpec};
 
 use super::messages::Action;
+use super::quarantine::Quarantine;
 
 pub struct Service {
     pub spec: ServiceSpec,
-    /// As its watcher reported them; shared with state-file snapshots.
+    /// As its watcher reported them.
+    pub reported: Arc<Vec<Server>>,
+    /// What HAProxy is to have: the reported servers but those quarantined (the same `Arc` when none is);
+    /// shared with state-file snapshots.
     pub servers: Arc<Vec<Server>>,
     /// Its watcher's: a report of an older watcher is ignored.
     pub generation: u64,
@@ -162,6 +166,7 @@ impl Services {
                 self.awaiting.insert((now, name.to_string()));
                 let service = Service {
                     spec: spec.clone(),
+                    reported: Arc::default(),
                     servers: Arc::default(),
                     generation,
                     awaiting_since: Some(now),
@@ -186,7 +191,9 @@ impl Services {
     pub fn desired<'a>(
         &'a self,
         head: &'a str,
+        defaults: &'a [String],
         no_dynamic: &BTreeMap<String, Vec<String>>,
+        quarantine: &'a Quarantine,
         scope: Scope,
     ) -> Desired<'a> {
         let of = |name: &'a String, s: &'a Service| {
@@ -195,6 +202,7 @@ impl Services {
                 spec: &s.spec,
                 servers: s.servers.as_slice(),
                 dynamic: no_dynamic.get(name) != Some(&s.spec.server_options),
+                by_reload: quarantine.by_reload(name),
             };
             (name.as_str(), desired)
         };
@@ -204,7 +212,7 @@ impl Services {
             }
             _ => self.map.iter().map(|(n, s)| of(n, s)).collect(),
         };
-        Desired { head, services }
+        Desired { head, defaults, services }
     }
 
     /// The ports every service needs.

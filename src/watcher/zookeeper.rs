@@ -63,7 +63,7 @@ pub fn follow(
                 Children::Hosts { port } => Server::new(name, i64::from(port)),
             };
             match server {
-                Ok(server) => servers.push(server),
+                Ok(server) => servers.push(Server { origin: Some(tree.path_of(name)), ..server }),
                 Err(e) => {
                     if skipped.get(name) != Some(data) {
                         log::error!(

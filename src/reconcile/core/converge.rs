@@ -34,6 +34,9 @@ pub(super) struct Carried {
     pub(super) applied: usize,
     /// Services whose dynamic servers HAProxy refused.
     pub(super) refused: Vec<String>,
+    /// Servers `add server` refused for a reason of their own, with whether a reload would refuse them too
+    /// (they are held out then), and HAProxy's reply.
+    pub(super) servers: Vec<(String, Server, Refused, String)>,
     /// Why the rest was not carried out.
     pub(super) failure: Option<ReloadReason>,
 }
@@ -83,7 +86,13 @@ impl Core {
         let render_time = (self.measure)() - started;
         let started = (self.measure)();
         let head = self.head.as_deref().unwrap_or_default();
-        let desired = self.services.desired(head, &self.no_dynamic, scope);
+        let desired = self.services.desired(
+            head,
+            &self.config.haproxy.defaults,
+            &self.no_dynamic,
+            &self.quarantine,
+            scope,
+        );
         let Some(running) = self.running.as_ref() else { return };
         let plan = plan(running, &desired, &self.caps, scope);
         let plan_time = (self.measure)() - started;
@@ -106,6 +115,16 @@ impl Core {
 
     /// A step's commands went through, or one failed.
     pub(super) fn ran(&mut self, result: Result<(), CommandFailure>, now: Instant) {
+        // The options every server of a refused server's service gets, which tell whom a refusal is about.
+        let shared: Vec<String> = match (&self.work, &result) {
+            (Work::Steps(steps), Err(_)) => {
+                match steps.sent.as_ref().and_then(|s| self.services.map.get(s.service())) {
+                    Some(s) => self.shared_options(&s.spec).into_iter().map(String::from).collect(),
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
         let Work::Steps(steps) = &mut self.work else { return };
         let Some(step) = steps.sent.take() else { return };
         match result {
@@ -118,15 +137,29 @@ impl Core {
             Err(failure) => match steps.after {
                 // One at a time: a server that still has connections stays until the next check.
                 After::Tidy => log::debug!("{}; it stays in maintenance for now", failure.message),
-                After::Converge(_)
-                    if matches!(failure.command, Command::AddServer { .. }) && failure.refusal.is_some() =>
-                {
-                    let service = step.service().to_string();
-                    log::warn!(
-                        "service {service}: {}; its new servers take a reload until its server options change",
-                        failure.message
-                    );
-                    steps.carried.refused.push(service);
+                After::Converge(_) if matches!(failure.command, Command::AddServer { .. }) => {
+                    let (Step::Add { service, server, .. }, Some(refusal)) = (&step, &failure.refusal) else {
+                        log::error!("{}; falling back to a reload", failure.message);
+                        steps.carried.failure = Some(ReloadReason::RuntimeFailed(failure.message));
+                        steps.queue.clear();
+                        return self.steps_done(now);
+                    };
+                    let shared: Vec<&str> = shared.iter().map(String::as_str).collect();
+                    match quarantine::refused(refusal, &shared, server) {
+                        Refused::Backend => {
+                            log::warn!(
+                                "service {service}: {}; its new servers take a reload until its server options change",
+                                failure.message
+                            );
+                            steps.carried.refused.push(service.clone());
+                        }
+                        how => steps.carried.servers.push((
+                            service.clone(),
+                            server.clone(),
+                            how,
+                            failure.message,
+                        )),
+                    }
                 }
                 After::Converge(_) => {
                     if !matches!(step, Step::Delete { .. }) {
@@ -137,9 +170,12 @@ impl Core {
                 }
             },
         }
-        if !steps.queue.is_empty() {
-            return;
+        if steps.queue.is_empty() {
+            self.steps_done(now);
         }
+    }
+
+    fn steps_done(&mut self, now: Instant) {
         let Work::Steps(steps) = std::mem::replace(&mut self.work, Work::Idle) else { return };
         match steps.after {
             After::Converge(converging) => self.converged(*converging, steps.carried, now),
@@ -168,6 +204,21 @@ impl Core {
             changed.map_or_else(|| "all".to_string(), |s| s.len().to_string())
         );
         self.file_stale |= carried.applied > 0;
+        for (service, server, how, reason) in carried.servers {
+            let Some(s) = self.services.map.get(&service) else { continue };
+            let out = how == Refused::Server;
+            if self.quarantine.hold(&service, &s.spec, &server, out) {
+                let origin = server.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
+                let what = if out { "held out until its registration changes" } else { "it goes by reload" };
+                log::warn!("service {service}: server {server}{origin}: {reason}; {what}");
+            }
+            if out {
+                self.admit(&service);
+                self.dirty.insert(service);
+            } else {
+                reasons.push(ReloadReason::ByReload { service, server: server.name() });
+            }
+        }
         for service in carried.refused {
             let options = self.services.map.get(&service).map(|s| s.spec.server_options.clone());
             self.no_dynamic.insert(service.clone(), options.unwrap_or_default());

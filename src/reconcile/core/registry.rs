@@ -34,17 +34,31 @@ impl Core {
         }
     }
 
+    /// Follows the registry's last set again, as HAProxy is to get it (specs it rejected left as they were).
+    pub(super) fn follow_registry_again(&mut self, now: Instant) {
+        if let Some(registry) = &self.registry {
+            let registry = self.quarantine.specs(registry.clone(), &self.served_specs);
+            self.follow_registry(registry, None, now);
+        }
+    }
+
     pub(super) fn follow(&mut self, now: Instant) {
         let Some(Following { registry, restore }) = self.following.take() else { return };
         // Services may have come or gone: the next plan looks at every one.
         self.reshaped = true;
         let changed = self.services.follow(&registry, &self.fds, &self.bind_errors, now, &mut self.actions);
+        let services = &self.services;
+        self.quarantine.retain(|name| services.map.contains_key(name));
+        for name in &changed {
+            // Its server options may have changed: what was held out under the old ones is tried again.
+            self.admit(name);
+        }
         self.dirty.extend(changed);
         for (name, saved) in restore.into_iter().flatten() {
             let Some(service) = self.services.map.get_mut(&name) else { continue };
             if service.awaiting_since.is_some() {
-                service.servers = saved.servers;
-                service.lines = OnceCell::new();
+                service.reported = saved.servers;
+                self.admit(&name);
                 self.services.reported(&name);
             }
         }
@@ -64,7 +78,7 @@ impl Core {
             return;
         };
         let allow_empty = s.spec.allow_empty;
-        let last = s.servers.len();
+        let last = s.reported.len();
         if servers.is_empty() && last > 0 && !allow_empty {
             self.services.reported(&service);
             log::warn!(
@@ -73,12 +87,24 @@ impl Core {
             );
             return;
         }
-        log::info!("service {service}: {} server(s): {}", servers.len(), changes(&s.servers, &servers));
-        s.servers = servers;
-        s.lines = OnceCell::new();
+        log::info!("service {service}: {} server(s): {}", servers.len(), changes(&s.reported, &servers));
+        s.reported = servers;
+        self.admit(&service);
         self.services.reported(&service);
         self.last_report = now;
         self.dirty.insert(service);
+    }
+
+    /// Sets a service's servers to those reported but the ones quarantined; those whose registration changed
+    /// are tried again.
+    pub(super) fn admit(&mut self, name: &str) {
+        let Some(s) = self.services.map.get_mut(name) else { return };
+        let (servers, again) = self.quarantine.admit(name, &s.spec, &s.reported);
+        for server in again {
+            log::info!("service {name}: server {server} changed or left; no longer held out");
+        }
+        s.servers = servers;
+        s.lines = OnceCell::new();
     }
 
     /// At start, while the registry does not answer: serve what the state file says was served.

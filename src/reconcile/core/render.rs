@@ -42,18 +42,51 @@ impl Core {
     /// rendered here, not when servers change: only the file needs them, and it is written after HAProxy got
     /// the change.
     pub(super) fn config_text(&mut self) -> String {
+        self.compose(None)
+    }
+
+    /// The whole haproxy.cfg for a candidate, with whom each of its lines belongs to: HAProxy's complaints
+    /// name lines.
+    pub(super) fn candidate_text(&mut self) -> (String, Layout) {
+        let mut layout = Layout::default();
+        let text = self.compose(Some(&mut layout));
+        (text, layout)
+    }
+
+    fn compose(&mut self, mut layout: Option<&mut Layout>) -> String {
         self.refresh_renders(Scope::All);
         let mut text = self.head.clone().unwrap_or_default();
-        for service in self.services.map.values() {
-            text.push_str(service.skeleton.as_deref().unwrap_or_default());
+        if let Some(layout) = layout.as_deref_mut() {
+            layout.push(Piece::Head, &text);
+        }
+        for (name, service) in &self.services.map {
+            let skeleton = service.skeleton.as_deref().unwrap_or_default();
+            text.push_str(skeleton);
             text.push_str(self.lines(service));
+            if let Some(layout) = layout.as_deref_mut() {
+                // The server lines are one a server, in order.
+                layout.push(Piece::Listen(name.clone()), skeleton);
+                for server in service.servers.iter() {
+                    layout.push(Piece::Server(name.clone(), server.name()), "\n");
+                }
+            }
         }
         text
     }
 
     /// A service's server lines, rendered if they are not yet.
     pub(super) fn lines<'s>(&self, service: &'s Service) -> &'s str {
-        service.lines.get_or_init(|| self.renderer.servers(&service.spec, &service.servers))
+        service.lines.get_or_init(|| {
+            self.renderer.servers(&service.spec, &service.servers, &self.config.haproxy.defaults, &self.caps)
+        })
+    }
+
+    /// The option lines every server of a service gets: its `default-server` lines' (those of `defaults`,
+    /// then its own) and its server options.
+    pub(super) fn shared_options<'s>(&'s self, spec: &'s ServiceSpec) -> Vec<&'s str> {
+        let defaults =
+            crate::haproxy::render::default_server(&self.config.haproxy.defaults, &spec.listen_options);
+        defaults.chain(spec.server_options.iter().map(String::as_str)).collect()
     }
 
     /// Whether the desired skeleton is the one HAProxy last rejected: it is not tried again until it changes

@@ -19,6 +19,9 @@ pub(super) struct Starting {
     pub(super) pid: u32,
     /// What it runs, once it serves.
     pub(super) state: Running,
+    pub(super) specs: BTreeMap<String, ServiceSpec>,
+    /// Whom the lines of its config belong to.
+    pub(super) layout: Layout,
     pub(super) ports: BTreeSet<u16>,
     pub(super) skeleton: String,
     pub(super) since: Instant,
@@ -29,6 +32,8 @@ pub(super) struct Starting {
 /// A start asked of the executor, until it says whether the process runs.
 pub(super) struct Launch {
     pub(super) state: Running,
+    pub(super) specs: BTreeMap<String, ServiceSpec>,
+    pub(super) layout: Layout,
     pub(super) ports: BTreeSet<u16>,
     pub(super) skeleton: String,
 }
@@ -37,9 +42,15 @@ impl Core {
     /// Asks for a new process on the whole desired config, which tells the serving ones to finish once it serves.
     pub(super) fn reload(&mut self, reasons: Vec<ReloadReason>) {
         self.phase = Phase::Idle;
-        let text = self.config_text();
+        let (text, layout) = self.candidate_text();
         let head = self.head.as_deref().unwrap_or_default();
-        let desired = self.services.desired(head, &self.no_dynamic, Scope::All);
+        let desired = self.services.desired(
+            head,
+            &self.config.haproxy.defaults,
+            &self.no_dynamic,
+            &self.quarantine,
+            Scope::All,
+        );
         let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
         for service in desired.services.values() {
             if let Some(&fd) = self.fds.get(&service.spec.port) {
@@ -48,16 +59,18 @@ impl Core {
             }
         }
         let state = desired.running();
-        self.launch = Some(Launch { state, ports, skeleton: self.skeleton() });
+        let specs = self.services.map.iter().map(|(name, s)| (name.clone(), s.spec.clone())).collect();
+        self.launch = Some(Launch { state, specs, layout, ports, skeleton: self.skeleton() });
         self.actions.push_back(Action::Start { text, fds, reasons });
     }
 
     pub(super) fn started(&mut self, pid: u32, now: Instant) {
-        let Some(Launch { state, ports, skeleton }) = self.launch.take() else { return };
+        let Some(Launch { state, specs, layout, ports, skeleton }) = self.launch.take() else { return };
         self.last_reload = Some(now);
         self.restart_due = None;
         let next_poll = now + START_POLL;
-        let starting = Starting { pid, state, ports, skeleton, since: now, next_poll, asked: false };
+        let starting =
+            Starting { pid, state, specs, layout, ports, skeleton, since: now, next_poll, asked: false };
         self.phase = Phase::Starting(Box::new(starting));
         // The new pid must reach the state file before anything else: a proxymgr killed now must be able to
         // take it over.
@@ -87,6 +100,7 @@ impl Core {
         self.rejected = None;
         self.file_stale = false;
         self.running = Some(starting.state);
+        self.served_specs = starting.specs;
         // What changed while it started was not planned against it.
         self.dirty_all = true;
         // Listeners neither the new process's config nor the desired state binds close now.
@@ -118,6 +132,62 @@ impl Core {
         self.restart_due = Some(now + self.backoff.fail());
     }
 
+    /// Holds out whom HAProxy's alerts on a rejected candidate name: the servers on the lines named, the
+    /// services whose options are at fault. Returns whether anyone new was, so that trying again can help.
+    fn quarantine_culprits(&mut self, starting: &Starting, alerts: &str, now: Instant) -> bool {
+        let services = &self.services.map;
+        let shared = |service: &str| match services.get(service) {
+            Some(s) => self.shared_options(&s.spec),
+            None => Vec::new(),
+        };
+        let own = |service: &str, server: &str| {
+            let servers = services.get(service).map(|s| s.servers.as_slice()).unwrap_or_default();
+            let server = servers.iter().find(|s| s.name() == server);
+            server.map(|s| s.options.iter().map(String::as_str).collect()).unwrap_or_default()
+        };
+        let culprits = quarantine::blame(&starting.layout, alerts, shared, own);
+        let mut progress = false;
+        let mut respec = false;
+        for (culprit, reason) in culprits {
+            match culprit {
+                Culprit::Server { service, server } => {
+                    let Some(s) = self.services.map.get(&service) else { continue };
+                    let Some(found) = s.servers.iter().find(|s| s.name() == server).cloned() else {
+                        continue;
+                    };
+                    if self.quarantine.hold(&service, &s.spec, &found, true) {
+                        let origin = found.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
+                        log::error!(
+                            "service {service}: server {server}{origin}: HAProxy rejects it: {reason}; \
+                             held out until its registration changes"
+                        );
+                        progress = true;
+                    }
+                    self.admit(&service);
+                    self.dirty.insert(service);
+                }
+                Culprit::Service(service) => {
+                    let Some(spec) = starting.specs.get(&service) else { continue };
+                    let keeps = match self.served_specs.get(&service) {
+                        Some(good) if good != spec => "keeps the spec HAProxy serves",
+                        _ => "is left out",
+                    };
+                    log::error!(
+                        "service {service}: HAProxy rejects its options: {reason}; it {keeps} until its \
+                         definition changes"
+                    );
+                    self.quarantine.reject(&service, spec);
+                    progress = true;
+                    respec = true;
+                }
+            }
+        }
+        if respec {
+            self.follow_registry_again(now);
+        }
+        progress
+    }
+
     /// `haproxy -c`'s word on the config of a process that exited before it served. Rejected: the config is kept
     /// aside and not tried again until it changes, and the process it was to replace serves on. Accepted: the
     /// process failed for another reason; its config becomes haproxy.cfg, and HAProxy starts again with backoff.
@@ -127,10 +197,18 @@ impl Core {
         match result {
             Err(reason) => {
                 self.actions.push_back(Action::Reject { reason: reason.to_string() });
-                self.rejected = Some(starting.skeleton);
                 // The serving process's state is what it was; the pids are back to what they were.
                 self.dirty_all = true;
                 self.state_dirty = true;
+                let alerts = match &reason {
+                    ProcessError::Rejected { reason, .. } => reason.as_str(),
+                    _ => "",
+                };
+                if !self.quarantine_culprits(&starting, alerts, now) {
+                    // Nobody to hold out (the head is at fault, or HAProxy named no line): not tried again
+                    // until the config changes.
+                    self.rejected = Some(starting.skeleton);
+                }
             }
             Ok(()) => {
                 self.actions.push_back(Action::Accept);

@@ -329,13 +329,15 @@ fn rejected_story() -> Story {
     story.input(1001, servers("api", 1, &[1]));
     assert!(started(&story.tick(1051)));
     story.world.exit = Some((102, Duration::from_millis(30)));
-    story.world.check = Some("[ALERT] parsing [haproxy.cfg:12]: unknown keyword");
+    // A line of the head: the operator's proxymgr.yml, with no registration to hold out.
+    story.world.check = Some("[ALERT] parsing [haproxy.cfg:3] : unknown keyword 'x' in 'global' section");
     story
 }
 
 mod deaths;
 mod drift;
 mod first_start;
+mod quarantine;
 mod registry;
 mod rejected;
 mod reloads;

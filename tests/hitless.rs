@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::load::{load, LoadReport};
-use crate::support::{self, http_get, reserve_port, wait_until, Backend, Proxymgr, Zk};
+use crate::support::{self, reserve_port, wait_answers, wait_until, Backend, Proxymgr, Zk};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -40,15 +40,6 @@ fn server_json(port: u16) -> String {
 
 fn server_name(backend: &Backend) -> String {
     format!("127.0.0.1:{}", backend.port())
-}
-
-fn wait_answers(port: u16, expected: &[&str]) {
-    let expected: std::collections::BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
-    wait_until(SETTLE, &format!("port {port} answered by exactly {expected:?}"), || {
-        let seen: std::collections::BTreeSet<String> =
-            (0..8).map(|_| http_get(port).unwrap_or_else(|e| format!("error: {e}"))).collect();
-        seen == expected
-    });
 }
 
 /// Each server of `service` in HAProxy: name -> srv_admin_state (0 ready, 1 forced maintenance).

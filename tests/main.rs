@@ -7,6 +7,8 @@ mod cli;
 mod core;
 /// Issue 5: ZooKeeper outages, ensembles, expiry, HAProxy and proxymgr killed, the state file, SIGHUP, hostile input.
 mod faults;
+/// Issue 12: registrations HAProxy refuses held out alone; runtime servers equal reloaded ones.
+mod field;
 /// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests.
 mod hitless;
 /// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax.

@@ -360,10 +360,7 @@ mod tests {
             vec![web],
             "the typo is the service's; HAProxy's suggestion is not looked at"
         );
-        assert_eq!(
-            blamed("[f:4] : 'server web/a' : weight of server a is not within 0 and 256"),
-            vec![a]
-        );
+        assert_eq!(blamed("[f:4] : 'server web/a' : weight of server a is not within 0 and 256"), vec![a]);
         let both = blame(&layout, "[f:4] : x | [f:4] : y | [f:5] : z", shared, own);
         assert_eq!(both.len(), 2, "one culprit once, with every alert about it: {both:?}");
         assert_eq!(both[0].1, "[f:4] : x | [f:4] : y");

@@ -83,6 +83,16 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// Waits (up to 20 s) until 8 requests through `port` are answered by exactly the backends named `expected`.
+pub fn wait_answers(port: u16, expected: &[&str]) {
+    let expected: std::collections::BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+    wait_until(Duration::from_secs(20), &format!("port {port} answered by exactly {expected:?}"), || {
+        let seen: std::collections::BTreeSet<String> =
+            (0..8).map(|_| http_get(port).unwrap_or_else(|e| format!("error: {e}"))).collect();
+        seen == expected
+    });
+}
+
 /// Polls `f` every 20 ms until it returns true; panics naming `what` if it has not by `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     wait_for(timeout, what, || f().then_some(()))

@@ -233,9 +233,9 @@ impl Quarantine {
         self.by_reload.get(service).unwrap_or(&NONE)
     }
 
-    /// HAProxy rejected `spec` of `service`.
-    pub fn reject(&mut self, service: &str, spec: &ServiceSpec) {
-        self.specs.insert(service.to_string(), spec.clone());
+    /// HAProxy rejected `spec` of `service`. Returns false when it already had.
+    pub fn reject(&mut self, service: &str, spec: &ServiceSpec) -> bool {
+        self.specs.insert(service.to_string(), spec.clone()).as_ref() != Some(spec)
     }
 
     /// The registry's set as HAProxy is to get it: a spec HAProxy rejected is replaced by `served`, the one it

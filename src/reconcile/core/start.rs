@@ -168,6 +168,9 @@ impl Core {
                 }
                 Culprit::Service(service) => {
                     let Some(spec) = starting.specs.get(&service) else { continue };
+                    if !self.quarantine.reject(&service, spec) {
+                        continue;
+                    }
                     let keeps = match self.served_specs.get(&service) {
                         Some(good) if good != spec => "keeps the spec HAProxy serves",
                         _ => "is left out",
@@ -176,14 +179,19 @@ impl Core {
                         "service {service}: HAProxy rejects its options: {reason}; it {keeps} until its \
                          definition changes"
                     );
-                    self.quarantine.reject(&service, spec);
                     progress = true;
                     respec = true;
                 }
             }
         }
         if respec {
-            self.follow_registry_again(now);
+            // The registry's set, or while it is silent the state file's services being served.
+            let base = match &self.registry {
+                Some(registry) => registry.clone(),
+                None => self.services.map.iter().map(|(name, s)| (name.clone(), s.spec.clone())).collect(),
+            };
+            let view = self.quarantine.specs(base, &self.served_specs);
+            self.follow_registry(view, None, now);
         }
         progress
     }

@@ -47,6 +47,11 @@ impl Layout {
         self.end += lines;
     }
 
+    /// Whether a service's listen section is laid out here.
+    pub fn has_service(&self, name: &str) -> bool {
+        self.pieces.iter().any(|(_, piece)| matches!(piece, Piece::Listen(n) if n == name))
+    }
+
     /// The piece line `line` (1-based) belongs to.
     pub fn piece(&self, line: usize) -> Option<&Piece> {
         if line >= self.end {
@@ -99,26 +104,36 @@ pub fn refused(refusal: &Refusal, shared: &[&str], server: &Server) -> Refused {
 /// HAProxy's alerts on a rejected config (`[ALERT] ... [file:42] : ...`, joined by ` | `), each with the line
 /// it names; alerts that name no line are left out.
 pub fn alerted_lines(alerts: &str) -> Vec<(usize, &str)> {
-    alerts
-        .split(" | ")
-        .filter_map(|alert| {
-            let mut rest = alert;
-            while let Some(open) = rest.find('[') {
-                let close = open + rest[open..].find(']')?;
-                let inside = &rest[open + 1..close];
-                if let Some(line) = inside.rsplit_once(':').and_then(|(_, n)| n.parse().ok()) {
-                    return Some((line, alert.trim()));
-                }
-                rest = &rest[close + 1..];
-            }
-            None
-        })
-        .collect()
+    alerts.split(" | ").filter_map(|alert| Some((line_named(alert)?, alert.trim()))).collect()
 }
 
-/// Who each alert that names a line of a config laid out as `layout` is about: the line's server, unless the
-/// alert quotes a word of the service's shared server options (and not of the server's own), which makes it
-/// the service's; a line of a listen section is its service's. The head is the operator's: no culprit.
+/// The line an alert names: `[file:42]`.
+fn line_named(alert: &str) -> Option<usize> {
+    let mut rest = alert;
+    while let Some(open) = rest.find('[') {
+        let close = open + rest[open..].find(']')?;
+        let inside = &rest[open + 1..close];
+        if let Some(line) = inside.rsplit_once(':').and_then(|(_, n)| n.parse().ok()) {
+            return Some(line);
+        }
+        rest = &rest[close + 1..];
+    }
+    None
+}
+
+/// The section an alert that names no line is about, as HAProxy's checks after parsing word it: `Proxy 'web':
+/// unable to find required use_backend`, `backend 'web' needs at least 1 server in balance mode`.
+fn section_named(alert: &str) -> Option<&str> {
+    ["Proxy '", "proxy '", "listen '", "backend '", "frontend '"].iter().find_map(|marker| {
+        let after = &alert[alert.find(marker)? + marker.len()..];
+        Some(&after[..after.find('\'')?])
+    })
+}
+
+/// Who each alert on a config laid out as `layout` is about. An alert that names a line: the line's server,
+/// unless the alert quotes a word of the service's shared server options (and not of the server's own), which
+/// makes it the service's; a line of a listen section is its service's. One that names no line but a section
+/// (HAProxy's checks after parsing): that service's. The head is the operator's: no culprit.
 pub fn blame<'a>(
     layout: &Layout,
     alerts: &str,
@@ -126,8 +141,14 @@ pub fn blame<'a>(
     server_options: impl Fn(&str, &str) -> Vec<&'a str>,
 ) -> Vec<(Culprit, String)> {
     let mut culprits: Vec<(Culprit, String)> = Vec::new();
-    for (line, alert) in alerted_lines(alerts) {
-        let culprit = match layout.piece(line) {
+    for alert in alerts.split(" | ").map(str::trim) {
+        let piece = match line_named(alert) {
+            Some(line) => layout.piece(line).cloned(),
+            None => {
+                section_named(alert).filter(|name| layout.has_service(name)).map(|n| Piece::Listen(n.into()))
+            }
+        };
+        let culprit = match &piece {
             None | Some(Piece::Head) => continue,
             Some(Piece::Listen(service)) => Culprit::Service(service.clone()),
             Some(Piece::Server(service, server)) => {
@@ -353,6 +374,12 @@ mod tests {
         let a = Culprit::Server { service: "web".into(), server: "a".into() };
         let web = Culprit::Service("web".into());
         assert_eq!(blamed("[f:1] : bad global"), []);
+        assert_eq!(blamed("config : Fatal errors found in configuration."), []);
+        assert_eq!(
+            blamed("config : Proxy 'web': unable to find required use_backend: 'x'."),
+            vec![web.clone()]
+        );
+        assert_eq!(blamed("config : backend 'other' needs at least 1 server"), [], "not a service of ours");
         assert_eq!(blamed("[f:3] : unknown balance 'x'"), vec![web.clone()]);
         assert_eq!(blamed("[f:4] : 'server web/a' : unknown keyword 'backupp'"), vec![a.clone()]);
         assert_eq!(

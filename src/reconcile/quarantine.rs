@@ -101,12 +101,6 @@ pub fn refused(refusal: &Refusal, shared: &[&str], server: &Server) -> Refused {
     }
 }
 
-/// HAProxy's alerts on a rejected config (`[ALERT] ... [file:42] : ...`, joined by ` | `), each with the line
-/// it names; alerts that name no line are left out.
-pub fn alerted_lines(alerts: &str) -> Vec<(usize, &str)> {
-    alerts.split(" | ").filter_map(|alert| Some((line_named(alert)?, alert.trim()))).collect()
-}
-
 /// The line an alert names: `[file:42]`.
 fn line_named(alert: &str) -> Option<usize> {
     let mut rest = alert;
@@ -130,7 +124,7 @@ fn section_named(alert: &str) -> Option<&str> {
     })
 }
 
-/// Who each alert on a config laid out as `layout` is about. An alert that names a line: the line's server,
+/// Who each of HAProxy's alerts on a rejected config (joined by ` | `) laid out as `layout` is about. An alert that names a line: the line's server,
 /// unless the alert quotes a word of the service's shared server options (and not of the server's own), which
 /// makes it the service's; a line of a listen section is its service's. One that names no line but a section
 /// (HAProxy's checks after parsing): that service's. The head is the operator's: no culprit.
@@ -338,9 +332,9 @@ mod tests {
         let alerts = "[ALERT]    (7) : config : [/etc/h.cfg:10] : 'server a/x' : unknown keyword 'chekc' | \
                       [ALERT] 123/456 (7) : parsing [/etc/h.cfg:15] : balance only supports 'roundrobin' | \
                       [ALERT]    (7) : config : Fatal errors found in configuration.";
-        let lines: Vec<usize> = alerted_lines(alerts).into_iter().map(|(l, _)| l).collect();
-        assert_eq!(lines, [10, 15]);
-        assert!(alerted_lines("haproxy: cannot open [x]").is_empty());
+        let lines: Vec<Option<usize>> = alerts.split(" | ").map(line_named).collect();
+        assert_eq!(lines, [Some(10), Some(15), None]);
+        assert_eq!(line_named("haproxy: cannot open [x]"), None);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
 use super::messages::{Action, CommandFailure, Input, StartFailure};
-use super::quarantine::{self, Culprit, Layout, Piece, Quarantine, Refused};
+use super::quarantine::{self, Culprit, Layout, Quarantine, Refused};
 use super::services::{changes, Services};
 
 mod converge;

@@ -26,39 +26,61 @@ pub enum Piece {
     Server(String, String),
 }
 
-/// Which lines of a rendered config belong to whom.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Which lines of a rendered config belong to whom. It costs a few entries a service, not one a server: a
+/// service's server lines are one a server, in the order of the set it keeps (shared, not copied).
+#[derive(Debug, Clone, Default)]
 pub struct Layout {
-    /// Each piece with its first line (1-based), in order.
-    pieces: Vec<(usize, Piece)>,
-    /// The line after the last piece.
+    /// Each part with its first line (1-based), in order.
+    parts: Vec<(usize, Part)>,
+    /// The line after the last part.
     end: usize,
 }
 
+#[derive(Debug, Clone)]
+enum Part {
+    Head,
+    Listen(String),
+    Servers(String, Arc<Vec<Server>>),
+}
+
 impl Layout {
-    /// Appends a piece of `text`'s lines.
-    pub fn push(&mut self, piece: Piece, text: &str) {
-        let lines = text.matches('\n').count();
+    /// Appends the head, of `text`'s lines.
+    pub fn head(&mut self, text: &str) {
+        self.push(Part::Head, text.matches('\n').count());
+    }
+
+    /// Appends a service's listen section, of `text`'s lines, then its server lines, one for each of `servers`.
+    pub fn service(&mut self, name: &str, text: &str, servers: &Arc<Vec<Server>>) {
+        self.push(Part::Listen(name.to_string()), text.matches('\n').count());
+        self.push(Part::Servers(name.to_string(), servers.clone()), servers.len());
+    }
+
+    fn push(&mut self, part: Part, lines: usize) {
         if lines == 0 {
             return;
         }
         self.end = self.end.max(1);
-        self.pieces.push((self.end, piece));
+        self.parts.push((self.end, part));
         self.end += lines;
     }
 
     /// Whether a service's listen section is laid out here.
     pub fn has_service(&self, name: &str) -> bool {
-        self.pieces.iter().any(|(_, piece)| matches!(piece, Piece::Listen(n) if n == name))
+        self.parts.iter().any(|(_, part)| matches!(part, Part::Listen(n) if n == name))
     }
 
     /// The piece line `line` (1-based) belongs to.
-    pub fn piece(&self, line: usize) -> Option<&Piece> {
+    pub fn piece(&self, line: usize) -> Option<Piece> {
         if line >= self.end {
             return None;
         }
-        let at = self.pieces.partition_point(|(start, _)| *start <= line);
-        at.checked_sub(1).map(|i| &self.pieces[i].1)
+        let at = self.parts.partition_point(|(start, _)| *start <= line).checked_sub(1)?;
+        let (start, part) = &self.parts[at];
+        Some(match part {
+            Part::Head => Piece::Head,
+            Part::Listen(name) => Piece::Listen(name.clone()),
+            Part::Servers(name, servers) => Piece::Server(name.clone(), servers.get(line - start)?.name()),
+        })
     }
 }
 
@@ -137,7 +159,7 @@ pub fn blame<'a>(
     let mut culprits: Vec<(Culprit, String)> = Vec::new();
     for alert in alerts.split(" | ").map(str::trim) {
         let piece = match line_named(alert) {
-            Some(line) => layout.piece(line).cloned(),
+            Some(line) => layout.piece(line),
             None => {
                 section_named(alert).filter(|name| layout.has_service(name)).map(|n| Piece::Listen(n.into()))
             }
@@ -340,32 +362,27 @@ mod tests {
     #[test]
     fn lines_belong_to_the_head_a_listen_section_or_a_server() {
         let mut layout = Layout::default();
-        layout.push(Piece::Head, "global\n  x\n");
-        layout.push(Piece::Listen("web".into()), "\nlisten web\n  bind fd@3\n");
-        layout.push(Piece::Server("web".into(), "a".into()), "\n");
-        layout.push(Piece::Server("web".into(), "b".into()), "\n");
-        layout.push(Piece::Listen("api".into()), "");
-        let pieces: Vec<_> = (0..9).map(|l| layout.piece(l).cloned()).collect();
+        layout.head("global\n  x\n");
+        layout.service("web", "\nlisten web\n  bind fd@3\n", &Arc::new(vec![server(1, &[]), server(2, &[])]));
+        layout.service("api", "", &Arc::default());
+        let pieces: Vec<_> = (0..9).map(|l| layout.piece(l)).collect();
         let (head, web) = (Some(Piece::Head), Some(Piece::Listen("web".into())));
         let srv = |s: &str| Some(Piece::Server("web".into(), s.into()));
-        assert_eq!(
-            pieces,
-            [None, head.clone(), head, web.clone(), web.clone(), web, srv("a"), srv("b"), None]
-        );
+        let (one, two) = (srv("10.0.0.1:1"), srv("10.0.0.1:2"));
+        assert_eq!(pieces, [None, head.clone(), head, web.clone(), web.clone(), web, one, two, None]);
     }
 
     #[test]
     fn a_complaint_about_a_server_line_blames_the_server_unless_it_quotes_the_services_options() {
         let mut layout = Layout::default();
-        layout.push(Piece::Head, "global\n");
-        layout.push(Piece::Listen("web".into()), "listen web\n  balance x\n");
-        layout.push(Piece::Server("web".into(), "a".into()), "\n");
-        layout.push(Piece::Server("web".into(), "b".into()), "\n");
+        layout.head("global\n");
+        layout.service("web", "listen web\n  balance x\n", &Arc::new(vec![server(1, &[]), server(2, &[])]));
         let shared = |_: &str| vec!["chekc inter 1s"];
-        let own = |_: &str, server: &str| if server == "a" { vec!["backup", "check"] } else { vec![] };
+        let own =
+            |_: &str, server: &str| if server == "10.0.0.1:1" { vec!["backup", "check"] } else { vec![] };
         let blamed =
             |alert: &str| blame(&layout, alert, shared, own).into_iter().map(|(c, _)| c).collect::<Vec<_>>();
-        let a = Culprit::Server { service: "web".into(), server: "a".into() };
+        let a = Culprit::Server { service: "web".into(), server: "10.0.0.1:1".into() };
         let web = Culprit::Service("web".into());
         assert_eq!(blamed("[f:1] : bad global"), []);
         assert_eq!(blamed("config : Fatal errors found in configuration."), []);

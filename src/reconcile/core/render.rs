@@ -57,18 +57,14 @@ impl Core {
         self.refresh_renders(Scope::All);
         let mut text = self.head.clone().unwrap_or_default();
         if let Some(layout) = layout.as_deref_mut() {
-            layout.push(Piece::Head, &text);
+            layout.head(&text);
         }
         for (name, service) in &self.services.map {
             let skeleton = service.skeleton.as_deref().unwrap_or_default();
             text.push_str(skeleton);
             text.push_str(self.lines(service));
             if let Some(layout) = layout.as_deref_mut() {
-                // The server lines are one a server, in order.
-                layout.push(Piece::Listen(name.clone()), skeleton);
-                for server in service.servers.iter() {
-                    layout.push(Piece::Server(name.clone(), server.name()), "\n");
-                }
+                layout.service(name, skeleton, &service.servers);
             }
         }
         text

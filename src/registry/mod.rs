@@ -123,6 +123,8 @@ mod tests {
 
     const A80: &str = r#"{"type":"zookeeper","server":"z:1","path":"/a","port":80}"#;
     const A81: &str = r#"{"type":"zookeeper","server":"z:1","path":"/a","port":81}"#;
+    const A_GLOBAL: &str =
+        r#"{"type":"zookeeper","server":"z:1","path":"/a","port":81,"listen_options":["global"]}"#;
 
     #[test]
     fn a_bad_blob_keeps_the_last_good_spec_and_a_deleted_node_drops_it() {
@@ -130,6 +132,7 @@ mod tests {
         let first = r.update(nodes(&[("a", A80), ("b", "{bad"), ("bad name", A81)])).unwrap();
         assert_eq!(first.keys().collect::<Vec<_>>(), ["a"]);
         assert_eq!(r.update(nodes(&[("a", "{broken")])), None, "a keeps port 80, nothing to send");
+        assert_eq!(r.update(nodes(&[("a", A_GLOBAL)])), None, "a refused option keeps it too");
         let changed = r.update(nodes(&[("a", A81)])).unwrap();
         assert_eq!(changed["a"].port, 81);
         assert_eq!(r.update(nodes(&[])).unwrap().len(), 0);

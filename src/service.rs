@@ -26,6 +26,12 @@ pub enum SpecError {
     /// More bytes than a definition may have.
     #[error("{size} bytes is over the limit of {MAX_BLOB_BYTES}")]
     TooLarge { size: u64 },
+    /// The definition could not be read (a file of the `directory` source): the system's words.
+    #[error("cannot read it: {0}")]
+    Unreadable(String),
+    /// A `directory` source's entry that is not a regular file (never opened: a FIFO would block).
+    #[error("is {0}, not a file")]
+    NotAFile(&'static str),
     /// An option line refused: where it is (`listen_options[1]`, `haproxy_server_options`), the line, and why.
     #[error("{key} {}: {reason}", excerpt(line))]
     Option { key: String, line: String, reason: OptionError },

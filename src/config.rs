@@ -121,15 +121,17 @@ pub enum ServiceConfigSource {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
-    #[serde(rename = "type")]
+    /// ZooKeeper when left out: the original's only type, and what its examples leave implied.
+    #[serde(rename = "type", default)]
     kind: SourceKind,
     servers: Option<String>,
     path: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 enum SourceKind {
+    #[default]
     Zookeeper,
     Directory,
 }
@@ -411,6 +413,33 @@ mod tests {
                 err.contains(expected),
                 "error for {text:?} was {err:?}, expected it to contain {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn service_config_type_defaults_to_zookeeper() {
+        let zookeeper = |servers: &str, path: &str| ServiceConfigSource::Zookeeper {
+            servers: servers.into(),
+            path: path.into(),
+        };
+        let cases = [
+            ("service_config:\n  servers: a:1\n", Ok(zookeeper("a:1", "/service_config"))),
+            ("service_config:\n  servers: a:1,b:2\n  path: /sc\n", Ok(zookeeper("a:1,b:2", "/sc"))),
+            ("service_config:\n  type: zookeeper\n  servers: a:1\n", Ok(zookeeper("a:1", "/service_config"))),
+            (
+                "service_config:\n  type: directory\n  path: /d\n",
+                Ok(ServiceConfigSource::Directory { path: "/d".into() }),
+            ),
+            // A directory says so: without its type, a path alone is a ZooKeeper source without servers.
+            ("service_config:\n  path: /d\n", Err("service_config.servers: missing")),
+            ("service_config: {}\n", Err("service_config.servers: missing")),
+        ];
+        for (text, expected) in cases {
+            match (parse(text), expected) {
+                (Ok(config), Ok(source)) => assert_eq!(config.service_config, source, "{text:?}"),
+                (Err(err), Err(fragment)) => assert!(err.contains(fragment), "{text:?}: {err}"),
+                (got, expected) => panic!("{text:?}: {got:?}, expected {expected:?}"),
+            }
         }
     }
 

@@ -121,15 +121,17 @@ pub enum ServiceConfigSource {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
-    #[serde(rename = "type")]
+    /// ZooKeeper when left out: the original's only type, and what its examples leave implied.
+    #[serde(rename = "type", default)]
     kind: SourceKind,
     servers: Option<String>,
     path: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 enum SourceKind {
+    #[default]
     Zookeeper,
     Directory,
 }
@@ -252,13 +254,10 @@ fn seconds(value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("{value} is not a duration in seconds"))
 }
 
-/// A line that goes into haproxy.cfg verbatim: one line, nothing that could start another.
+/// A line that goes into haproxy.cfg verbatim: one line of text, nothing that could start another.
 pub fn check_config_line(line: &str) -> Result<(), String> {
-    if let Some(c) = line.chars().find(|c| matches!(c, '\n' | '\r' | '\0')) {
-        return Err(format!(
-            "{line:?} contains {}, which would inject a line into haproxy.cfg",
-            char_name(c)
-        ));
+    if let Some((at, c)) = stray_character(line) {
+        return Err(format!("{line:?} contains {} at byte {at}; a line of haproxy.cfg cannot", char_name(c)));
     }
     if line.trim().is_empty() {
         return Err("is empty".into());
@@ -266,12 +265,27 @@ pub fn check_config_line(line: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn char_name(c: char) -> &'static str {
-    match c {
+/// The first character that has no place inside a line of haproxy.cfg, and its byte offset: every control
+/// character (Unicode's Cc: C0, DEL and C1, so CR, LF, NUL and U+0085 too) but tab, and U+2028 and U+2029.
+/// CR, LF and NUL end a line for HAProxy's parser; the others make a word no keyword matches (or, for U+2028
+/// and U+2029, a line break to the people and tools that read the file), so the whole file fails. Tab stays:
+/// HAProxy's parser and its runtime API split words on it as on a space (`isspace()`, `strspn(p, " \t")`).
+pub fn stray_character(line: &str) -> Option<(usize, char)> {
+    line.char_indices().find(|&(_, c)| (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
+/// A character [`stray_character`] finds, named for a person: `a newline (U+000A)`.
+pub fn char_name(c: char) -> String {
+    let name = match c {
         '\n' => "a newline",
         '\r' => "a carriage return",
-        _ => "a NUL byte",
-    }
+        '\0' => "a NUL byte",
+        '\u{85}' => "a next-line character",
+        '\u{2028}' => "a line separator",
+        '\u{2029}' => "a paragraph separator",
+        _ => "a control character",
+    };
+    format!("{name} (U+{:04X})", u32::from(c))
 }
 
 /// `host:port[,host:port...]`, optionally followed by a chroot path as ZooKeeper allows.
@@ -372,6 +386,10 @@ mod tests {
                 "haproxy.config_path: must be an absolute",
             ),
             (&format!("{MINIMAL}haproxy:\n  defaults: [\"mode http\\nlisten x\"]\n"), "haproxy.defaults[0]"),
+            (
+                &format!("{MINIMAL}haproxy:\n  global: [\"maxconn 10\\u2028stats socket /x\"]\n"),
+                "haproxy.global[0]: \"maxconn 10\\u{2028}stats socket /x\" contains a line separator (U+2028)",
+            ),
             (&format!("{MINIMAL}haproxy:\n  bind_address: nowhere\n"), "haproxy.bind_address"),
             (&format!("{MINIMAL}haproxy:\n  stop_timeout: -1\n"), "haproxy.stop_timeout"),
             ("service_config:\n  type: etcd\n", "unknown variant `etcd`"),
@@ -395,6 +413,33 @@ mod tests {
                 err.contains(expected),
                 "error for {text:?} was {err:?}, expected it to contain {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn service_config_type_defaults_to_zookeeper() {
+        let zookeeper = |servers: &str, path: &str| ServiceConfigSource::Zookeeper {
+            servers: servers.into(),
+            path: path.into(),
+        };
+        let cases = [
+            ("service_config:\n  servers: a:1\n", Ok(zookeeper("a:1", "/service_config"))),
+            ("service_config:\n  servers: a:1,b:2\n  path: /sc\n", Ok(zookeeper("a:1,b:2", "/sc"))),
+            ("service_config:\n  type: zookeeper\n  servers: a:1\n", Ok(zookeeper("a:1", "/service_config"))),
+            (
+                "service_config:\n  type: directory\n  path: /d\n",
+                Ok(ServiceConfigSource::Directory { path: "/d".into() }),
+            ),
+            // A directory says so: without its type, a path alone is a ZooKeeper source without servers.
+            ("service_config:\n  path: /d\n", Err("service_config.servers: missing")),
+            ("service_config: {}\n", Err("service_config.servers: missing")),
+        ];
+        for (text, expected) in cases {
+            match (parse(text), expected) {
+                (Ok(config), Ok(source)) => assert_eq!(config.service_config, source, "{text:?}"),
+                (Err(err), Err(fragment)) => assert!(err.contains(fragment), "{text:?}: {err}"),
+                (got, expected) => panic!("{text:?}: {got:?}, expected {expected:?}"),
+            }
         }
     }
 

@@ -696,6 +696,39 @@ fn an_option_with_a_newline_is_refused() {
 }
 
 #[test]
+fn a_listen_option_that_opens_a_global_section_is_refused() {
+    let Some((zk, mut pm)) = start() else { return };
+    let a = Backend::start("a");
+    let (web, pids) = serving_web(&zk, &pm, &a);
+
+    // HAProxy ignores indentation: rendered, these lines would open a global section with a world-writable
+    // admin socket. The service has no servers, so no server line would follow them and the file would be valid.
+    let socket = pm.dir().join("evil.sock");
+    let evil = format!(
+        r#"{{"type":"zookeeper","server":"{}","path":"/services/evil","port":{},
+            "listen_options":["mode http","global","stats socket {} mode 666 level admin"]}}"#,
+        zk.connect_string(),
+        reserve_port(),
+        socket.display()
+    );
+    zk.create("/service_config/evil", &evil);
+    wait_log_line(
+        &pm,
+        &["service /service_config/evil:", r#"listen_options[1] "global": starts a `global` section"#],
+    );
+    assert_undisturbed(&mut pm, web, &["a"], &pids);
+
+    // A reload for another service renders every service proxymgr took: the refused one is not among them.
+    let b = Backend::start("b");
+    let later = serve(&zk, &pm, &zk.connect_string(), "later", &[&b]).0;
+    wait_answers(web, &["a"]);
+    wait_answers(later, &["b"]);
+    assert!(!socket.exists(), "HAProxy created the admin socket {}", socket.display());
+    let cfg = pm.haproxy_cfg();
+    assert!(!cfg.contains("evil.sock") && !cfg.contains("listen evil"), "{cfg}");
+}
+
+#[test]
 fn a_port_used_by_another_service_is_refused() {
     let Some((zk, mut pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));

@@ -30,7 +30,8 @@ pub enum StartFailure {
     /// The candidate config could not be written: HAProxy keeps its running config.
     #[error("{0}")]
     Write(InstallError),
-    /// The process could not be started: tried again with backoff.
+    /// The process could not be started (`source` is a `NotAListener` for an fd proxymgr does not hold):
+    /// tried again with backoff.
     #[error("cannot start {path}: {source}")]
     Spawn { path: PathBuf, source: std::io::Error },
 }
@@ -123,7 +124,11 @@ impl Instance {
             log::error!("{e}");
         }
         let old = self.processes.pids();
-        match self.processes.start(&self.binary, candidate.path(), &fds) {
+        let started = match self.listeners.check_held(&fds) {
+            Ok(()) => self.processes.start(&self.binary, candidate.path(), &fds),
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        match started {
             Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started ({why})"),
             Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?} ({why})"),
             Err(source) => {

@@ -12,7 +12,7 @@
 //! **Architecture Invariant:** the sockets keep FD_CLOEXEC in proxymgr; only `process.rs` clears it, in the
 //! child between fork and exec, so no other child ever inherits a listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,12 +24,20 @@ use nix::sys::socket::{
 /// The accept queue we ask for: connections wait here while HAProxy reloads or restarts.
 const BACKLOG: i32 = 4096;
 
+/// A port that could not be bound or made to listen: its address and port, and its socket's fd once it has one.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
+#[error("cannot listen on {addr}{}: {source}", fd.map(|fd| format!(" (fd {fd})")).unwrap_or_default())]
 pub struct ListenerError {
     pub addr: SocketAddr,
+    pub fd: Option<RawFd>,
     pub source: io::Error,
 }
+
+/// A listener fd a new HAProxy was to inherit that proxymgr does not hold (closed since the start was asked
+/// for). Found before the fork: in the child, clearing its FD_CLOEXEC would fail with EBADF, naming no fd.
+#[derive(Debug, thiserror::Error)]
+#[error("fd {0} is not a listener proxymgr holds")]
+pub struct NotAListener(pub RawFd);
 
 #[derive(Default)]
 pub struct Listeners {
@@ -38,6 +46,8 @@ pub struct Listeners {
 
 struct Bound {
     listener: TcpListener,
+    /// The address it is bound to, for errors.
+    addr: SocketAddr,
     listening: bool,
 }
 
@@ -48,22 +58,28 @@ impl Listeners {
             return Ok(bound.listener.as_raw_fd());
         }
         let addr = SocketAddr::new(address, port);
-        let listener = bind(addr).map_err(|e| ListenerError { addr, source: e.into() })?;
+        let listener = bind(addr).map_err(|e| ListenerError { addr, fd: None, source: e.into() })?;
         let fd = listener.as_raw_fd();
-        self.bound.insert(port, Bound { listener, listening: false });
+        self.bound.insert(port, Bound { listener, addr, listening: false });
         Ok(fd)
+    }
+
+    /// Whether each of `fds` is a listener held here, so that a new HAProxy can inherit it.
+    pub fn check_held(&self, fds: &[RawFd]) -> Result<(), NotAListener> {
+        let held: BTreeSet<RawFd> = self.bound.values().map(|b| b.listener.as_raw_fd()).collect();
+        match fds.iter().find(|fd| !held.contains(fd)) {
+            Some(&fd) => Err(NotAListener(fd)),
+            None => Ok(()),
+        }
     }
 
     /// Makes every bound socket listen (with a long accept queue: std's 128 is short for a slow HAProxy
     /// start). Called right before a HAProxy starts on them.
     pub fn listen_all(&mut self) -> Result<(), ListenerError> {
         for bound in self.bound.values_mut().filter(|b| !b.listening) {
-            let addr = bound
-                .listener
-                .local_addr()
-                .map_err(|source| ListenerError { addr: ([0, 0, 0, 0], 0).into(), source })?;
-            listen(&bound.listener, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))
-                .map_err(|e| ListenerError { addr, source: e.into() })?;
+            listen(&bound.listener, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN)).map_err(|e| {
+                ListenerError { addr: bound.addr, fd: Some(bound.listener.as_raw_fd()), source: e.into() }
+            })?;
             bound.listening = true;
         }
         Ok(())
@@ -74,11 +90,11 @@ impl Listeners {
     #[cfg(test)]
     pub fn open_any(&mut self, address: IpAddr) -> Result<(u16, RawFd), ListenerError> {
         let addr = SocketAddr::new(address, 0);
-        let listener = bind(addr).map_err(|e| ListenerError { addr, source: e.into() })?;
-        let port = listener.local_addr().map_err(|source| ListenerError { addr, source })?.port();
+        let listener = bind(addr).map_err(|e| ListenerError { addr, fd: None, source: e.into() })?;
         let fd = listener.as_raw_fd();
-        self.bound.insert(port, Bound { listener, listening: false });
-        Ok((port, fd))
+        let addr = listener.local_addr().map_err(|source| ListenerError { addr, fd: Some(fd), source })?;
+        self.bound.insert(addr.port(), Bound { listener, addr, listening: false });
+        Ok((addr.port(), fd))
     }
 
     /// Closes every listener whose port is not in `keep`.
@@ -123,5 +139,35 @@ mod tests {
         assert_ne!(flags & nix::libc::FD_CLOEXEC, 0, "close-on-exec in proxymgr");
         // A plain socket (no SO_REUSEPORT) cannot: the port is not open to anyone else.
         assert!(std::net::TcpListener::bind(addr).is_err());
+    }
+
+    #[test]
+    fn a_port_that_cannot_listen_is_named_with_its_fd() {
+        let mut listeners = Listeners::default();
+        let (port, fd) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
+        // Another socket with SO_REUSEADDR alone may bind beside ours while neither listens; once it listens,
+        // ours cannot.
+        let other =
+            socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        setsockopt(&other, sockopt::ReuseAddr, &true).unwrap();
+        socket::bind(other.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
+        listen(&other, Backlog::new(1).unwrap()).unwrap();
+        let error = listeners.listen_all().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot listen on 127.0.0.1:{port} (fd {fd}): {}", error.source)
+        );
+        assert_eq!(error.source.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn only_held_listeners_are_passed_on() {
+        let mut listeners = Listeners::default();
+        let (_, a) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
+        let (_, b) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
+        assert!(listeners.check_held(&[a, b]).is_ok());
+        let stray = a.max(b) + 100;
+        let error = listeners.check_held(&[a, stray]).unwrap_err();
+        assert_eq!(error.to_string(), format!("fd {stray} is not a listener proxymgr holds"));
     }
 }

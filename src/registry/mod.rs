@@ -58,23 +58,32 @@ pub fn start(source: &ServiceConfigSource, generation: u64, context: &watcher::C
 pub struct Entry<'a> {
     name: &'a str,
     path: String,
-    data: &'a [u8],
+    /// Its data, or why it could not be read.
+    read: Result<&'a [u8], SpecError>,
     parsed: Result<ServiceSpec, SpecError>,
 }
 
 impl<'a> Entry<'a> {
     pub fn parse(name: &'a str, path: String, data: &'a [u8]) -> Entry<'a> {
-        let parsed = check_name(name).and_then(|()| ServiceSpec::parse(data));
-        Entry { name, path, data, parsed }
+        Entry::read(name, path, Ok(data))
+    }
+
+    /// A definition as read: its data, or why it could not be read, which is reported like a bad blob.
+    pub fn read(name: &'a str, path: String, read: Result<&'a [u8], SpecError>) -> Entry<'a> {
+        let parsed = check_name(name).and_then(|()| match &read {
+            Ok(data) => ServiceSpec::parse(data),
+            Err(e) => Err(e.clone()),
+        });
+        Entry { name, path, read, parsed }
     }
 }
 
-/// The registry's memory: the last good spec of each service and the last data seen, so that a bad blob is
-/// reported once and a good one is not parsed again for nothing.
+/// The registry's memory: the last good spec of each service and the last data (or read error) seen, so that a
+/// bad blob is reported once.
 #[derive(Default)]
 pub struct Registry {
     good: BTreeMap<String, ServiceSpec>,
-    seen: BTreeMap<String, Vec<u8>>,
+    seen: BTreeMap<String, Result<Vec<u8>, SpecError>>,
     sent: Option<BTreeMap<String, ServiceSpec>>,
 }
 
@@ -86,8 +95,9 @@ impl Registry {
     ) -> Option<BTreeMap<String, ServiceSpec>> {
         let mut services = BTreeMap::new();
         let mut seen = BTreeMap::new();
-        for Entry { name, path: node, data, parsed } in nodes {
-            let is_new_data = self.seen.get(name).map(Vec::as_slice) != Some(data);
+        for Entry { name, path: node, read, parsed } in nodes {
+            let read = read.map(<[u8]>::to_vec);
+            let is_new_data = self.seen.get(name) != Some(&read);
             match parsed {
                 Ok(spec) => {
                     self.good.insert(name.to_string(), spec);
@@ -101,7 +111,7 @@ impl Registry {
             if let Some(spec) = self.good.get(name) {
                 services.insert(name.to_string(), spec.clone());
             }
-            seen.insert(name.to_string(), data.to_vec());
+            seen.insert(name.to_string(), read);
         }
         self.good.retain(|name, _| seen.contains_key(name));
         self.seen = seen;
@@ -123,6 +133,8 @@ mod tests {
 
     const A80: &str = r#"{"type":"zookeeper","server":"z:1","path":"/a","port":80}"#;
     const A81: &str = r#"{"type":"zookeeper","server":"z:1","path":"/a","port":81}"#;
+    const A_GLOBAL: &str =
+        r#"{"type":"zookeeper","server":"z:1","path":"/a","port":81,"listen_options":["global"]}"#;
 
     #[test]
     fn a_bad_blob_keeps_the_last_good_spec_and_a_deleted_node_drops_it() {
@@ -130,6 +142,7 @@ mod tests {
         let first = r.update(nodes(&[("a", A80), ("b", "{bad"), ("bad name", A81)])).unwrap();
         assert_eq!(first.keys().collect::<Vec<_>>(), ["a"]);
         assert_eq!(r.update(nodes(&[("a", "{broken")])), None, "a keeps port 80, nothing to send");
+        assert_eq!(r.update(nodes(&[("a", A_GLOBAL)])), None, "a refused option keeps it too");
         let changed = r.update(nodes(&[("a", A81)])).unwrap();
         assert_eq!(changed["a"].port, 81);
         assert_eq!(r.update(nodes(&[])).unwrap().len(), 0);

@@ -81,6 +81,7 @@ impl World {
                             if self.taken.contains(&p) {
                                 Err(ListenerError {
                                     addr: ([127, 0, 0, 1], p).into(),
+                                    fd: None,
                                     source: io(std::io::ErrorKind::AddrInUse),
                                 })
                             } else {

@@ -12,12 +12,16 @@ use std::time::Instant;
 use crate::plan::{Desired, DesiredService, Scope};
 use crate::service::{Server, ServiceSpec};
 
+use super::hold::Hold;
 use super::messages::Action;
 
 pub struct Service {
     pub spec: ServiceSpec,
-    /// As its watcher reported them; shared with state-file snapshots.
+    /// As served: as its watcher reported them, with the removed ones a hold keeps (`hold`); shared with
+    /// state-file snapshots.
     pub servers: Arc<Vec<Server>>,
+    /// Whether a mass removal is held back, and what the registry said.
+    pub hold: Hold,
     /// Its watcher's: a report of an older watcher is ignored.
     pub generation: u64,
     /// Set while its watcher has not reported yet.
@@ -165,6 +169,7 @@ impl Services {
                     servers: Arc::default(),
                     generation,
                     awaiting_since: Some(now),
+                    hold: Hold::default(),
                     skeleton: None,
                     lines: OnceCell::new(),
                 };

@@ -33,6 +33,8 @@ pub struct Config {
     /// serves what was served, and a start after a crash takes over the HAProxy left behind.
     #[serde(default = "default_state_file")]
     pub state_file: PathBuf,
+    #[serde(default)]
+    pub removal_hold: RemovalHold,
 }
 
 fn default_state_file() -> PathBuf {
@@ -99,6 +101,29 @@ impl Default for HaproxyConfig {
             reload_interval: 0.5,
             drift_check_interval: 30.0,
         }
+    }
+}
+
+/// How a mass removal of servers is held (`reconcile/hold.rs`): when a change would leave a service with fewer
+/// than `threshold_percent` of the servers it had within the last `hold_time` seconds, enough of the removed
+/// ones stay in rotation to keep it at the threshold, for `hold_time` seconds. Either at 0 turns holds off.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemovalHold {
+    pub threshold_percent: u32,
+    pub hold_time: f64,
+}
+
+impl Default for RemovalHold {
+    fn default() -> Self {
+        // Envoy's panic threshold is 50 % too.
+        RemovalHold { threshold_percent: 50, hold_time: 60.0 }
+    }
+}
+
+impl RemovalHold {
+    pub fn hold_time(&self) -> Duration {
+        seconds(self.hold_time).unwrap_or_default()
     }
 }
 
@@ -197,8 +222,13 @@ impl Config {
             ("haproxy.reload_window", h.reload_window),
             ("haproxy.reload_interval", h.reload_interval),
             ("haproxy.drift_check_interval", h.drift_check_interval),
+            ("removal_hold.hold_time", self.removal_hold.hold_time),
         ] {
             seconds(value).map_err(|reason| (key.to_string(), reason))?;
+        }
+        if self.removal_hold.threshold_percent > 100 {
+            let reason = format!("{} is not a percentage (0 to 100)", self.removal_hold.threshold_percent);
+            return Err(("removal_hold.threshold_percent".into(), reason));
         }
         if h.socket_path.to_str().map_or(true, |p| p.contains(char::is_whitespace)) {
             return Err((
@@ -357,6 +387,7 @@ mod tests {
     fn the_example_file_documents_the_defaults() {
         let example = parse(include_str!("../proxymgr.yml.example")).unwrap();
         assert_eq!(example.haproxy, HaproxyConfig::default());
+        assert_eq!(example.removal_hold, RemovalHold::default());
         assert_eq!(
             example.service_config,
             ServiceConfigSource::Zookeeper {
@@ -405,6 +436,13 @@ mod tests {
             ("service_config:\n  type: directory\n  path: rel\n", "service_config.path: must be an absolute"),
             ("service_config:\n  type: directory\n  path: /d\n  servers: a:1\n", "takes only `path`"),
             ("haproxy: {}\n", "missing field `service_config`"),
+            (
+                &format!("{MINIMAL}removal_hold:\n  threshold_percent: 150\n"),
+                "removal_hold.threshold_percent: 150",
+            ),
+            (&format!("{MINIMAL}removal_hold:\n  threshold_percent: -1\n"), "removal_hold.threshold_percent"),
+            (&format!("{MINIMAL}removal_hold:\n  hold_time: -1\n"), "removal_hold.hold_time: -1"),
+            (&format!("{MINIMAL}removal_hold:\n  hold: 60\n"), "unknown field `hold`"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();
@@ -441,6 +479,14 @@ mod tests {
                 (got, expected) => panic!("{text:?}: {got:?}, expected {expected:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_removal_hold_takes_part_of_its_keys() {
+        let c = parse(&format!("{MINIMAL}removal_hold:\n  hold_time: 2.5\n")).unwrap();
+        assert_eq!(c.removal_hold, RemovalHold { threshold_percent: 50, hold_time: 2.5 });
+        assert_eq!(c.removal_hold.hold_time(), Duration::from_millis(2500));
+        assert_eq!(parse(MINIMAL).unwrap().removal_hold, RemovalHold::default());
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub struct ServiceSpec {
     /// Whether an empty server set from the watcher is served as such. By default (the original's behaviour) it
     /// keeps the last known servers: an empty set is far more often a registry fault than a real state.
     pub allow_empty: bool,
+    /// Whether a mass removal of its servers is held (`removal_hold` in proxymgr.yml); `"hold_removals": false`
+    /// in the blob applies every removal at once. (A state file written before the key existed holds them.)
+    #[serde(default = "yes")]
+    pub hold_removals: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How a service's servers are found. Each variant is one kind of watcher thread.
@@ -88,6 +96,8 @@ struct RawSpec {
     server_options: Vec<String>,
     #[serde(default)]
     allow_empty: bool,
+    #[serde(default = "yes")]
+    hold_removals: bool,
     server: Option<String>,
     path: Option<String>,
     remote_port: Option<i64>,
@@ -184,6 +194,7 @@ impl ServiceSpec {
             server_options: raw.server_options,
             watcher,
             allow_empty: raw.allow_empty,
+            hold_removals: raw.hold_removals,
         })
     }
 }
@@ -564,6 +575,17 @@ mod tests {
             spec.watcher,
             WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() }
         );
+        assert!(spec.hold_removals, "mass removals are held by default");
+        let opted_out = WEB.replace("\"port\":8080", "\"port\":8080,\"hold_removals\":false");
+        assert!(!ServiceSpec::parse(opted_out.as_bytes()).unwrap().hold_removals);
+    }
+
+    #[test]
+    fn a_state_file_from_before_hold_removals_holds_them() {
+        let spec = ServiceSpec::parse(WEB.as_bytes()).unwrap();
+        let saved = serde_json::to_string(&spec).unwrap().replace(",\"hold_removals\":true", "");
+        assert!(!saved.contains("hold_removals"), "{saved}");
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&saved).unwrap(), spec);
     }
 
     #[test]
@@ -583,6 +605,7 @@ mod tests {
             (format!("{{{zk},\"port\":80,\"server_options\":[\"check\\r\"]}}"), "server_options[0]"),
             (format!("{{{zk},\"port\":80,\"server_options\":\"check\"}}"), "invalid type"),
             (format!("{{{zk},\"port\":80,\"bogus\":1}}"), "unknown field `bogus`"),
+            (format!("{{{zk},\"port\":80,\"hold_removals\":\"no\"}}"), "invalid type"),
             (
                 r#"{"type":"etcd","port":80}"#.to_string(),
                 "unknown watcher type \"etcd\", known types: zookeeper",

@@ -130,6 +130,7 @@ mod tests {
             server_options: vec![],
             watcher: WatcherSpec::File { file: "/etc/s".into(), interval: Duration::from_millis(1500) },
             allow_empty: false,
+            hold_removals: true,
         };
         let server = Server { weight: Some(3), ..Server::new("10.0.0.1", 80).unwrap() };
         let state = State {

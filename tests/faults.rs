@@ -556,7 +556,9 @@ fn allow_empty_lets_a_service_lose_every_server() {
     let a = Backend::start("a");
     let web = reserve_port();
     add_server(&zk, "web", &a);
-    zk.create("/service_config/web", &blob(&zk.connect_string(), "web", web, r#","allow_empty":true"#));
+    // Without `hold_removals` the one server would stay for a removal hold's time first.
+    let extra = r#","allow_empty":true,"hold_removals":false"#;
+    zk.create("/service_config/web", &blob(&zk.connect_string(), "web", web, extra));
     wait_answers(web, &["a"]);
 
     zk.delete("/services/web/a");

@@ -11,6 +11,8 @@ mod faults;
 mod field;
 /// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests.
 mod hitless;
+/// Issue 12 §3: a mass removal of servers is held at the threshold for the hold time.
+mod holds;
 /// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax.
 mod packaging;
 /// RAII fixtures: Zk, Backend, Proxymgr, waits with deadlines.

@@ -284,6 +284,7 @@ mod tests {
             server_options: vec!["check".into(), "inter 2000".into(), "weight 10".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/s".into() },
             allow_empty: false,
+            hold_removals: true,
         }
     }
 

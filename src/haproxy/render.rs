@@ -217,6 +217,7 @@ mod tests {
             server_options: vec!["check".into(), "inter 2000".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
             allow_empty: false,
+            hold_removals: true,
         }
     }
 

@@ -17,6 +17,7 @@ fn spec(options: &[&str]) -> ServiceSpec {
         server_options: options.iter().map(|s| s.to_string()).collect(),
         watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
         allow_empty: false,
+        hold_removals: true,
     }
 }
 

@@ -29,12 +29,14 @@ use crate::plan::{effective_weight, plan, ReloadReason, Running, RunningServer, 
 use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
+use super::hold::{Holding, Policy};
 use super::messages::{Action, CommandFailure, Input, StartFailure};
 use super::quarantine::{self, Culprit, Layout, Quarantine, Refused};
 use super::services::{changes, Services};
 
 mod converge;
 mod drift;
+mod hold;
 mod registry;
 mod render;
 mod start;
@@ -102,6 +104,8 @@ pub struct Core {
     /// The registry's last whole set, as it sent it.
     registry: Option<BTreeMap<String, ServiceSpec>>,
     services: Services,
+    /// The removal holds under way, by when they end.
+    holding: Holding,
     /// The listener of every port bound, and why the others could not be.
     fds: BTreeMap<u16, RawFd>,
     bind_errors: BTreeMap<u16, String>,
@@ -176,6 +180,7 @@ impl Core {
             source: 0,
             registry: None,
             services: Services::default(),
+            holding: Holding::default(),
             fds: BTreeMap::new(),
             bind_errors: BTreeMap::new(),
             following: None,
@@ -266,6 +271,7 @@ impl Core {
             self.restart_due,
             self.retry_blocked_at,
             self.next_drift_check,
+            self.holding.next_end(),
             state,
             file,
         ]
@@ -364,6 +370,7 @@ impl Core {
             self.check_drift(now);
         }
         self.serve_saved_state(now);
+        self.end_holds(now);
         self.converge(now);
         self.save_state(now);
     }

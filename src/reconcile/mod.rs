@@ -7,6 +7,7 @@
 //! send events.
 
 mod core;
+mod hold;
 mod messages;
 mod quarantine;
 mod services;

@@ -325,6 +325,7 @@ mod tests {
             server_options: server_options.iter().map(|o| o.to_string()).collect(),
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
             allow_empty: false,
+            hold_removals: true,
         }
     }
 

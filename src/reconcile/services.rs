@@ -12,16 +12,19 @@ use std::time::Instant;
 use crate::plan::{Desired, DesiredService, Scope};
 use crate::service::{Server, ServiceSpec};
 
+use super::hold::Hold;
 use super::messages::Action;
 use super::quarantine::Quarantine;
 
 pub struct Service {
     pub spec: ServiceSpec,
-    /// As its watcher reported them.
+    /// As its watcher reported them, with the removed ones a removal hold keeps (`hold`).
     pub reported: Arc<Vec<Server>>,
-    /// What HAProxy is to have: the reported servers but those quarantined (the same `Arc` when none is);
-    /// shared with state-file snapshots.
+    /// What HAProxy is to have: those but the ones quarantined (the same `Arc` when none is); shared with
+    /// state-file snapshots.
     pub servers: Arc<Vec<Server>>,
+    /// Whether a mass removal is held back, and what the registry said.
+    pub hold: Hold,
     /// Its watcher's: a report of an older watcher is ignored.
     pub generation: u64,
     /// Set while its watcher has not reported yet.
@@ -170,6 +173,7 @@ impl Services {
                     servers: Arc::default(),
                     generation,
                     awaiting_since: Some(now),
+                    hold: Hold::default(),
                     skeleton: None,
                     lines: OnceCell::new(),
                 };

@@ -87,6 +87,8 @@ impl Core {
             );
             return;
         }
+        let policy = Policy::of(&self.config.removal_hold, s.spec.hold_removals);
+        let servers = self.holding.report(&service, &mut s.hold, generation, servers, policy, now);
         log::info!("service {service}: {} server(s): {}", servers.len(), changes(&s.reported, &servers));
         s.reported = servers;
         self.admit(&service);
@@ -173,7 +175,7 @@ impl Core {
     }
 
     /// SIGHUP's config, valid: replaces the `haproxy` section (the next converge reloads if the rendered config
-    /// changed) and switches `service_config` sources when it changed.
+    /// changed) and `removal_hold`, and switches `service_config` sources when it changed.
     pub(super) fn reconfigure(&mut self, config: Config, binary: Binary, now: Instant) {
         if config.service_config != self.config.service_config {
             // The new source's first whole set replaces the old one's; until it comes, what is served stays.
@@ -184,6 +186,8 @@ impl Core {
             self.config.service_config = config.service_config;
         }
         self.config.state_file = config.state_file;
+        // Holds under way that it turns off end at the next tick.
+        self.config.removal_hold = config.removal_hold;
         self.caps = Capabilities::of(binary.version);
         self.actions.push_back(Action::UseHaproxy { binary, haproxy: config.haproxy.clone() });
         self.config.haproxy = config.haproxy;

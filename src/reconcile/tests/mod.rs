@@ -237,6 +237,7 @@ fn spec(port: u16) -> ServiceSpec {
         server_options: vec!["check".into()],
         watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
         allow_empty: false,
+        hold_removals: true,
     }
 }
 
@@ -338,6 +339,7 @@ fn rejected_story() -> Story {
 mod deaths;
 mod drift;
 mod first_start;
+mod hold;
 mod quarantine;
 mod registry;
 mod rejected;

@@ -278,6 +278,10 @@ pub enum OptionError {
         "has a word starting with `<<`, which would make the runtime API read the next commands as data"
     )]
     Payload,
+    /// `#` starts a comment on a `server` line in haproxy.cfg but not in `add server`: the same registration
+    /// would give two different servers (and the options after it on the line would vanish from the file).
+    #[error("contains `#`, which haproxy.cfg reads as a comment and `add server` does not")]
+    Comment,
 }
 
 /// Every keyword that starts a section of haproxy.cfg in HAProxy 1.8 to 3.4: the names the sources register
@@ -337,6 +341,9 @@ pub fn check_option(line: &str, place: Place) -> Result<(), OptionError> {
         Place::Server => {
             if line.contains(';') {
                 return Err(OptionError::CommandSeparator);
+            }
+            if line.contains('#') {
+                return Err(OptionError::Comment);
             }
             let trailing = line.len() - line.trim_end_matches('\\').len();
             if trailing % 2 == 1 {
@@ -672,6 +679,8 @@ mod tests {
             ("check\ninter 1", Server, Err(character('\n', 5))),
             ("check inter 2000\u{2028}", Server, Err(character('\u{2028}', 16))),
             ("check; disable frontend web", Server, Err(CommandSeparator)),
+            ("check # inter 1s", Server, Err(Comment)),
+            ("option httpchk # a comment", Listen, Ok(())),
             ("check\\", Server, Err(TrailingBackslash)),
             ("check <<", Server, Err(Payload)),
             ("<<EOF", Server, Err(Payload)),

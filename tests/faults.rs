@@ -365,6 +365,69 @@ fn a_zookeeper_that_lost_its_data_does_not_take_services_down() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// ZooKeeper sessions no service uses any more (issue 12 §6)
+
+/// How many of proxymgr's threads run ZooKeeper sessions: followers (`zk:<ensemble>`, cut to 15 bytes by the
+/// kernel) and each client's crate threads (`io`, and its timer's, which inherits that name; `event`).
+fn session_threads(pm: &Proxymgr) -> [usize; 3] {
+    let names: Vec<String> = fs::read_dir(format!("/proc/{}/task", pm.pid()))
+        .map(|tasks| tasks.flatten().filter_map(|t| fs::read_to_string(t.path().join("comm")).ok()).collect())
+        .unwrap_or_default();
+    let count = |name: &dyn Fn(&str) -> bool| names.iter().filter(|n| name(n.trim_end())).count();
+    [count(&|n| n.starts_with("zk:")), count(&|n| n == "io"), count(&|n| n == "event")]
+}
+
+/// proxymgr's log after the first line that holds every fragment (empty while there is none).
+fn log_after(pm: &Proxymgr, fragments: &[&str]) -> String {
+    let log = pm.log();
+    let mut lines = log.lines().skip_while(|line| !fragments.iter().all(|f| line.contains(f)));
+    lines.next();
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_session_no_service_uses_any_more_is_closed_and_opens_again_when_one_does() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let real = zk.connect_string();
+    let (web, _) = serving_web(&zk, &pm, &a);
+    let before = session_threads(&pm);
+    assert_eq!(before[0], 1, "one session, the registry's, which web's watcher shares");
+
+    // A watcher naming an ensemble nothing listens at (a reserved port nobody binds): its calls fail, and are
+    // made again and again.
+    let nowhere = format!("127.0.0.1:{}", reserve_port());
+    let trying = format!("zookeeper {nowhere}: watch /services/typo: ConnectionLoss; retrying");
+    let typo = reserve_port();
+    add_server(&zk, "typo", &b);
+    zk.create("/service_config/typo", &blob(&nowhere, "typo", typo, ""));
+    wait_log_line(&pm, &[&trying]);
+    assert_eq!(session_threads(&pm)[0], 2, "a follower for the mistyped ensemble");
+
+    // Corrected to the real ensemble: typo is served on the registry's session, and the mistyped one closes.
+    zk.set("/service_config/typo", &blob(&real, "typo", typo, ""));
+    wait_answers(typo, &["b"]);
+    let closed = [&*format!("zookeeper {nowhere}: "), "closing its session"];
+    wait_log_line(&pm, &closed);
+    // Its follower ends once its client is closed, the client's threads once it stops trying to connect.
+    wait_until(SETTLE, "the closed session's threads to end", || session_threads(&pm) == before);
+    let after = log_after(&pm, &closed);
+    assert!(!after.contains(&nowhere), "the closed session tried on:\n{after}");
+
+    // typo shared the registry's session: its removal leaves it open, and changes still apply.
+    zk.delete("/service_config/typo");
+    wait_until(SETTLE, "typo's port to close", || refused(typo));
+    add_server(&zk, "web", &b);
+    wait_answers(web, &["a", "b"]);
+    assert!(!logged(&pm, &[&format!("zookeeper {real}: "), "closing its session"]), "{}", pm.log());
+
+    // The mistyped ensemble named again opens a session again.
+    zk.create("/service_config/again", &blob(&nowhere, "typo", reserve_port(), ""));
+    wait_until(SETTLE, "a new follower for the mistyped ensemble", || session_threads(&pm)[0] == 2);
+    wait_until(SETTLE, "its client to try to connect", || log_after(&pm, &closed).contains(&trying));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // ZooKeeper ensembles
 
 /// A 3-member ensemble with an empty `/service_config` and a proxymgr following all three.

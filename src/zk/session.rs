@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{never, select, Receiver, Sender};
 use zookeeper::{AddWatchMode, WatchedEvent, WatchedEventType, WatcherType, ZkError, ZkState, ZooKeeper};
 
+use super::fault::Fault;
 use super::read::{Readers, Stalled};
-use super::tree::{path_of, Answer, Call, Owner, Trees};
+use super::tree::{path_of, Answer, Call, Note, Owner, Trees};
 use super::Error;
 use crate::backoff::Backoff;
 use crate::event::Event;
@@ -30,6 +31,8 @@ use crate::threads;
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Between tries of calls that fail: soon after a blip, every 10 s at most while ZooKeeper is away.
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+/// Between reads of nodes that could not be read for their own fault (an ACL made readable fires no watch).
+const RECHECK: Duration = Duration::from_secs(30);
 
 /// The sessions of this process, one per ensemble string, each with its follower thread.
 pub struct Sessions {
@@ -83,6 +86,7 @@ impl Sessions {
             failing: None,
             renew_due: false,
             backoff: BACKOFF,
+            recheck_due: None,
             closing: false,
         });
         Ok(Session { inbox: inbox_tx, next_id: Arc::default() })
@@ -349,6 +353,8 @@ struct Follower {
     renew_due: bool,
     /// The wait before calls that failed are made again, or a client is made again.
     backoff: Backoff,
+    /// When nodes that could not be read for their own fault are read again, while there are some.
+    recheck_due: Option<Instant>,
     /// Whether the session's last handle is gone: the follower closes the client and ends.
     closing: bool,
 }
@@ -362,6 +368,9 @@ impl Follower {
             } else {
                 never()
             };
+            self.recheck_due =
+                self.trees.unreadable().then(|| self.recheck_due.unwrap_or_else(|| Instant::now() + RECHECK));
+            let recheck = self.recheck_due.map_or_else(never, crossbeam_channel::at);
             select! {
                 recv(self.inbox) -> message => match message {
                     Ok(message) => self.note(message),
@@ -373,6 +382,10 @@ impl Follower {
                     if self.renew_due {
                         self.renew(self.generation);
                     }
+                }
+                recv(recheck) -> _ => {
+                    self.recheck_due = None;
+                    self.trees.recheck();
                 }
             }
             // A burst of changes becomes one read of each changed node and one report per tree.
@@ -439,17 +452,27 @@ impl Follower {
         let settled = self.readers.run(
             calls,
             |answer| {
-                if let Answer::Failed { call, error } = &answer {
-                    first_error.get_or_insert_with(|| Error::Call {
-                        ensemble: ensemble.to_string(),
-                        call: call.to_string(),
-                        source: *error,
-                    });
+                match &answer {
+                    // A node's own fault says nothing of the session: the bookkeeping notes it.
+                    Answer::Failed { call, error } if Fault::of(*error) == Fault::Session => {
+                        first_error.get_or_insert_with(|| Error::Call {
+                            ensemble: ensemble.to_string(),
+                            call: call.to_string(),
+                            source: *error,
+                        });
+                    }
+                    _ => {}
                 }
                 trees.settle(answer)
             },
             SESSION_TIMEOUT,
         );
+        for note in self.trees.take_notes() {
+            match note {
+                Note::Unreadable { .. } => log::error!("zookeeper {ensemble}: {note}"),
+                Note::Readable { .. } => log::info!("zookeeper {ensemble}: {note}"),
+            }
+        }
         if let Err(stalled) = settled {
             return self.stalled(stalled, generation);
         }

@@ -411,8 +411,11 @@ fn a_session_no_service_uses_any_more_is_closed_and_opens_again_when_one_does() 
     wait_answers(typo, &["b"]);
     let closed = [&*format!("zookeeper {nowhere}: "), "closing its session"];
     wait_log_line(&pm, &closed);
-    // Its follower ends once its client is closed, the client's threads once it stops trying to connect.
-    wait_until(SETTLE, "the closed session's threads to end", || session_threads(&pm) == before);
+    // Its follower ends once its client is closed, the client's threads once the crate gives up trying to
+    // connect: a session timeout (10 s) after that client was made.
+    wait_until(Duration::from_secs(30), "the closed session's threads to end", || {
+        session_threads(&pm) == before
+    });
     let after = log_after(&pm, &closed);
     assert!(!after.contains(&nowhere), "the closed session tried on:\n{after}");
 
@@ -451,7 +454,7 @@ fn a_server_node_nobody_may_read_is_skipped_and_logged_once_and_the_session_kept
     // log; and a good server added after it is served at once.
     zk.set("/services/web", "changed");
     add_server(&zk, "web", &c);
-    wait_until(Duration::from_secs(5), "c served beside a", || answered_by(web, &["a", "c"]));
+    wait_until(Duration::from_secs(8), "c served beside a", || answered_by(web, &["a", "c"]));
     // Longer than a session timeout (10 s) and the backoff's next wait: time enough for proxymgr to give up on
     // a session whose calls keep failing, were the node's fault taken for the session's.
     hold(Duration::from_secs(15), "a and c served, the node named once, the session kept", || {
@@ -467,7 +470,7 @@ fn a_server_node_nobody_may_read_is_skipped_and_logged_once_and_the_session_kept
         }
     });
     add_server(&zk, "web", &d);
-    wait_until(Duration::from_secs(5), "d served beside a and c", || answered_by(web, &["a", "c", "d"]));
+    wait_until(Duration::from_secs(8), "d served beside a and c", || answered_by(web, &["a", "c", "d"]));
 
     // Replaced by a node anyone may read: served. (Deleting needs only the parent's permission; the fixture's
     // `delete` would list the node's children first, which this one's ACL forbids.)

@@ -1,5 +1,6 @@
-//! Surviving faults (issue 5): ZooKeeper outages, expired sessions, lost data and ensemble fail-over; HAProxy and
-//! proxymgr killed under load; a start without the registry; SIGHUP; and hostile input, one test each. Every
+//! Surviving faults (issue 5): ZooKeeper outages, expired sessions, lost data and ensemble fail-over (and, from
+//! issue 12, sessions no service uses any more and nodes that cannot be read); HAProxy and proxymgr killed under
+//! load; a start without the registry; SIGHUP; and hostile input, one test each. Every
 //! fault must leave the last known state serving (asserted with real requests and HAProxy's pids), be named in
 //! the log by the fragment the issue promises, and heal: a change made afterwards applies.
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use zookeeper::{Acl, CreateMode, Permission};
 
 use crate::support::load::{Load, LoadReport};
 use crate::support::{
@@ -362,6 +364,119 @@ fn a_zookeeper_that_lost_its_data_does_not_take_services_down() {
     add_server(&zk, "web", &a);
     zk.create("/service_config/web", &blob(&server, "web", web, ""));
     wait_answers(web, &["a"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ZooKeeper sessions no service uses any more, and nodes that cannot be read (issue 12 §6)
+
+/// How many of proxymgr's threads run ZooKeeper sessions: followers (`zk:<ensemble>`, cut to 15 bytes by the
+/// kernel) and each client's crate threads (`io`, and its timer's, which inherits that name; `event`).
+fn session_threads(pm: &Proxymgr) -> [usize; 3] {
+    let names: Vec<String> = fs::read_dir(format!("/proc/{}/task", pm.pid()))
+        .map(|tasks| tasks.flatten().filter_map(|t| fs::read_to_string(t.path().join("comm")).ok()).collect())
+        .unwrap_or_default();
+    let count = |name: &dyn Fn(&str) -> bool| names.iter().filter(|n| name(n.trim_end())).count();
+    [count(&|n| n.starts_with("zk:")), count(&|n| n == "io"), count(&|n| n == "event")]
+}
+
+/// proxymgr's log after the first line that holds every fragment (empty while there is none).
+fn log_after(pm: &Proxymgr, fragments: &[&str]) -> String {
+    let log = pm.log();
+    let mut lines = log.lines().skip_while(|line| !fragments.iter().all(|f| line.contains(f)));
+    lines.next();
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_session_no_service_uses_any_more_is_closed_and_opens_again_when_one_does() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let real = zk.connect_string();
+    let (web, _) = serving_web(&zk, &pm, &a);
+    let before = session_threads(&pm);
+    assert_eq!(before[0], 1, "one session, the registry's, which web's watcher shares");
+
+    // A watcher naming an ensemble nothing listens at (a reserved port nobody binds): its calls fail, and are
+    // made again and again.
+    let nowhere = format!("127.0.0.1:{}", reserve_port());
+    let trying = format!("zookeeper {nowhere}: watch /services/typo: ConnectionLoss; retrying");
+    let typo = reserve_port();
+    add_server(&zk, "typo", &b);
+    zk.create("/service_config/typo", &blob(&nowhere, "typo", typo, ""));
+    wait_log_line(&pm, &[&trying]);
+    assert_eq!(session_threads(&pm)[0], 2, "a follower for the mistyped ensemble");
+
+    // Corrected to the real ensemble: typo is served on the registry's session, and the mistyped one closes.
+    zk.set("/service_config/typo", &blob(&real, "typo", typo, ""));
+    wait_answers(typo, &["b"]);
+    let closed = [&*format!("zookeeper {nowhere}: "), "closing its session"];
+    wait_log_line(&pm, &closed);
+    // Its follower ends once its client is closed, the client's threads once the crate gives up trying to
+    // connect: a session timeout (10 s) after that client was made.
+    wait_until(Duration::from_secs(30), "the closed session's threads to end", || {
+        session_threads(&pm) == before
+    });
+    let after = log_after(&pm, &closed);
+    assert!(!after.contains(&nowhere), "the closed session tried on:\n{after}");
+
+    // typo shared the registry's session: its removal leaves it open, and changes still apply.
+    zk.delete("/service_config/typo");
+    wait_until(SETTLE, "typo's port to close", || refused(typo));
+    add_server(&zk, "web", &b);
+    wait_answers(web, &["a", "b"]);
+    assert!(!logged(&pm, &[&format!("zookeeper {real}: "), "closing its session"]), "{}", pm.log());
+
+    // The mistyped ensemble named again opens a session again.
+    zk.create("/service_config/again", &blob(&nowhere, "typo", reserve_port(), ""));
+    wait_until(SETTLE, "a new follower for the mistyped ensemble", || session_threads(&pm)[0] == 2);
+    wait_until(SETTLE, "its client to try to connect", || log_after(&pm, &closed).contains(&trying));
+}
+
+#[test]
+fn a_server_node_nobody_may_read_is_skipped_and_logged_once_and_the_session_kept() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, b, c, d) = (Backend::start("a"), Backend::start("b"), Backend::start("c"), Backend::start("d"));
+
+    // A server node whose ACL lets anyone write it and nobody read it, beside a good one. ZooKeeper sends no
+    // watch event for a node the session may not read, so proxymgr meets it when it lists the service's node.
+    let denied = "/services/web/denied";
+    add_server(&zk, "web", &a);
+    let write_only = vec![Acl::new(Permission::WRITE, "world", "anyone")];
+    let writer = zk.client();
+    writer
+        .create(denied, server_json(&b).into_bytes(), write_only, CreateMode::Persistent)
+        .unwrap_or_else(|e| panic!("create {denied}: {e:?}"));
+    let web = reserve_port();
+    zk.create("/service_config/web", &blob(&zk.connect_string(), "web", web, ""));
+    wait_answers(web, &["a"]);
+    wait_log_line(&pm, &[denied, "NoAuth"]);
+    // The service's node changed: listed and every child read again, the bad one in vain, with nothing more to
+    // log; and a good server added after it is served at once.
+    zk.set("/services/web", "changed");
+    add_server(&zk, "web", &c);
+    wait_until(Duration::from_secs(8), "c served beside a", || answered_by(web, &["a", "c"]));
+    // Longer than a session timeout (10 s) and the backoff's next wait: time enough for proxymgr to give up on
+    // a session whose calls keep failing, were the node's fault taken for the session's.
+    hold(Duration::from_secs(15), "a and c served, the node named once, the session kept", || {
+        serving(web, &["a", "c"])?;
+        let log = pm.log();
+        let named: Vec<&str> = log.lines().filter(|line| line.contains(denied)).collect();
+        if named.len() != 1 {
+            return Err(format!("{} lines name {denied}: {named:#?}", named.len()));
+        }
+        match ["new client", "starting a new session", "connection lost"].iter().find(|f| log.contains(*f)) {
+            Some(renewed) => Err(format!("the session was renewed or lost ({renewed:?}):\n{log}")),
+            None => Ok(()),
+        }
+    });
+    add_server(&zk, "web", &d);
+    wait_until(Duration::from_secs(8), "d served beside a and c", || answered_by(web, &["a", "c", "d"]));
+
+    // Replaced by a node anyone may read: served. (Deleting needs only the parent's permission; the fixture's
+    // `delete` would list the node's children first, which this one's ACL forbids.)
+    writer.delete(denied, None).unwrap_or_else(|e| panic!("delete {denied}: {e:?}"));
+    zk.create(denied, &server_json(&b));
+    wait_answers(web, &["a", "b", "c", "d"]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,17 +8,9 @@ use crate::zk::{Following, Sessions, Tree};
 /// Follows `path` on `ensemble` until the returned handle is dropped, sending `Event::Services` whenever the
 /// set changes. None (logged) if the ensemble string is unusable.
 pub fn follow(sessions: &Sessions, ensemble: &str, path: &str, announce: Announce) -> Option<Following> {
-    let session = match sessions.get(ensemble) {
-        Ok(session) => session,
-        Err(e) => {
-            log::error!("service_config: {e}");
-            return None;
-        }
-    };
-    log::info!("service_config: following zookeeper {ensemble}{path}");
     let mut registry = Registry::default();
     let mut missing = false;
-    Some(session.follow(path, move |tree: &Tree| {
+    let following = sessions.follow(ensemble, path, move |tree: &Tree| {
         if !tree.root_exists() {
             if !missing {
                 log::error!(
@@ -35,5 +27,8 @@ pub fn follow(sessions: &Sessions, ensemble: &str, path: &str, announce: Announc
         {
             announce.send(services);
         }
-    }))
+    });
+    let following = following.map_err(|e| log::error!("service_config: {e}")).ok()?;
+    log::info!("service_config: following zookeeper {ensemble}{path}");
+    Some(following)
 }

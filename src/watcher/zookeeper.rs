@@ -27,16 +27,10 @@ pub fn follow(
     children: Children,
     mut report: Report,
 ) -> Option<Following> {
-    let session = match sessions.get(ensemble) {
-        Ok(session) => session,
-        Err(e) => {
-            log::error!("service {}: {e}", report.service());
-            return None;
-        }
-    };
+    let service = report.service().to_string();
     let mut skipped: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let (mut missing, mut reported) = (false, false);
-    Some(session.follow(path, move |tree: &Tree| {
+    let following = sessions.follow(ensemble, path, move |tree: &Tree| {
         if !tree.root_exists() {
             if !missing {
                 log::error!(
@@ -78,5 +72,6 @@ pub fn follow(
         }
         skipped = now_skipped;
         report.send(servers);
-    }))
+    });
+    following.map_err(|e| log::error!("service {service}: {e}")).ok()
 }

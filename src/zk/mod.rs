@@ -9,8 +9,10 @@
 //! follower, keeps them current: a watch event names the node that changed, the follower reads that node alone
 //! and tells the tree's owners the whole set. `session.rs` is the follower and the client's lifecycle,
 //! `tree.rs` the bookkeeping of the trees (which calls they need, what the owners are told; pure), `read.rs`
-//! the bounded pool that makes many calls at once.
+//! the bounded pool that makes many calls at once, `fault.rs` whose fault a failed call is (the node's, which
+//! skips that node, or the session's, which holds everything back).
 
+mod fault;
 mod read;
 mod session;
 mod tree;

@@ -4,12 +4,19 @@
 //! The follower (`session.rs`) feeds it messages and answers and makes the calls it asks for; nothing here
 //! blocks or calls out but the owners.
 //!
-//! State: per root path one [`Tree`] (the children as last read), its owners, and what is known of its watch.
+//! A call that fails for the node's own fault (`fault.rs`: an ACL that denies the read, say) is not a failure of
+//! the session: a child is skipped (kept as last read, if it ever was) and the rest told, a root keeps its tree
+//! as last read; each is noted for the log once, read again when it changes and at every `recheck`.
+//!
+//! State: per root path one [`Tree`] (the children as last read, those that cannot be read), its owners, and
+//! what is known of its watch; the notes for the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use zookeeper::ZkError;
+
+use super::fault::Fault;
 
 /// Something that follows a tree: told the whole current set of children after the first read and after
 /// every change (it tells itself whether that differs from what it last saw). Called on the session's
@@ -31,6 +38,8 @@ pub struct Tree {
     children: BTreeMap<String, Vec<u8>>,
     /// Children to read: created or changed since the last read, or whose read failed.
     pending: BTreeSet<String>,
+    /// Children whose last read failed for their own fault, with the error: skipped until they can be read.
+    unreadable: BTreeMap<String, ZkError>,
     /// Whether the root existed at the last listing.
     root_exists: bool,
     /// Set for a new tree, a reconnect or a change of the root itself: the root is listed again and every
@@ -47,6 +56,7 @@ impl Tree {
             root,
             children: BTreeMap::new(),
             pending: BTreeSet::new(),
+            unreadable: BTreeMap::new(),
             root_exists: false,
             stale: true,
             changed: true,
@@ -77,6 +87,7 @@ impl Tree {
         if deleted {
             self.children.remove(name);
             self.pending.remove(name);
+            self.unreadable.remove(name);
         } else {
             self.pending.insert(name.to_string());
         }
@@ -87,6 +98,7 @@ impl Tree {
         self.root_exists = names.is_some();
         let names: BTreeSet<String> = names.into_iter().flatten().collect();
         self.children.retain(|name, _| names.contains(name));
+        self.unreadable.retain(|name, _| names.contains(name));
         self.pending = names;
         self.stale = false;
     }
@@ -169,6 +181,31 @@ impl Answer {
     }
 }
 
+/// News for the log of nodes that cannot be read for their own fault: each told once, until its error changes or
+/// it can be read again.
+#[derive(Debug, PartialEq)]
+pub(super) enum Note {
+    /// `call` failed with `error`, the fault of the node it names.
+    Unreadable { call: Call, error: ZkError },
+    /// The node at `path` can be read again.
+    Readable { path: String },
+}
+
+/// How a note is written in the log, after the ensemble.
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Unreadable { call: call @ Call::Read { .. }, error } => {
+                write!(f, "{call}: {error:?}; skipping that node until it can be read")
+            }
+            Note::Unreadable { call, error } => {
+                write!(f, "{call}: {error:?}; keeping what was read under it until it can be read")
+            }
+            Note::Readable { path } => write!(f, "{path} can be read again"),
+        }
+    }
+}
+
 /// One tree and what is known of its watch.
 struct Followed {
     tree: Tree,
@@ -182,12 +219,16 @@ struct Followed {
     /// Whether a call failed since the tree was last started: its owners are not told (the last known
     /// children stand), and what failed is asked for again next time.
     failed: bool,
+    /// The error of the root's watch or listing when it was the root's own fault, until it is listed again.
+    root_fault: Option<ZkError>,
+    /// Whether that fault holds the tree back until a recheck, an event on its root or a new connection.
+    held: bool,
 }
 
 impl Followed {
     fn needs_work(&self) -> bool {
         // Pending children count too: after a reconnect's listing a read may fail while nothing is `changed`.
-        !self.armed || self.tree.stale || self.tree.changed || !self.tree.pending.is_empty()
+        !self.held && (!self.armed || self.tree.stale || self.tree.changed || !self.tree.pending.is_empty())
     }
 
     /// The calls that bring the tree a step further: the watch, else the listing, else the pending reads.
@@ -223,6 +264,8 @@ pub(super) struct Trees {
     by_root: BTreeMap<String, Followed>,
     /// Owner id -> the root it follows.
     roots: HashMap<u64, String>,
+    /// For the log, since it last took them.
+    notes: Vec<Note>,
 }
 
 impl Trees {
@@ -233,6 +276,7 @@ impl Trees {
         if let Some(followed) = self.by_root.get_mut(path) {
             // The root itself was created, deleted or changed: list it again.
             followed.tree.stale = true;
+            followed.held = false;
         }
         if let Some((parent, name)) = path.rsplit_once('/').filter(|(_, name)| !name.is_empty()) {
             let parent = if parent.is_empty() { "/" } else { parent };
@@ -247,6 +291,7 @@ impl Trees {
     pub(super) fn reconnected(&mut self) {
         for followed in self.by_root.values_mut() {
             followed.armed = false;
+            followed.held = false;
             followed.tree.stale = true;
         }
     }
@@ -256,8 +301,29 @@ impl Trees {
         for followed in self.by_root.values_mut() {
             followed.armed = false;
             followed.registered = false;
+            followed.held = false;
             followed.tree.stale = true;
         }
+    }
+
+    /// Whether a node cannot be read for its own fault: the follower asks for a `recheck` now and then.
+    pub(super) fn unreadable(&self) -> bool {
+        self.by_root.values().any(|followed| followed.held || !followed.tree.unreadable.is_empty())
+    }
+
+    /// Every node that could not be read for its own fault is read again (ZooKeeper fires no watch when an ACL
+    /// changes, so a node made readable says nothing).
+    pub(super) fn recheck(&mut self) {
+        for followed in self.by_root.values_mut() {
+            followed.held = false;
+            let tree = &mut followed.tree;
+            tree.pending.extend(tree.unreadable.keys().cloned());
+        }
+    }
+
+    /// The notes for the log since the last call.
+    pub(super) fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
     }
 
     /// Owner `id` starts following `root`. A tree already read tells it at once; else it hears with everyone
@@ -271,6 +337,8 @@ impl Trees {
             registered: false,
             calls: 0,
             failed: false,
+            root_fault: None,
+            held: false,
         });
         if !followed.needs_work() {
             owner.changed(&followed.tree);
@@ -318,16 +386,42 @@ impl Trees {
                 followed.tree.stale = true;
                 followed.next_calls()
             }
-            Answer::Listed { names, .. } => {
+            Answer::Listed { names, root } => {
+                if followed.root_fault.take().is_some() {
+                    self.notes.push(Note::Readable { path: root });
+                }
                 followed.tree.listed(names);
                 followed.next_calls()
             }
             Answer::Read { name, data, .. } => {
+                if followed.tree.unreadable.remove(&name).is_some() && data.is_some() {
+                    self.notes.push(Note::Readable { path: followed.tree.path_of(&name) });
+                }
                 followed.tree.read(name, data);
                 Vec::new()
             }
-            Answer::Failed { .. } => {
+            Answer::Failed { error, .. } if Fault::of(error) == Fault::Session => {
                 followed.failed = true;
+                Vec::new()
+            }
+            Answer::Failed { call, error } => {
+                let known = match &call {
+                    // A child: skipped, and the rest told.
+                    Call::Read { name, .. } => {
+                        followed.tree.pending.remove(name);
+                        followed.tree.unreadable.insert(name.clone(), error)
+                    }
+                    // The root: its tree stays as last read (its owners are not told), and is not tried again
+                    // before a recheck, an event on it or a new connection.
+                    _ => {
+                        followed.failed = true;
+                        followed.held = true;
+                        followed.root_fault.replace(error)
+                    }
+                };
+                if known != Some(error) {
+                    self.notes.push(Note::Unreadable { call, error });
+                }
                 Vec::new()
             }
             Answer::Unwatched => Vec::new(),

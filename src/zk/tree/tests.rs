@@ -74,13 +74,35 @@ fn answer(nodes: Nodes, failing: Lines, call: Call) -> Answer {
 
 /// One round of the follower's work against `nodes`, the calls made one at a time: the calls, in order.
 fn round(trees: &mut Trees, nodes: Nodes, failing: Lines) -> Vec<String> {
+    round_with(trees, |call| answer(nodes, failing, call))
+}
+
+/// A round against `nodes` whose nodes in `denied` have an ACL that denies us every call: NoAuth.
+fn round_denied(trees: &mut Trees, nodes: Nodes, denied: Lines) -> Vec<String> {
+    round_with(trees, |call| match call {
+        Call::Read { ref root, ref name } if denied.contains(&path_of(root, name).as_str()) => {
+            Answer::Failed { call, error: ZkError::NoAuth }
+        }
+        Call::Watch { ref root, .. } | Call::List { ref root } if denied.contains(&root.as_str()) => {
+            Answer::Failed { call, error: ZkError::NoAuth }
+        }
+        call => answer(nodes, &[], call),
+    })
+}
+
+fn round_with(trees: &mut Trees, answer: impl Fn(Call) -> Answer) -> Vec<String> {
     let mut queue: VecDeque<Call> = trees.start().into();
     let mut made = Vec::new();
     while let Some(call) = queue.pop_front() {
         made.push(show(&call));
-        queue.extend(trees.settle(answer(nodes, failing, call)));
+        queue.extend(trees.settle(answer(call)));
     }
     made
+}
+
+/// The notes for the log since the last look, as the log writes them.
+fn noted(trees: &mut Trees) -> Vec<String> {
+    trees.take_notes().iter().map(ToString::to_string).collect()
 }
 
 const NODES: Nodes = &[("/s", ""), ("/s/a", "1"), ("/s/b", "2"), ("/t", ""), ("/t/x", "9")];
@@ -250,4 +272,92 @@ fn an_unwatch_answer_settles_no_tree() {
     trees.follow(1, "/s".into(), Box::new(|_: &Tree| panic!("told before the tree was read")));
     let _ = trees.start();
     assert!(trees.settle(Answer::Unwatched).is_empty());
+}
+
+#[test]
+fn a_child_that_cannot_be_read_is_skipped_and_noted_once_while_the_rest_is_told() {
+    let nodes: Nodes = &[("/s", ""), ("/s/a", "1"), ("/s/b", "2"), ("/s/c", "3")];
+    let denied: Lines = &["/s/b"];
+    let told = Told::default();
+    let mut trees = Trees::default();
+    trees.follow(1, "/s".into(), owner(&told));
+    assert_eq!(
+        round_denied(&mut trees, nodes, denied),
+        ["watch /s", "list /s", "read /s/a", "read /s/b", "read /s/c"]
+    );
+    assert_eq!(heard(&told), ["a=1 c=3"], "the rest is told");
+    assert_eq!(noted(&mut trees), ["read /s/b: NoAuth; skipping that node until it can be read"]);
+    assert!(trees.unreadable(), "the follower will recheck it");
+    assert_eq!(round_denied(&mut trees, nodes, denied), Vec::<String>::new(), "not read again for nothing");
+
+    // Read again when it changes, without a second note; the other children come and go as ever.
+    trees.changed("/s/b", false);
+    trees.changed("/s/d", false);
+    let more: Nodes = &[("/s", ""), ("/s/a", "1"), ("/s/b", "2"), ("/s/c", "3"), ("/s/d", "4")];
+    assert_eq!(round_denied(&mut trees, more, denied), ["read /s/b", "read /s/d"]);
+    assert_eq!(heard(&told), ["a=1 c=3 d=4"]);
+    assert_eq!(noted(&mut trees), Vec::<String>::new(), "noted once");
+    trees.reconnected();
+    round_denied(&mut trees, more, denied);
+    assert_eq!(
+        (heard(&told), noted(&mut trees)),
+        (vec!["a=1 c=3 d=4".into()], vec![]),
+        "once across reconnects"
+    );
+
+    // A recheck finds it readable: told, and noted as such.
+    trees.recheck();
+    assert_eq!(round_denied(&mut trees, more, &[]), ["read /s/b"]);
+    assert_eq!(heard(&told), ["a=1 b=2 c=3 d=4"]);
+    assert_eq!(noted(&mut trees), ["/s/b can be read again"]);
+    assert!(!trees.unreadable());
+
+    // Denied once more (its ACL changed back): noted again, and kept as last read meanwhile.
+    trees.changed("/s/b", false);
+    assert_eq!(round_denied(&mut trees, more, denied), ["read /s/b"]);
+    assert_eq!(heard(&told), ["a=1 b=2 c=3 d=4"]);
+    assert_eq!(noted(&mut trees), ["read /s/b: NoAuth; skipping that node until it can be read"]);
+    // Deleted: gone, with nothing to note and nothing left to recheck.
+    trees.changed("/s/b", true);
+    round_denied(&mut trees, more, denied);
+    assert_eq!((heard(&told), noted(&mut trees)), (vec!["a=1 c=3 d=4".into()], vec![]));
+    assert!(!trees.unreadable());
+}
+
+#[test]
+fn a_root_that_cannot_be_listed_keeps_its_tree_until_a_recheck_lists_it() {
+    let (mut trees, s, t) = two_trees();
+    trees.changed("/s", false);
+    assert_eq!(round_denied(&mut trees, NODES, &["/s"]), ["list /s"]);
+    assert_eq!((heard(&s), heard(&t)), (vec![], vec![]), "the last known children stand");
+    assert_eq!(noted(&mut trees), ["list /s: NoAuth; keeping what was read under it until it can be read"]);
+    assert_eq!(round_denied(&mut trees, NODES, &["/s"]), Vec::<String>::new(), "held until a recheck");
+    // The other tree goes on as ever.
+    trees.changed("/t/x", false);
+    assert_eq!(round_denied(&mut trees, NODES, &["/s"]), ["read /t/x"]);
+    assert_eq!(heard(&t), ["x=9"]);
+    trees.recheck();
+    assert_eq!(round_denied(&mut trees, NODES, &["/s"]), ["list /s"]);
+    assert_eq!(noted(&mut trees), Vec::<String>::new(), "noted once");
+    trees.recheck();
+    assert_eq!(round_denied(&mut trees, NODES, &[]), ["list /s", "read /s/a", "read /s/b"]);
+    assert_eq!(heard(&s), ["a=1 b=2"]);
+    assert_eq!(noted(&mut trees), ["/s can be read again"]);
+    assert!(!trees.unreadable());
+}
+
+#[test]
+fn a_root_that_cannot_be_watched_is_held_and_tells_nobody() {
+    let told = Told::default();
+    let mut trees = Trees::default();
+    trees.follow(1, "/s".into(), owner(&told));
+    assert_eq!(round_denied(&mut trees, NODES, &["/s"]), ["watch /s"]);
+    assert_eq!(heard(&told), Vec::<String>::new());
+    assert_eq!(noted(&mut trees), ["watch /s: NoAuth; keeping what was read under it until it can be read"]);
+    assert_eq!(round_denied(&mut trees, NODES, &["/s"]), Vec::<String>::new(), "held");
+    // A new client tries again at once.
+    trees.renewed();
+    assert_eq!(round_denied(&mut trees, NODES, &[]), ["watch /s", "list /s", "read /s/a", "read /s/b"]);
+    assert_eq!(heard(&told), ["a=1 b=2"]);
+    assert_eq!(noted(&mut trees), ["/s can be read again"]);
 }

@@ -117,14 +117,7 @@ impl ServiceSpec {
     pub fn parse(data: &[u8]) -> Result<ServiceSpec, SpecError> {
         let raw: RawSpec = parse_json(data)?;
         let port = check_port(raw.port)?;
-        for (key, options, place) in [
-            ("listen_options", &raw.listen_options, Place::Listen),
-            ("server_options", &raw.server_options, Place::Server),
-        ] {
-            for (i, option) in options.iter().enumerate() {
-                check_option_at(format!("{key}[{i}]"), option, place)?;
-            }
-        }
+        check_options(&raw.listen_options, &raw.server_options)?;
         let kind = raw.kind.as_str();
         // A key of another watcher type is a mistake worth naming (a dns blob with `file` does nothing).
         let given = [
@@ -352,6 +345,32 @@ pub fn check_option(line: &str, place: Place) -> Result<(), OptionError> {
             if line.split([' ', '\t']).any(|word| word.starts_with("<<")) {
                 return Err(OptionError::Payload);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every option line of a service, each for its place.
+fn check_options(listen_options: &[String], server_options: &[String]) -> Result<(), SpecError> {
+    for (key, options, place) in
+        [("listen_options", listen_options, Place::Listen), ("server_options", server_options, Place::Server)]
+    {
+        for (i, option) in options.iter().enumerate() {
+            check_option_at(format!("{key}[{i}]"), option, place)?;
+        }
+    }
+    Ok(())
+}
+
+/// What reaches haproxy.cfg from a spec and its servers that were not parsed here (the state file's, which an
+/// older proxymgr wrote, or anyone who could write the file): the same checks as a blob's and a node's.
+pub fn check_saved(spec: &ServiceSpec, servers: &[Server]) -> Result<(), SpecError> {
+    check_port(spec.port.into())?;
+    check_options(&spec.listen_options, &spec.server_options)?;
+    for server in servers {
+        check_address(&server.address)?;
+        for option in &server.options {
+            check_option_at(format!("server {}", server.endpoint()), option, Place::Server)?;
         }
     }
     Ok(())

@@ -39,8 +39,20 @@ impl State {
                 return None;
             }
         };
-        match serde_json::from_slice(&text) {
-            Ok(state) => Some(state),
+        match serde_json::from_slice::<State>(&text) {
+            Ok(mut state) => {
+                // Checked as the registry's are: nothing unchecked reaches haproxy.cfg.
+                state.services.retain(|name, saved| {
+                    match crate::service::check_saved(&saved.spec, &saved.servers) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log::warn!("state_file {}: service {name}: {e}; left out", path.display());
+                            false
+                        }
+                    }
+                });
+                Some(state)
+            }
             Err(e) => {
                 log::warn!("state_file {}: {e}; starting without it", path.display());
                 None
@@ -138,6 +150,20 @@ mod tests {
             services: [("web".to_string(), SavedService { spec, servers: Arc::new(vec![server]) })].into(),
         };
         state.save(&path).unwrap();
+        assert_eq!(State::load(&path).as_ref(), Some(&state));
+        // A service whose options could leave their section (written by hand, or by an older proxymgr) is left
+        // out; the rest loads.
+        let mut hostile = state.clone();
+        let mut evil = hostile.services["web"].clone();
+        evil.spec.listen_options.push("global".into());
+        hostile.services.insert("evil".into(), evil);
+        let mut bad_server = hostile.services["web"].clone();
+        bad_server.servers = Arc::new(vec![Server {
+            options: vec!["check; shutdown sessions".into()],
+            ..Server::new("10.0.0.2", 80).unwrap()
+        }]);
+        hostile.services.insert("bad-server".into(), bad_server);
+        hostile.save(&path).unwrap();
         assert_eq!(State::load(&path), Some(state));
         std::fs::write(&path, "{not json").unwrap();
         assert_eq!(State::load(&path), None, "a broken file is ignored");

@@ -168,6 +168,14 @@ pub struct Exited {
     pub ran: Duration,
 }
 
+/// The HAProxy processes alive, as the reconciler's core learns of them: the one started last (serving, or
+/// starting) and the older generations still finishing their connections, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Generations {
+    pub current: Option<u32>,
+    pub old: Vec<u32>,
+}
+
 /// Every HAProxy process proxymgr started and has not reaped yet.
 #[derive(Default)]
 pub struct Processes {
@@ -225,6 +233,14 @@ impl Processes {
     /// Every live pid, the serving one first.
     pub fn pids(&self) -> Vec<u32> {
         self.current.iter().chain(&self.old).map(Running::pid).chain(self.orphans.iter().copied()).collect()
+    }
+
+    /// The live processes by generation; those an earlier proxymgr left are the oldest.
+    pub fn generations(&self) -> Generations {
+        Generations {
+            current: self.current.as_ref().map(Running::pid),
+            old: self.orphans.iter().copied().chain(self.old.iter().map(Running::pid)).collect(),
+        }
     }
 
     /// Reaps whatever has ended. Returns the serving process if it was among them: nobody asked it to stop.

@@ -29,11 +29,12 @@ use crate::plan::{effective_weight, plan, ReloadReason, Running, RunningServer, 
 use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
-use super::messages::{Action, CommandFailure, Input, StartFailure};
+use super::messages::{Action, CommandFailure, Generations, Input, StartFailure};
 use super::services::{changes, Services};
 
 mod converge;
 mod drift;
+mod pacing;
 mod registry;
 mod render;
 mod start;
@@ -114,6 +115,10 @@ pub struct Core {
     /// Whether a converge was put off while work was under way.
     deferred: bool,
     last_reload: Option<Instant>,
+    /// Since when changes have waited that no reload has taken up yet.
+    pending_since: Option<Instant>,
+    /// The HAProxy processes alive, as the executor last reported them.
+    live: Generations,
     /// The skeleton (head and listen sections) HAProxy last rejected: not tried again until it changes.
     rejected: Option<String>,
     /// Services whose dynamic servers HAProxy refused, with the server options it refused them under.
@@ -181,6 +186,8 @@ impl Core {
             work: Work::Idle,
             deferred: false,
             last_reload: None,
+            pending_since: None,
+            live: Generations::default(),
             rejected: None,
             no_dynamic: BTreeMap::new(),
             file_stale: false,
@@ -247,7 +254,7 @@ impl Core {
             .filter(|&due| due > now);
         let phase = match &self.phase {
             Phase::Idle => None,
-            Phase::Waiting { due } => Some(*due),
+            Phase::Waiting { since } => Some(self.reload_due(*since)),
             Phase::Starting(starting) => Some(starting.next_poll),
         };
         let state = (self.state_dirty && self.can_save()).then_some(self.state_due);
@@ -274,6 +281,9 @@ impl Core {
             return;
         }
         self.state_dirty |= matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::Child);
+        if matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::ConfigRead(_)) {
+            self.pending_since.get_or_insert(now);
+        }
         match input {
             Input::Services { source, services } => {
                 if source == self.source {
@@ -333,6 +343,7 @@ impl Core {
             Input::Checked(result) => self.judged(result, now),
             Input::Ran(result) => self.ran(result, now),
             Input::ServersState { backend, result } => self.drift_result(&backend, result),
+            Input::Generations(live) => self.live = live,
             Input::StateSaved(accepted) => {
                 self.saving = false;
                 self.state_dirty &= !accepted;

@@ -93,6 +93,9 @@ fn execute_all(core: &mut Core, instance: &mut Instance, sources: &mut Sources) 
         if let Some(input) = execute(action, instance, sources) {
             core.handle(input, Instant::now());
         }
+        if let Some(generations) = instance.generations_changed() {
+            core.handle(Input::Generations(generations), Instant::now());
+        }
     }
 }
 

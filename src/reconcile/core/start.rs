@@ -7,9 +7,10 @@ use super::*;
 /// Where reloading stands.
 pub(super) enum Phase {
     Idle,
-    /// A change needs a reload, due then.
+    /// Changes need a reload, and have waited for it since then; when it is due is `reload_due`'s word, as the
+    /// older generations alive come and go.
     Waiting {
-        due: Instant,
+        since: Instant,
     },
     /// A new process started on the candidate, which becomes haproxy.cfg once it answers with its pid.
     Starting(Box<Starting>),
@@ -37,6 +38,7 @@ impl Core {
     /// Asks for a new process on the whole desired config, which tells the serving ones to finish once it serves.
     pub(super) fn reload(&mut self, reasons: Vec<ReloadReason>) {
         self.phase = Phase::Idle;
+        self.pending_since = None;
         let text = self.config_text();
         let head = self.head.as_deref().unwrap_or_default();
         let desired = self.services.desired(head, &self.no_dynamic, Scope::All);

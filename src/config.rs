@@ -61,6 +61,9 @@ pub struct HaproxyConfig {
     pub reload_interval: f64,
     /// Seconds between two comparisons of HAProxy's server states with the desired ones; 0 never.
     pub drift_check_interval: f64,
+    /// The most HAProxy processes alive at once, the serving one and the older ones still finishing their
+    /// connections; a reload that would pass it stops the oldest at once, cutting their connections. 0: no cap.
+    pub max_generations: u32,
 }
 
 impl Default for HaproxyConfig {
@@ -98,6 +101,7 @@ impl Default for HaproxyConfig {
             reload_window: 0.05,
             reload_interval: 0.5,
             drift_check_interval: 30.0,
+            max_generations: 0,
         }
     }
 }
@@ -197,6 +201,12 @@ impl Config {
             ("haproxy.drift_check_interval", h.drift_check_interval),
         ] {
             seconds(value).map_err(|reason| (key.to_string(), reason))?;
+        }
+        if h.max_generations == 1 {
+            return Err((
+                "haproxy.max_generations".into(),
+                "must be 0 (no cap) or at least 2: the serving HAProxy serves until the new one does".into(),
+            ));
         }
         if h.socket_path.to_str().map_or(true, |p| p.contains(char::is_whitespace)) {
             return Err((
@@ -374,6 +384,8 @@ mod tests {
             (&format!("{MINIMAL}haproxy:\n  defaults: [\"mode http\\nlisten x\"]\n"), "haproxy.defaults[0]"),
             (&format!("{MINIMAL}haproxy:\n  bind_address: nowhere\n"), "haproxy.bind_address"),
             (&format!("{MINIMAL}haproxy:\n  stop_timeout: -1\n"), "haproxy.stop_timeout"),
+            (&format!("{MINIMAL}haproxy:\n  max_generations: 1\n"), "haproxy.max_generations: must be 0"),
+            (&format!("{MINIMAL}haproxy:\n  max_generations: -2\n"), "max_generations"),
             ("service_config:\n  type: etcd\n", "unknown variant `etcd`"),
             ("service_config:\n  type: zookeeper\n", "service_config.servers: missing"),
             (

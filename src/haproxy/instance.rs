@@ -167,6 +167,11 @@ impl Instance {
         })
     }
 
+    /// Stops these older generations at once (HAProxy's hard stop), cutting their connections.
+    pub fn hard_stop(&mut self, pids: &[u32]) {
+        self.processes.hard_stop(pids);
+    }
+
     /// `haproxy -c` on the candidate with its fds (without them `bind fd@N` fails).
     pub fn check(&mut self) -> Result<(), ProcessError> {
         let Some((candidate, fds)) = &self.candidate else { return Ok(()) };

@@ -243,6 +243,15 @@ impl Processes {
         }
     }
 
+    /// Stops these older generations at once: SIGTERM is HAProxy's hard stop (as `-st`), which closes every
+    /// connection the process still serves and exits. The serving process is never among them; they are reaped
+    /// as usual once they exit.
+    pub fn hard_stop(&mut self, pids: &[u32]) {
+        let old = self.generations().old;
+        let pids: Vec<u32> = pids.iter().copied().filter(|pid| old.contains(pid)).collect();
+        signal_all(&pids, Signal::SIGTERM);
+    }
+
     /// Reaps whatever has ended. Returns the serving process if it was among them: nobody asked it to stop.
     pub fn reap(&mut self) -> Option<Exited> {
         self.orphans.retain(|&pid| {

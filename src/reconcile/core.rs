@@ -119,6 +119,8 @@ pub struct Core {
     pending_since: Option<Instant>,
     /// The HAProxy processes alive, as the executor last reported them.
     live: Generations,
+    /// When each process this proxymgr started did: the cap's log says how old a generation it stops is.
+    born: BTreeMap<u32, Instant>,
     /// The skeleton (head and listen sections) HAProxy last rejected: not tried again until it changes.
     rejected: Option<String>,
     /// Services whose dynamic servers HAProxy refused, with the server options it refused them under.
@@ -188,6 +190,7 @@ impl Core {
             last_reload: None,
             pending_since: None,
             live: Generations::default(),
+            born: BTreeMap::new(),
             rejected: None,
             no_dynamic: BTreeMap::new(),
             file_stale: false,
@@ -343,7 +346,7 @@ impl Core {
             Input::Checked(result) => self.judged(result, now),
             Input::Ran(result) => self.ran(result, now),
             Input::ServersState { backend, result } => self.drift_result(&backend, result),
-            Input::Generations(live) => self.live = live,
+            Input::Generations(live) => self.generations(live),
             Input::StateSaved(accepted) => {
                 self.saving = false;
                 self.state_dirty &= !accepted;

@@ -129,6 +129,8 @@ pub enum Action {
     AskServing { pid: u32 },
     /// Reap what ended; answered by `Input::Exited` when the serving or starting process did.
     Reap,
+    /// Stop these older generations at once (SIGTERM, HAProxy's hard stop), cutting their connections.
+    HardStop { pids: Vec<u32> },
     /// `haproxy -c` on the candidate with its fds; answered by `Input::Checked`.
     Check,
     /// The candidate becomes haproxy.cfg.

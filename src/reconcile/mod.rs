@@ -141,6 +141,10 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             let exit = instance.reap()?;
             Input::Exited { pid: exit.pid, how: exit.how, ran: exit.ran }
         }
+        Action::HardStop { pids } => {
+            instance.hard_stop(&pids);
+            return None;
+        }
         Action::Check => Input::Checked(instance.check()),
         Action::Accept => {
             instance.accept();

@@ -1,4 +1,4 @@
-//! Pacing reloads: when a reload that waits is due.
+//! Pacing reloads: when a reload that waits is due, and which older HAProxy generations a reload stops at once.
 //!
 //! Each reload leaves the process it replaces serving its open connections until they close or
 //! `hard_stop_after` passes, and each such generation holds the memory of a whole HAProxy (about 340 MB at 1000
@@ -6,7 +6,9 @@
 //! no reload in the last `reload_interval` (a quiet load balancer): a change reloads at once, and what follows
 //! it joins the next reload. Some: the least interval between reloads grows fourfold with each, up to
 //! [`RELOAD_WAIT_MAX`], so a storm of changes becomes a few reloads while every change still serves within
-//! seconds. Pure: every fact is an argument.
+//! seconds. The optional cap (`haproxy.max_generations`) is the other bound, for machines that cannot hold
+//! even that many: the oldest generations are stopped so that the new process makes no more than the cap.
+//! Pure: every fact is an argument.
 
 use super::*;
 use crate::config::HaproxyConfig;
@@ -31,12 +33,52 @@ pub fn reload_due(haproxy: &HaproxyConfig, since: Instant, last: Option<Instant>
     (since + haproxy.reload_window()).max(last + grown)
 }
 
+/// The older generations to stop before a new process starts so that, with it, no more than `max` are alive
+/// (0: no cap): the oldest first. The serving process is never among them: it serves until the new one does.
+pub fn over_cap(max: u32, live: &Generations) -> &[u32] {
+    let alive_after = 1 + usize::from(live.current.is_some()) + live.old.len();
+    let excess = match usize::try_from(max) {
+        Ok(max) if max > 0 => alive_after.saturating_sub(max),
+        _ => 0,
+    };
+    &live.old[..excess.min(live.old.len())]
+}
+
 impl Core {
+    /// The executor's word on the live processes.
+    pub(super) fn generations(&mut self, live: Generations) {
+        self.born.retain(|pid, _| live.current == Some(*pid) || live.old.contains(pid));
+        self.live = live;
+    }
+
     /// When a reload that changes have waited for since `since` is due, as things stand: not before the restart
     /// backoff of a start that failed is over either.
     pub(super) fn reload_due(&self, since: Instant) -> Instant {
         let due = reload_due(&self.config.haproxy, since, self.last_reload, self.live.old.len());
         self.restart_due.map_or(due, |restart| due.max(restart))
+    }
+
+    /// Before a new process starts: stops the oldest generations if it would make more than the cap, and says so.
+    pub(super) fn enforce_cap(&mut self) {
+        let max = self.config.haproxy.max_generations;
+        let stopped = over_cap(max, &self.live).to_vec();
+        if stopped.is_empty() {
+            return;
+        }
+        let each: Vec<String> = stopped
+            .iter()
+            .map(|pid| match self.born.get(pid) {
+                Some(at) => format!("haproxy[{pid}] ({:.1} s old)", (self.now - *at).as_secs_f64()),
+                None => format!("haproxy[{pid}] (left by an earlier proxymgr)"),
+            })
+            .collect();
+        let them = if stopped.len() == 1 { "it" } else { "them" };
+        log::warn!(
+            "haproxy.max_generations is {max}: stopping {} at once (SIGTERM, HAProxy's hard stop); the connections \
+             still open on {them} are cut",
+            each.join(", ")
+        );
+        self.actions.push_back(Action::HardStop { pids: stopped });
     }
 }
 
@@ -46,6 +88,8 @@ mod tests {
 
     /// (window, interval, changes waiting since, last reload, older generations alive) -> due, all in ms.
     type DueCase = (u64, u64, u64, Option<u64>, usize, u64);
+    /// (cap, serving, older ones oldest first) -> stopped before the new process starts.
+    type CapCase = (u32, Option<u32>, &'static [u32], &'static [u32]);
 
     fn config(window_ms: u64, interval_ms: u64) -> HaproxyConfig {
         HaproxyConfig {
@@ -101,6 +145,30 @@ mod tests {
                 let due = reload_due(&config(50, 500), since, Some(t0 + Duration::from_millis(last)), old);
                 assert!(due - since <= RELOAD_WAIT_MAX, "{old} old, last at {last} ms: {:?}", due - since);
             }
+        }
+    }
+
+    #[test]
+    fn the_cap_stops_the_oldest_generations() {
+        let live = |current: Option<u32>, old: &[u32]| Generations { current, old: old.to_vec() };
+        let cases: &[CapCase] = &[
+            (0, Some(5), &[1, 2, 3, 4], &[]),
+            (2, Some(5), &[], &[]),
+            (2, Some(5), &[4], &[4]),
+            (2, Some(5), &[1, 2, 3, 4], &[1, 2, 3, 4]),
+            (3, Some(5), &[1, 2, 3, 4], &[1, 2, 3]),
+            (4, Some(5), &[2, 3, 4], &[2]),
+            (4, Some(5), &[4], &[]),
+            // The serving process died: the new one replaces it, and only the older ones count.
+            (2, None, &[3, 4], &[3]),
+            (3, None, &[4], &[]),
+        ];
+        for &(max, current, old, stopped) in cases {
+            assert_eq!(
+                over_cap(max, &live(current, old)),
+                stopped,
+                "cap {max}, {current:?} serving, old {old:?}"
+            );
         }
     }
 }

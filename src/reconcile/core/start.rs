@@ -39,6 +39,7 @@ impl Core {
     pub(super) fn reload(&mut self, reasons: Vec<ReloadReason>) {
         self.phase = Phase::Idle;
         self.pending_since = None;
+        self.enforce_cap();
         let text = self.config_text();
         let head = self.head.as_deref().unwrap_or_default();
         let desired = self.services.desired(head, &self.no_dynamic, Scope::All);
@@ -57,6 +58,7 @@ impl Core {
     pub(super) fn started(&mut self, pid: u32, now: Instant) {
         let Some(Launch { state, ports, skeleton }) = self.launch.take() else { return };
         self.last_reload = Some(now);
+        self.born.insert(pid, now);
         self.restart_due = None;
         let next_poll = now + START_POLL;
         let starting = Starting { pid, state, ports, skeleton, since: now, next_poll, asked: false };

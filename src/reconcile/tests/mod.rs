@@ -39,7 +39,7 @@ struct World {
     /// `show servers state` per backend.
     servers_state: BTreeMap<String, BTreeMap<String, ServerStatus>>,
     /// Whether clients hold connections to every process, so a replaced one lives on as an older generation
-    /// (until a `Reap` finds it in `finished`); else it ends as soon as it is replaced.
+    /// (until a `Reap` finds it in `finished`, or it is stopped hard); else it ends as soon as it is replaced.
     holds: bool,
     /// The live processes, as the executor would report them, and what it reported last.
     live: Generations,
@@ -104,6 +104,7 @@ impl World {
                 live.current = self.previous.take();
                 live.old.retain(|pid| Some(*pid) != live.current);
             }
+            (Action::HardStop { pids }, _) => live.old.retain(|pid| !pids.contains(pid)),
             _ => {}
         }
     }
@@ -330,6 +331,7 @@ fn kinds(actions: &[Action]) -> Vec<&'static str> {
             Action::Start { .. } => "Start",
             Action::AskServing { .. } => "AskServing",
             Action::Reap => "Reap",
+            Action::HardStop { .. } => "HardStop",
             Action::Check => "Check",
             Action::Accept => "Accept",
             Action::Reject { .. } => "Reject",

@@ -50,6 +50,7 @@ fn a_storm_of_new_services_becomes_a_few_reloads_each_within_the_bound() {
         let mut batches = advance(&mut story, at);
         batches.push((at, story.input(at, input)));
         for (ms, actions) in batches {
+            assert!(!kinds(&actions).contains(&"HardStop"), "no cap, nothing stopped: {actions:?}");
             if started(&actions) {
                 starts.push((ms, reasons(&actions).len()));
             }
@@ -83,4 +84,36 @@ fn older_generations_that_finish_shorten_the_wait() {
     story.world.finished = vec![101];
     let actions = story.input(2000, Input::Child);
     assert_eq!(reasons(&actions), [ReloadReason::ServiceAdded("svc1".into())], "it finished: due at once");
+}
+
+#[test]
+fn the_cap_stops_the_oldest_generations_before_a_reload() {
+    let mut story = holding(&format!("{CONFIG}haproxy:\n  max_generations: 3\n"));
+    story.input(1000, with_services(1));
+    story.input(1001, servers("svc0", 1, &[1]));
+    story.input(1500, with_services(2));
+    story.input(1501, servers("svc1", 2, &[1]));
+    let actions = story.tick(3001);
+    assert_eq!(kinds(&actions)[..1], ["Start"], "three alive with it: none stopped");
+    story.input(3500, with_services(3));
+    story.input(3501, servers("svc2", 3, &[1]));
+    assert_eq!(story.world.live.old, [101, 102]);
+    let actions = story.tick(11_001);
+    assert_eq!(kinds(&actions)[..2], ["HardStop", "Start"], "{actions:?}");
+    assert_eq!(actions[0], Action::HardStop { pids: vec![101] }, "the oldest, before the new one starts");
+    assert_eq!(alive(&story), 3);
+}
+
+#[test]
+fn a_cap_of_two_stops_every_older_generation() {
+    let mut story = holding(&format!("{CONFIG}haproxy:\n  max_generations: 2\n"));
+    story.input(1000, with_services(1));
+    let actions = story.input(1001, servers("svc0", 1, &[1]));
+    assert_eq!(kinds(&actions)[..1], ["Start"], "the serving one and the new one: two");
+    story.tick(1006);
+    story.input(1500, with_services(2));
+    story.input(1501, servers("svc1", 2, &[1]));
+    let actions = story.tick(3001);
+    assert_eq!(actions[0], Action::HardStop { pids: vec![101] });
+    assert_eq!(story.world.live, Generations { current: Some(103), old: vec![102] });
 }

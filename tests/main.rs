@@ -7,7 +7,8 @@ mod cli;
 mod core;
 /// Issue 5: ZooKeeper outages, ensembles, expiry, HAProxy and proxymgr killed, the state file, SIGHUP, hostile input.
 mod faults;
-/// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests.
+/// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests; issue 12 §2:
+/// reload storms while connections are held stay bounded, and the cap on generations.
 mod hitless;
 /// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax.
 mod packaging;

@@ -63,6 +63,9 @@ pub struct HaproxyConfig {
     pub reload_interval: f64,
     /// Seconds between two comparisons of HAProxy's server states with the desired ones; 0 never.
     pub drift_check_interval: f64,
+    /// The most HAProxy processes alive at once, the serving one and the older ones still finishing their
+    /// connections; a reload that would pass it stops the oldest at once, cutting their connections. 0: no cap.
+    pub max_generations: u32,
 }
 
 impl Default for HaproxyConfig {
@@ -100,6 +103,7 @@ impl Default for HaproxyConfig {
             reload_window: 0.05,
             reload_interval: 0.5,
             drift_check_interval: 30.0,
+            max_generations: 0,
         }
     }
 }
@@ -229,6 +233,12 @@ impl Config {
         if self.removal_hold.threshold_percent > 100 {
             let reason = format!("{} is not a percentage (0 to 100)", self.removal_hold.threshold_percent);
             return Err(("removal_hold.threshold_percent".into(), reason));
+        }
+        if h.max_generations == 1 {
+            return Err((
+                "haproxy.max_generations".into(),
+                "must be 0 (no cap) or at least 2: the serving HAProxy serves until the new one does".into(),
+            ));
         }
         if h.socket_path.to_str().map_or(true, |p| p.contains(char::is_whitespace)) {
             return Err((
@@ -423,6 +433,8 @@ mod tests {
             ),
             (&format!("{MINIMAL}haproxy:\n  bind_address: nowhere\n"), "haproxy.bind_address"),
             (&format!("{MINIMAL}haproxy:\n  stop_timeout: -1\n"), "haproxy.stop_timeout"),
+            (&format!("{MINIMAL}haproxy:\n  max_generations: 1\n"), "haproxy.max_generations: must be 0"),
+            (&format!("{MINIMAL}haproxy:\n  max_generations: -2\n"), "max_generations"),
             ("service_config:\n  type: etcd\n", "unknown variant `etcd`"),
             ("service_config:\n  type: zookeeper\n", "service_config.servers: missing"),
             (

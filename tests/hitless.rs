@@ -1,13 +1,17 @@
 //! Hitless updates (issue 3): server changes go through HAProxy's runtime API with no reload, reloads are
-//! checked and coalesced, and reloads under load fail no request. Each test asserts HAProxy's pids (unchanged
-//! where no reload is promised), the server's state in `show servers state`, and which backends answer.
+//! checked and coalesced, and reloads under load fail no request; a storm of reloads while clients hold
+//! connections through every HAProxy stays bounded (issue 12 §2), and the cap on generations cuts the oldest.
+//! Each test asserts HAProxy's pids (unchanged where no reload is promised), the server's state in `show
+//! servers state`, and which backends answer.
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::load::{load, LoadReport};
-use crate::support::{self, reserve_port, wait_answers, wait_until, Backend, Proxymgr, Zk};
+use crate::support::{self, http_get, reserve_port, wait_answers, wait_until, Backend, Proxymgr, Zk};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -297,4 +301,111 @@ fn reloads_fail_no_request_with_connection_close_clients() {
 #[test]
 fn reloads_fail_no_request_with_keep_alive_clients() {
     reloads_under_load(true);
+}
+
+/// A `mode tcp` service `hold` in front of `backend`, whose connections stay open as long as their clients
+/// keep them (the backend waits for a request that never comes): every HAProxy that accepts one lives on after
+/// a reload until it closes or `hard_stop_after` passes. Returns its port once it serves.
+fn holding_service(zk: &Zk, backend: &Backend) -> u16 {
+    let port = reserve_port();
+    add_server(zk, "hold", backend);
+    let options = ["mode tcp", "timeout client 5m", "timeout server 5m"];
+    zk.create("/service_config/hold", &blob(zk, "hold", port, &options));
+    wait_answers(port, &[backend.name()]);
+    port
+}
+
+/// A connection through `hold`, held open, the `nth` the test holds; once the backend has that many, HAProxy
+/// has connected through. (Not its count before plus one: a connection that just answered may still be in
+/// that count, and health checks come and go.)
+fn hold_connection(port: u16, backend: &Backend, nth: usize) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the hold service");
+    wait_until(SETTLE, "the held connection reaches the backend", || backend.open_connections() >= nth);
+    stream
+}
+
+/// Whether the peer closed `stream` (HAProxy stopped hard cuts it) rather than keeping it open and silent.
+fn closed(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_millis(50))).expect("set a read timeout");
+    match stream.read(&mut [0; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Issue 12 §2 and DESIGN §6: new services 0.3 s apart while clients hold connections through every HAProxy
+/// (each would otherwise stay alive until `hard_stop_after`, 60 s) end with at most 4 HAProxy processes alive
+/// at once, and each new service serving within 10 s of its creation.
+#[test]
+fn a_storm_of_new_services_while_connections_are_held_stays_bounded() {
+    let Some((zk, pm)) = start() else { return };
+    let a = Backend::start("a");
+    let hold = holding_service(&zk, &a);
+    wait_until(SETTLE, "one HAProxy serves", || pm.haproxy_pids().len() == 1);
+    let mut held = vec![hold_connection(hold, &a, 1)];
+    let before = pm.log().matches("] started").count();
+    let (mut most, mut created, mut waited) = (1, Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Every 0.1 s: a new held connection, the processes counted, the new services that serve by now; every
+    // 0.3 s a new service, 8 in all. The 0.1 s are pacing, not a wait for an event.
+    for tick in 0.. {
+        if tick % 3 == 0 && tick / 3 < 8 {
+            let (name, port) = (format!("storm{}", tick / 3), reserve_port());
+            add_server(&zk, &name, &a);
+            zk.create(&format!("/service_config/{name}"), &blob(&zk, &name, port, &["mode http"]));
+            created.push((port, Instant::now()));
+        }
+        held.push(TcpStream::connect(("127.0.0.1", hold)).expect("connect to the hold service"));
+        most = most.max(pm.haproxy_pids().len());
+        created.retain(|&(port, at)| {
+            let serving = http_get(port).is_ok();
+            if serving {
+                waited.push(at.elapsed());
+            }
+            !serving
+        });
+        if waited.len() == 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "8 new services do not serve within 30 s:\n{}", pm.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reloads = pm.log().matches("] started").count() - before;
+    eprintln!("8 new services: {reloads} reloads, at most {most} HAProxy processes, waited {waited:?}");
+    assert!(most <= 4, "{most} HAProxy processes alive at once:\n{}", pm.log());
+    assert!(reloads <= 3, "{reloads} reloads for 8 new services:\n{}", pm.log());
+    // Each figure is up to a poll round (0.1 s and a few connections) late.
+    assert!(waited.iter().all(|w| *w < Duration::from_secs(10)), "{waited:?}");
+    assert!(!held.iter_mut().any(closed), "no cap: no held connection is cut");
+}
+
+/// `max_generations: 2`: the reload that would make three stops the oldest generation at once, which cuts
+/// the connection it still served and says so; the connection held through the next one stays.
+#[test]
+fn the_cap_stops_the_oldest_generation_and_cuts_its_connections() {
+    let Some((zk, pm)) = start_with("  max_generations: 2\n") else { return };
+    let a = Backend::start("a");
+    let hold = holding_service(&zk, &a);
+    wait_until(SETTLE, "one HAProxy serves", || pm.haproxy_pids().len() == 1);
+    let first = pm.haproxy_pids()[0];
+    let mut oldest = hold_connection(hold, &a, 1);
+
+    let port = reserve_port();
+    add_server(&zk, "one", &a);
+    zk.create("/service_config/one", &blob(&zk, "one", port, &["mode http"]));
+    wait_answers(port, &["a"]);
+    wait_until(SETTLE, "two generations", || pm.haproxy_pids().len() == 2);
+    // The new process serves: a connection made now goes through it (the old one no longer accepts).
+    let mut later = hold_connection(hold, &a, 2);
+
+    let port = reserve_port();
+    add_server(&zk, "two", &a);
+    zk.create("/service_config/two", &blob(&zk, "two", port, &["mode http"]));
+    pm.wait_log(&format!("haproxy.max_generations is 2: stopping haproxy[{first}] ("), SETTLE);
+    wait_answers(port, &["a"]);
+    wait_until(SETTLE, "the oldest's connection is cut", || closed(&mut oldest));
+    wait_until(SETTLE, "the oldest is gone", || !pm.haproxy_pids().contains(&first));
+    assert!(pm.haproxy_pids().len() <= 2, "{:?}", pm.haproxy_pids());
+    assert!(!closed(&mut later), "the connection through the next generation stays");
 }

@@ -9,7 +9,8 @@ mod core;
 mod faults;
 /// Issue 12: registrations HAProxy refuses held out alone; runtime servers equal reloaded ones.
 mod field;
-/// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests.
+/// Issue 3: runtime API first, dynamic servers, checked and coalesced reloads, zero failed requests; issue 12 §2:
+/// reload storms while connections are held stay bounded, and the cap on generations.
 mod hitless;
 /// Issue 12 §3: a mass removal of servers is held at the threshold for the hold time.
 mod holds;

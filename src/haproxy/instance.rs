@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 use super::command::Command;
 use super::listeners::ListenerError;
 use super::listeners::Listeners;
-use super::process::{describe, Binary, ProcessError, Processes};
+use super::process::{describe, Binary, Generations, ProcessError, Processes};
 use super::runtime::{Runtime, RuntimeError, ServerStatus};
 use super::{Candidate, ConfigWriter, InstallError};
 use crate::config::HaproxyConfig;
@@ -53,6 +53,8 @@ pub struct Instance {
     candidate: Option<(Candidate, Vec<RawFd>)>,
     config_writer: ConfigWriter,
     state_writer: state::Writer,
+    /// The live processes as last reported to the core.
+    reported: Generations,
 }
 
 impl Instance {
@@ -80,6 +82,7 @@ impl Instance {
             candidate: None,
             config_writer: ConfigWriter::start(events.clone()),
             state_writer: state::Writer::start(events),
+            reported: Generations::default(),
         }
     }
 
@@ -157,6 +160,21 @@ impl Instance {
         let exited = self.processes.reap()?;
         let how = exited.status.map(describe).unwrap_or_else(|| "status unknown".into());
         Some(Exit { pid: exited.pid, how, ran: exited.ran })
+    }
+
+    /// The live processes by generation, when they changed since this was last asked (a start, a reap, a
+    /// rejected candidate whose predecessor serves on).
+    pub fn generations_changed(&mut self) -> Option<Generations> {
+        let now = self.processes.generations();
+        (now != self.reported).then(|| {
+            self.reported = now.clone();
+            now
+        })
+    }
+
+    /// Stops these older generations at once (HAProxy's hard stop), cutting their connections.
+    pub fn hard_stop(&mut self, pids: &[u32]) {
+        self.processes.hard_stop(pids);
     }
 
     /// `haproxy -c` on the candidate with its fds (without them `bind fd@N` fails).

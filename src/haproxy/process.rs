@@ -168,6 +168,14 @@ pub struct Exited {
     pub ran: Duration,
 }
 
+/// The HAProxy processes alive, as the reconciler's core learns of them: the one started last (serving, or
+/// starting) and the older generations still finishing their connections, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Generations {
+    pub current: Option<u32>,
+    pub old: Vec<u32>,
+}
+
 /// Every HAProxy process proxymgr started and has not reaped yet.
 #[derive(Default)]
 pub struct Processes {
@@ -225,6 +233,23 @@ impl Processes {
     /// Every live pid, the serving one first.
     pub fn pids(&self) -> Vec<u32> {
         self.current.iter().chain(&self.old).map(Running::pid).chain(self.orphans.iter().copied()).collect()
+    }
+
+    /// The live processes by generation; those an earlier proxymgr left are the oldest.
+    pub fn generations(&self) -> Generations {
+        Generations {
+            current: self.current.as_ref().map(Running::pid),
+            old: self.orphans.iter().copied().chain(self.old.iter().map(Running::pid)).collect(),
+        }
+    }
+
+    /// Stops these older generations at once: SIGTERM is HAProxy's hard stop (as `-st`), which closes every
+    /// connection the process still serves and exits. The serving process is never among them; they are reaped
+    /// as usual once they exit.
+    pub fn hard_stop(&mut self, pids: &[u32]) {
+        let old = self.generations().old;
+        let pids: Vec<u32> = pids.iter().copied().filter(|pid| old.contains(pid)).collect();
+        signal_all(&pids, Signal::SIGTERM);
     }
 
     /// Reaps whatever has ended. Returns the serving process if it was among them: nobody asked it to stop.

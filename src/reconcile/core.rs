@@ -30,13 +30,14 @@ use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
 use super::hold::{Holding, Policy};
-use super::messages::{Action, CommandFailure, Input, StartFailure};
+use super::messages::{Action, CommandFailure, Generations, Input, StartFailure};
 use super::quarantine::{self, Culprit, Layout, Quarantine, Refused};
 use super::services::{changes, Services};
 
 mod converge;
 mod drift;
 mod hold;
+mod pacing;
 mod registry;
 mod render;
 mod start;
@@ -119,6 +120,12 @@ pub struct Core {
     /// Whether a converge was put off while work was under way.
     deferred: bool,
     last_reload: Option<Instant>,
+    /// Since when changes have waited that no reload has taken up yet.
+    pending_since: Option<Instant>,
+    /// The HAProxy processes alive, as the executor last reported them.
+    live: Generations,
+    /// When each process this proxymgr started did: the cap's log says how old a generation it stops is.
+    born: BTreeMap<u32, Instant>,
     /// The skeleton (head and listen sections) HAProxy last rejected: not tried again until it changes.
     rejected: Option<String>,
     /// Services whose dynamic servers HAProxy refused, with the server options it refused them under.
@@ -191,6 +198,9 @@ impl Core {
             work: Work::Idle,
             deferred: false,
             last_reload: None,
+            pending_since: None,
+            live: Generations::default(),
+            born: BTreeMap::new(),
             rejected: None,
             no_dynamic: BTreeMap::new(),
             quarantine: Quarantine::default(),
@@ -259,7 +269,7 @@ impl Core {
             .filter(|&due| due > now);
         let phase = match &self.phase {
             Phase::Idle => None,
-            Phase::Waiting { due } => Some(*due),
+            Phase::Waiting { since } => Some(self.reload_due(*since)),
             Phase::Starting(starting) => Some(starting.next_poll),
         };
         let state = (self.state_dirty && self.can_save()).then_some(self.state_due);
@@ -287,6 +297,9 @@ impl Core {
             return;
         }
         self.state_dirty |= matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::Child);
+        if matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::ConfigRead(_)) {
+            self.pending_since.get_or_insert(now);
+        }
         match input {
             Input::Services { source, services } => {
                 if source == self.source {
@@ -346,6 +359,7 @@ impl Core {
             Input::Checked(result) => self.judged(result, now),
             Input::Ran(result) => self.ran(result, now),
             Input::ServersState { backend, result } => self.drift_result(&backend, result),
+            Input::Generations(live) => self.generations(live),
             Input::StateSaved(accepted) => {
                 self.saving = false;
                 self.state_dirty &= !accepted;

@@ -14,6 +14,7 @@ use crate::config::{Config, HaproxyConfig, ServiceConfigSource};
 use crate::haproxy::command::{Command, Refusal};
 pub use crate::haproxy::instance::StartFailure;
 use crate::haproxy::listeners::ListenerError;
+pub use crate::haproxy::process::Generations;
 use crate::haproxy::process::{Binary, ProcessError};
 use crate::haproxy::runtime::RuntimeError;
 use crate::haproxy::runtime::ServerStatus;
@@ -74,6 +75,9 @@ pub enum Input {
     },
     /// `Action::SaveState`'s outcome: false while the writer is still busy with the last snapshot.
     StateSaved(bool),
+    /// The live HAProxy processes changed (a start, a reap, a rejected candidate): the executor's word after
+    /// the action that changed them.
+    Generations(Generations),
 }
 
 /// A runtime command HAProxy did not carry out.
@@ -125,6 +129,8 @@ pub enum Action {
     AskServing { pid: u32 },
     /// Reap what ended; answered by `Input::Exited` when the serving or starting process did.
     Reap,
+    /// Stop these older generations at once (SIGTERM, HAProxy's hard stop), cutting their connections.
+    HardStop { pids: Vec<u32> },
     /// `haproxy -c` on the candidate with its fds; answered by `Input::Checked`.
     Check,
     /// The candidate becomes haproxy.cfg.

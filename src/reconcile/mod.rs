@@ -95,6 +95,9 @@ fn execute_all(core: &mut Core, instance: &mut Instance, sources: &mut Sources) 
         if let Some(input) = execute(action, instance, sources) {
             core.handle(input, Instant::now());
         }
+        if let Some(generations) = instance.generations_changed() {
+            core.handle(Input::Generations(generations), Instant::now());
+        }
     }
 }
 
@@ -139,6 +142,10 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
         Action::Reap => {
             let exit = instance.reap()?;
             Input::Exited { pid: exit.pid, how: exit.how, ran: exit.ran }
+        }
+        Action::HardStop { pids } => {
+            instance.hard_stop(&pids);
+            return None;
         }
         Action::Check => Input::Checked(instance.check()),
         Action::Accept => {

@@ -96,10 +96,6 @@ impl Baseline {
         self.dir.path()
     }
 
-    pub fn socket(&self) -> PathBuf {
-        self.dir().join("haproxy.sock")
-    }
-
     pub fn error(&self) -> Option<String> {
         self.shared.error.lock().unwrap().clone()
     }

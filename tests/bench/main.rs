@@ -5,11 +5,14 @@
 //! - `small` (10 services × 5 servers): runtime-state convergence, reload to serving for a new service, failed
 //!   requests across reloads under load (connection-close and keep-alive clients);
 //! - `churn` (100 services × 10 servers): 100 server changes per second, then reload to serving at 100 services;
+//! - `storm` (100 services × 20 servers): 20 new services 0.5 s apart while clients hold connections through
+//!   every HAProxy: processes alive at once, their summed memory, each new service's delay; drawn into
+//!   `docs/storm.svg` when both sides ran;
 //! - `large` (1000 services × 50 servers): cold start, idle CPU, peak RSS, convergence, reload to serving, and
 //!   proxymgr's plan/render times for a one-service change.
 //!
 //! Environment: `BENCH_QUICK=1` runs the small phase and a 10 s churn with fewer samples (a minute or two);
-//! `BENCH_ONLY=small,churn,large` picks phases; `PROXYMGR_BIN` the daemon (default: target/release/proxymgr);
+//! `BENCH_ONLY=small,churn,storm,large` picks phases; `PROXYMGR_BIN` the daemon (default: target/release/proxymgr);
 //! `PROXYMGR_TEST_KEEP=1` keeps every temporary directory (configs, logs). Progress goes to stderr, the results
 //! (Markdown) to stdout and `target/bench/results.md`.
 
@@ -18,6 +21,7 @@ mod support;
 
 mod baseline;
 mod haproxy;
+mod plot;
 mod report;
 mod scenarios;
 mod stats;
@@ -31,7 +35,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use report::{judge, Report};
-use scenarios::{ColdStart, Convergence, LoadRun};
+use scenarios::{ColdStart, Convergence, LoadRun, StormRun};
 use stats::{ratio, Samples, Us};
 use support::{http_get, wait_until, Backend, Zk};
 use target::{Mode, Target};
@@ -72,7 +76,7 @@ impl Plan {
         let phases = match std::env::var("BENCH_ONLY") {
             Ok(only) if !only.trim().is_empty() => only.split(',').map(|p| p.trim().to_string()).collect(),
             _ if quick => vec!["small".into(), "churn".into()],
-            _ => vec!["small".into(), "churn".into(), "large".into()],
+            _ => vec!["small".into(), "churn".into(), "storm".into(), "large".into()],
         };
         if quick {
             Plan {
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match phase.as_str() {
             "small" => small(&plan, &backends, &mut report),
             "churn" => churn(&plan, &backends, &mut report),
+            "storm" => storm(&backends, &mut report),
             "large" => large(&plan, &backends, &mut report),
             other => report.failures.push(format!("unknown phase {other:?} in BENCH_ONLY")),
         }));
@@ -589,6 +594,118 @@ fn churn(plan: &Plan, backends: &[Backend], report: &mut Report) {
          HAProxy); HAProxy's own CPU is in neither figure."
             .to_string(),
     );
+}
+
+// ---- storm: 100 × 20 ----
+
+/// The storm of DESIGN §6: 20 new services 0.5 s apart while clients hold connections, at 100 × 20.
+const STORM_SERVICES: usize = 20;
+const STORM_SPACING: Duration = Duration::from_millis(500);
+
+fn storm(backends: &[Backend], report: &mut Report) {
+    report.progress("storm: starting ZooKeeper, writing 100 services × 20 servers");
+    let zk = start_zk(report);
+    let topo = Topo::new(100, 20);
+    topo.populate(&zk);
+    let client = zk.client();
+    let holder = Backend::start("hold");
+    let mut runs: BTreeMap<Mode, StormRun> = BTreeMap::new();
+    for mode in modes() {
+        report.progress(&format!("storm: {} starting", mode.label()));
+        let (mut target, _) = start_target(mode, &zk, &topo, Duration::from_secs(60));
+        report.progress(&format!(
+            "storm: {} {STORM_SERVICES} new services {STORM_SPACING:?} apart, connections held",
+            mode.label()
+        ));
+        let tag = format!("st{}", mode as u8);
+        let (run, created) = scenarios::storm(
+            &target,
+            &client,
+            &zk.connect_string(),
+            STORM_SERVICES,
+            STORM_SPACING,
+            backends,
+            &holder,
+            &tag,
+        );
+        runs.insert(mode, run);
+        if let Some(why) = target.failure() {
+            report.failures.push(format!("storm: {}: {why}", mode.label()));
+        }
+        drop(target);
+        scenarios::delete_services(&client, &created);
+    }
+
+    let section = report.section(&format!(
+        "Storm: {STORM_SERVICES} services added {:.1} s apart while clients hold connections, 100 services × 20 \
+         servers",
+        STORM_SPACING.as_secs_f64()
+    ));
+    let (pm, base) = (&of(&runs, Mode::Proxymgr), &of(&runs, Mode::Reload));
+    let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let processes = |r: &StormRun| r.peak_processes().map(|p| p as u64);
+    section.row(
+        "HAProxy processes alive at once (peak)",
+        show(processes(pm)),
+        show(processes(base)),
+        ratio(processes(base), processes(pm)),
+        "≤ 4",
+        match processes(pm) {
+            Some(p) if p <= 4 => "met".into(),
+            Some(p) => format!("**MISSED**: {p} > 4"),
+            None => "not measured".into(),
+        },
+    );
+    let mib =
+        |r: &StormRun| r.peak_rss_kb().map_or("-".to_string(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0));
+    section.row(
+        "their summed RSS at its peak",
+        mib(pm),
+        mib(base),
+        ratio(base.peak_rss_kb(), pm.peak_rss_kb()),
+        "-",
+        "-".into(),
+    );
+    section.row(
+        "new service until its port serves (from its creation)",
+        pm.delays.summary(),
+        base.delays.summary(),
+        format!("{} (max)", ratio(base.delays.max(), pm.delays.max())),
+        "each ≤ 10 s",
+        judge(&pm.delays, 10_000_000, 10_000_000),
+    );
+    section.row(
+        "HAProxy starts from the first new service on",
+        pm.reloads.to_string(),
+        base.reloads.to_string(),
+        "-".into(),
+        "-",
+        "-".into(),
+    );
+    let held = |r: &StormRun| format!("{} of {} cut", r.cut, r.held);
+    section.row("held connections", held(pm), held(base), "-".into(), "-", "-".into());
+    section.note(
+        "Processes and RSS: the side's HAProxy processes (those whose arguments name its directory) counted every \
+         0.1 s, from a second before the first new service until two seconds after the last one served; RSS is \
+         each process's VmRSS, summed."
+            .to_string(),
+    );
+    if runs.len() == 2 {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/storm.svg");
+        let title = format!(
+            "{STORM_SERVICES} new services {:.1} s apart while clients hold connections (100 × 20)",
+            STORM_SPACING.as_secs_f64()
+        );
+        let lines = [
+            plot::Line { label: "proxymgr", census: &pm.census, color: plot::PROXYMGR },
+            plot::Line { label: "reload baseline", census: &base.census, color: plot::BASELINE },
+        ];
+        let drawn = std::fs::create_dir_all(path.parent().expect("docs/")).map_err(|e| e.to_string());
+        match drawn.and_then(|()| plot::storm(&path, &title, &lines, Some(4.0))) {
+            Ok(()) => section.note(format!("drawn in {}", path.display())),
+            Err(e) => report.failures.push(format!("storm: cannot draw {}: {e}", path.display())),
+        }
+    }
 }
 
 // ---- large: 1000 × 50 ----

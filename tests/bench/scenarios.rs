@@ -532,3 +532,154 @@ pub fn parse_commands(log: &str) -> Samples {
     }
     samples
 }
+
+/// One look at the target's HAProxy processes during a storm.
+#[derive(Debug, Clone, Copy)]
+pub struct Census {
+    /// Seconds since the storm's first service was created (negative before).
+    pub at: f64,
+    pub processes: usize,
+    /// Their summed resident memory, kB.
+    pub rss_kb: u64,
+}
+
+#[derive(Default, Clone)]
+pub struct StormRun {
+    /// Every 0.1 s from a second before the storm to two seconds after its last service served.
+    pub census: Vec<Census>,
+    /// From each new service's creation until its port answers 200.
+    pub delays: Samples,
+    /// HAProxy processes started from the storm's first service on.
+    pub reloads: usize,
+    /// Connections held through the `hold` service, and those of them found cut at the end.
+    pub held: usize,
+    pub cut: usize,
+}
+
+impl StormRun {
+    pub fn peak_processes(&self) -> Option<usize> {
+        self.census.iter().map(|c| c.processes).max()
+    }
+
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        self.census.iter().map(|c| c.rss_kb).max()
+    }
+}
+
+/// A reload storm (issue 12 §2): `n` brand-new services (two servers each, the real backends) created
+/// `spacing` apart, while clients hold connections through every HAProxy. The connections go to a `mode tcp`
+/// service `hold-<tag>` in front of `holder`, which waits for a request that never comes: a new one every 0.1 s
+/// from a second before the storm until its end, so each HAProxy that serves for a moment keeps some, and
+/// lives on after a reload until they close or `hard_stop_after` (60 s) passes. Meanwhile a census every 0.1 s
+/// counts the target's HAProxy processes and their summed RSS, and each new service's port is polled every
+/// 10 ms until it answers 200. Returns the services created, the hold service among them, for the caller to
+/// delete once the target is stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn storm(
+    target: &Target,
+    client: &ZooKeeper,
+    zk: &str,
+    n: usize,
+    spacing: Duration,
+    backends: &[Backend],
+    holder: &Backend,
+    tag: &str,
+) -> (StormRun, Vec<String>) {
+    let hold = format!("hold-{tag}");
+    let hold_port = support::reserve_port();
+    let json = format!(r#"{{"host":"127.0.0.1","port":{},"name":"{hold}"}}"#, holder.port());
+    topo::create(client, &format!("{SERVER_ROOT}/{hold}/{}", holder.name()), &json);
+    let options = ["mode tcp", "timeout client 5m", "timeout server 5m"];
+    topo::create(client, &format!("{SERVICE_ROOT}/{hold}"), &service_blob(zk, &hold, hold_port, &options));
+    support::wait_until(Duration::from_secs(30), "the hold service to serve", || http_get(hold_port).is_ok());
+    target.wait_idle();
+
+    let mut created = vec![hold];
+    let mut run = StormRun::default();
+    let census = Mutex::new(Vec::new());
+    let held = Mutex::new(Vec::new());
+    let delays = Mutex::new(Samples::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let t0 = Instant::now() + Duration::from_secs(1);
+    let since_t0 = || {
+        let now = Instant::now();
+        now.checked_duration_since(t0)
+            .map_or_else(|| -t0.duration_since(now).as_secs_f64(), |d| d.as_secs_f64())
+    };
+    // Pacing throughout, not waits for events: the census and the holders every 0.1 s, a service every `spacing`.
+    let tick = Duration::from_millis(100);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let (processes, rss_kb) = target.haproxy_census();
+                census.lock().unwrap().push(Census { at: since_t0(), processes, rss_kb });
+                std::thread::sleep(tick);
+            }
+        });
+        scope.spawn(|| {
+            let storm_end = t0 + spacing * n as u32;
+            while Instant::now() < storm_end && !done.load(Ordering::SeqCst) {
+                if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", hold_port)) {
+                    held.lock().unwrap().push(stream);
+                }
+                std::thread::sleep(tick);
+            }
+        });
+        if let Some(wait) = t0.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let reloads_before = target.reloads_started();
+        let mut pollers = Vec::new();
+        for k in 0..n {
+            if let Some(wait) = (t0 + spacing * k as u32).checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let name = format!("storm-{tag}-{k}");
+            let port = support::reserve_port();
+            for backend in backends {
+                let json = format!(r#"{{"host":"127.0.0.1","port":{},"name":"{name}"}}"#, backend.port());
+                topo::create(client, &format!("{SERVER_ROOT}/{name}/{}", backend.name()), &json);
+            }
+            let born = Instant::now();
+            topo::create(client, &format!("{SERVICE_ROOT}/{name}"), &service_blob(zk, &name, port, &[]));
+            created.push(name);
+            let delays = &delays;
+            pollers.push(scope.spawn(move || {
+                while born.elapsed() < Duration::from_secs(60) {
+                    if http_get(port).is_ok() {
+                        delays.lock().unwrap().push(born.elapsed());
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                delays.lock().unwrap().timeouts += 1;
+            }));
+        }
+        for poller in pollers {
+            let _ = poller.join();
+        }
+        run.reloads = target.reloads_started() - reloads_before;
+        // The tail of the measurement: two more seconds of census after the last service served.
+        std::thread::sleep(Duration::from_secs(2));
+        done.store(true, Ordering::SeqCst);
+    });
+    let held = held.into_inner().unwrap();
+    run.held = held.len();
+    run.cut = held.iter().filter(|stream| cut(stream)).count();
+    run.census = census.into_inner().unwrap();
+    run.delays = delays.into_inner().unwrap();
+    (run, created)
+}
+
+/// Whether the other end closed a held connection (it is silent while it stays open).
+fn cut(mut stream: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    match stream.read(&mut [0; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}

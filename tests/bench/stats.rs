@@ -107,13 +107,16 @@ impl fmt::Display for Us {
     }
 }
 
-/// `a / b` as `12×` (or `0.8×`), `-` when either is missing or b is 0.
+/// `a / b` as `12×` (or `0.8×`, or `1/105×` below a tenth), `-` when either is missing or b is 0.
 pub fn ratio(a: Option<u64>, b: Option<u64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0 => {
             let r = a as f64 / b as f64;
             if r >= 10.0 {
                 format!("{r:.0}×")
+            } else if r > 0.0 && r < 0.1 {
+                // Two decimals would say 0.0×: the baseline's figure is that many times smaller.
+                format!("1/{:.0}×", 1.0 / r)
             } else {
                 format!("{r:.1}×")
             }

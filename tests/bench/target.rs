@@ -1,7 +1,7 @@
 //! The two things under test behind one interface: proxymgr (the release binary, through the test fixture) and
 //! the reload baseline. The scenarios only see a `Target`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -43,10 +43,23 @@ impl Target {
     }
 
     pub fn socket(&self) -> PathBuf {
+        self.dir().join("haproxy.sock")
+    }
+
+    /// The directory of the target's haproxy.cfg (and of the candidates proxymgr starts HAProxy on).
+    pub fn dir(&self) -> &Path {
         match self {
-            Target::Proxymgr(pm) => pm.dir().join("haproxy.sock"),
-            Target::Reload(b) => b.socket(),
+            Target::Proxymgr(pm) => pm.dir(),
+            Target::Reload(b) => b.dir(),
         }
+    }
+
+    /// The target's HAProxy processes alive now, serving or finishing their connections, with their summed
+    /// resident memory (`VmRSS`, kB; pages they share, such as the binary's, counted once a process).
+    pub fn haproxy_census(&self) -> (usize, u64) {
+        let pids = crate::support::haproxy_pids_naming(self.dir());
+        let rss = pids.iter().filter_map(|pid| status_kb(&format!("/proc/{pid}/status"), "VmRSS:")).sum();
+        (pids.len(), rss)
     }
 
     /// HAProxy processes started so far (the first start included).
@@ -97,11 +110,8 @@ impl Target {
     /// `VmHWM` (peak RSS) and `VmRSS` of proxymgr, in kB.
     pub fn memory_kb(&self) -> Option<(u64, u64)> {
         let Target::Proxymgr(pm) = self else { return None };
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pm.pid())).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            status.lines().find_map(|l| l.strip_prefix(name))?.split_whitespace().next()?.parse().ok()
-        };
-        Some((field("VmHWM:")?, field("VmRSS:")?))
+        let status = format!("/proc/{}/status", pm.pid());
+        Some((status_kb(&status, "VmHWM:")?, status_kb(&status, "VmRSS:")?))
     }
 
     /// Why the target failed, if it did (proxymgr exited; the baseline's loop gave up).
@@ -128,6 +138,12 @@ fn proxymgr_yaml(dir: &std::path::Path, zk: &Zk) -> String {
         "the fixture's proxymgr.yml no longer has the global/defaults lines the baseline renders: update target.rs"
     );
     yaml
+}
+
+/// A `kB` field (`VmRSS:`, say) of a `/proc/<pid>/status` file.
+fn status_kb(path: &str, name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(name))?.split_whitespace().next()?.parse().ok()
 }
 
 /// utime + stime of `/proc/.../stat`, in seconds (USER_HZ is 100 on Linux).

@@ -192,6 +192,20 @@ pub fn cmdline(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The running `haproxy` processes (zombies aside) whose arguments mention `dir` (their config is in it),
+/// whoever started them. Sorted.
+pub fn haproxy_pids_naming(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut pids: Vec<u32> = all_processes()
+        .into_iter()
+        .filter(|p| p.comm == "haproxy" && p.state != 'Z')
+        .filter(|p| cmdline(p.pid).iter().any(|arg| arg.contains(&dir)))
+        .map(|p| p.pid)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 /// True while `pid` exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     proc_stat(pid).is_some_and(|stat| stat.state != 'Z')

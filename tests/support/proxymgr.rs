@@ -141,15 +141,7 @@ impl Proxymgr {
     /// The pids of every running `haproxy` process whose arguments mention this fixture's directory (its
     /// config), whoever its parent: the ones this proxymgr runs and any an earlier one left behind. Sorted.
     pub fn haproxy_pids_in_dir(&self) -> Vec<u32> {
-        let dir = self.dir().to_string_lossy().into_owned();
-        let mut pids: Vec<u32> = all_processes()
-            .into_iter()
-            .filter(|p| p.comm == "haproxy" && p.state != 'Z')
-            .filter(|p| cmdline(p.pid).iter().any(|arg| arg.contains(&dir)))
-            .map(|p| p.pid)
-            .collect();
-        pids.sort_unstable();
-        pids
+        super::haproxy_pids_naming(self.dir())
     }
 
     /// The standard test `proxymgr.yml`: HAProxy's config and socket in `dir`, loopback only, services read

@@ -230,6 +230,7 @@ impl Core {
         self.wants_reload = !reasons.is_empty();
         if reasons.is_empty() {
             self.phase = Phase::Idle;
+            self.pending_since = None;
             if self.file_stale && now >= self.file_due {
                 self.write_file(now);
             }
@@ -240,18 +241,22 @@ impl Core {
             self.phase = Phase::Idle;
             return;
         }
-        match self.phase {
+        let since = match self.phase {
             Phase::Idle => {
-                let earliest = self.last_reload.map_or(now, |at| at + self.config.haproxy.reload_interval());
-                let due = (now + self.config.haproxy.reload_window()).max(earliest);
-                log::debug!("reload due in {:?}: {}", due - now, join(&reasons));
-                self.phase = Phase::Waiting { due };
+                let since = self.pending_since.unwrap_or(now);
+                let wait = self.reload_due(since).saturating_duration_since(now);
+                let old = self.live.old.len();
+                log::debug!("reload due in {wait:?} ({old} older generation(s) alive): {}", join(&reasons));
+                since
             }
-            Phase::Waiting { due } if now >= due => {
-                reasons.dedup();
-                self.reload(reasons);
-            }
-            Phase::Waiting { .. } | Phase::Starting(_) => {}
+            Phase::Waiting { since } => since,
+            Phase::Starting(_) => return,
+        };
+        if now >= self.reload_due(since) {
+            reasons.dedup();
+            self.reload(reasons);
+        } else {
+            self.phase = Phase::Waiting { since };
         }
     }
 }

@@ -106,12 +106,12 @@ fn servers_back_during_a_hold_end_it_early() {
 fn a_service_removed_during_a_hold_leaves_no_wake_for_it() {
     let mut story = six_servers(true);
     story.input(100, services_from(0, &[("web", 8080), ("api", 8081)]));
-    story.input(101, servers("api", 1, &[1]));
-    assert!(started(&story.tick(500)));
+    let actions = [story.input(101, servers("api", 1, &[1])), story.tick(500)].concat();
+    assert!(started(&actions));
     story.tick(505);
     story.input(1000, servers("web", 0, &[6]));
-    story.input(1500, services_from(0, &[("api", 8081)]));
-    assert!(started(&story.tick(1550)), "web's removal takes a reload, as ever");
+    let actions = [story.input(1500, services_from(0, &[("api", 8081)])), story.tick(1550)].concat();
+    assert!(started(&actions), "web's removal takes a reload, as ever");
     story.tick(1555);
     story.tick(2600);
     assert_ne!(story.wake(), Some(3000));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{Core, Outcome};
-use super::messages::{Action, CommandFailure, Input, StartFailure};
+use super::messages::{Action, CommandFailure, Generations, Input, StartFailure};
 use crate::config::{Config, ServiceConfigSource};
 use crate::haproxy::command::{Command, Refusal};
 use crate::haproxy::listeners::ListenerError;
@@ -38,6 +38,16 @@ struct World {
     start: Starts,
     /// `show servers state` per backend.
     servers_state: BTreeMap<String, BTreeMap<String, ServerStatus>>,
+    /// Whether clients hold connections to every process, so a replaced one lives on as an older generation
+    /// (until a `Reap` finds it in `finished`, or it is stopped hard); else it ends as soon as it is replaced.
+    holds: bool,
+    /// The live processes, as the executor would report them, and what it reported last.
+    live: Generations,
+    reported: Generations,
+    /// The process the one started last replaces, until that one serves.
+    previous: Option<u32>,
+    /// Older generations the next `Reap` finds ended.
+    finished: Vec<u32>,
 }
 
 impl Default for World {
@@ -51,6 +61,11 @@ impl Default for World {
             taken: BTreeSet::new(),
             start: Starts::Yes,
             servers_state: BTreeMap::new(),
+            holds: false,
+            live: Generations::default(),
+            reported: Generations::default(),
+            previous: None,
+            finished: vec![],
         }
     }
 }
@@ -70,6 +85,38 @@ fn io(kind: std::io::ErrorKind) -> std::io::Error {
 }
 
 impl World {
+    /// What the action does to the live processes.
+    fn track(&mut self, action: &Action, outcome: Option<&Input>) {
+        let live = &mut self.live;
+        match (action, outcome) {
+            (Action::Start { .. }, Some(Input::Started { pid })) => {
+                self.previous = live.current.replace(*pid);
+                live.old.extend(self.previous.filter(|_| self.holds));
+            }
+            (Action::Reap, exited) => {
+                if let Some(Input::Exited { pid, .. }) = exited {
+                    live.current = live.current.filter(|current| current != pid);
+                }
+                live.old.retain(|pid| !self.finished.contains(pid));
+                self.finished.clear();
+            }
+            (Action::Reject { .. }, _) if live.current.is_none() => {
+                live.current = self.previous.take();
+                live.old.retain(|pid| Some(*pid) != live.current);
+            }
+            (Action::HardStop { pids }, _) => live.old.retain(|pid| !pids.contains(pid)),
+            _ => {}
+        }
+    }
+
+    /// The live processes, when they changed since last asked (the executor's `generations_changed`).
+    fn generations_changed(&mut self) -> Option<Input> {
+        (self.live != self.reported).then(|| {
+            self.reported = self.live.clone();
+            Input::Generations(self.live.clone())
+        })
+    }
+
     fn answer(&mut self, action: &Action) -> Option<Input> {
         Some(match action {
             Action::Bind { ports, .. } => Input::Bound(
@@ -201,8 +248,13 @@ impl Story {
     fn drain(&mut self, ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         while let Some(action) = self.core.poll_action() {
-            if let Some(outcome) = self.world.answer(&action) {
+            let outcome = self.world.answer(&action);
+            self.world.track(&action, outcome.as_ref());
+            if let Some(outcome) = outcome {
                 self.core.handle(outcome, self.at(ms));
+            }
+            if let Some(generations) = self.world.generations_changed() {
+                self.core.handle(generations, self.at(ms));
             }
             actions.push(action);
         }
@@ -281,6 +333,7 @@ fn kinds(actions: &[Action]) -> Vec<&'static str> {
             Action::Start { .. } => "Start",
             Action::AskServing { .. } => "AskServing",
             Action::Reap => "Reap",
+            Action::HardStop { .. } => "HardStop",
             Action::Check => "Check",
             Action::Accept => "Accept",
             Action::Reject { .. } => "Reject",
@@ -328,8 +381,7 @@ fn rejected_story() -> Story {
     story.serving(0);
     story.tick(600);
     story.input(1000, services(&[("web", 8080), ("api", 8081)]));
-    story.input(1001, servers("api", 1, &[1]));
-    assert!(started(&story.tick(1051)));
+    assert!(started(&story.input(1001, servers("api", 1, &[1]))), "a quiet load balancer reloads at once");
     story.world.exit = Some((102, Duration::from_millis(30)));
     // A line of the head: the operator's proxymgr.yml, with no registration to hold out.
     story.world.check = Some("[ALERT] parsing [haproxy.cfg:3] : unknown keyword 'x' in 'global' section");
@@ -347,4 +399,5 @@ mod reloads;
 mod runtime;
 mod state_file;
 mod stopping;
+mod storms;
 mod wakes;

@@ -70,14 +70,14 @@ fn a_server_with_an_option_dynamic_servers_do_not_take_goes_by_reload() {
     let cookie = Refusal::NotForDynamic { keyword: "cookie".into() };
     story.world.refuse = vec![("add server web/10.0.0.1:3", Some(cookie))];
     let list = vec![server(1), server(2), with_options(3, &["cookie s3"])];
-    story.input(1000, reported("web", 0, list.clone()));
-    let actions = story.tick(1050);
+    // A quiet load balancer reloads at once.
+    let actions = story.input(1000, reported("web", 0, list.clone()));
     assert_eq!(
         reasons(&actions),
         [ReloadReason::ByReload { service: "web".into(), server: "10.0.0.1:3".into() }]
     );
     assert!(start_text(&actions).contains("server 10.0.0.1:3 10.0.0.1:3 check cookie s3"));
-    story.tick(1055);
+    story.tick(1005);
     // The backend is not marked: a plain new server is added at run time.
     story.world.refuse.clear();
     let actions = story.input(2000, reported("web", 0, [list, vec![server(4)]].concat()));
@@ -89,8 +89,7 @@ fn a_server_named_by_a_host_name_goes_by_reload_and_may_not_resolve() {
     let mut story = Story::new();
     story.serving(0);
     let named = Server::new("web3.example", 80).unwrap();
-    story.input(1000, reported("web", 0, vec![server(1), server(2), named]));
-    let actions = story.tick(1050);
+    let actions = story.input(1000, reported("web", 0, vec![server(1), server(2), named]));
     assert_eq!(
         reasons(&actions),
         [ReloadReason::ByReload { service: "web".into(), server: "web3.example:80".into() }],
@@ -109,8 +108,7 @@ fn a_candidate_that_fails_on_server_lines_starts_again_without_them() {
     story.tick(600);
     story.input(1000, services(&[("web", 8080), ("api", 8081)]));
     let list = vec![server(1), with_options(2, &["chekc"]), with_options(3, &["weight 999"])];
-    story.input(1001, reported("api", 1, list));
-    let actions = story.tick(1051);
+    let actions = story.input(1001, reported("api", 1, list));
     let text = start_text(&actions);
     let (two, three) = (line_of(text, "  server 10.0.0.1:2 "), line_of(text, "  server 10.0.0.1:3 "));
     story.world.exit = Some((102, Duration::from_millis(30)));
@@ -121,7 +119,7 @@ fn a_candidate_that_fails_on_server_lines_starts_again_without_them() {
         alert(three, "'server api/10.0.0.1:3' : weight of server 10.0.0.1:3 is not within 0 and 256 (999)..")
     );
     story.world.check = Some(Box::leak(both.into_boxed_str()));
-    let actions = story.input(1080, Input::Child);
+    let actions = story.input(1002, Input::Child);
     assert_eq!(kinds(&actions)[..3], ["Reap", "Check", "Reject"], "{actions:?}");
     story.world.check = None;
     // It starts again once the least time between reloads is over.
@@ -139,13 +137,12 @@ fn a_new_service_whose_options_fail_stays_out_and_the_others_reload() {
     story.tick(600);
     story.input(1000, services(&[("web", 8080), ("api", 8081), ("db", 8082)]));
     story.input(1001, servers("api", 1, &[1]));
-    story.input(1001, servers("db", 2, &[1]));
-    let actions = story.tick(1051);
+    let actions = story.input(1001, servers("db", 2, &[1]));
     let text = start_text(&actions);
     let api = line_of(text, "listen api") + 2;
     story.world.exit = Some((102, Duration::from_millis(30)));
     story.world.check = Some(alert(api, "unknown keyword 'mode'"));
-    let actions = story.input(1080, Input::Child);
+    let actions = story.input(1002, Input::Child);
     assert!(kinds(&actions).contains(&"Unwatch"), "api is left out: {actions:?}");
     story.world.check = None;
     let wake = story.wake().unwrap();
@@ -169,11 +166,10 @@ fn a_service_whose_new_options_fail_keeps_the_spec_haproxy_serves() {
     changed.listen_options.push("balance chekc".into());
     let registry = [("web".to_string(), changed)].into();
     let actions = story.input(1000, Input::Services { source: 0, services: registry });
-    let actions = [actions, story.tick(1050)].concat();
     let text = start_text(&actions);
     story.world.exit = Some((102, Duration::from_millis(30)));
     story.world.check = Some(alert(line_of(text, "  balance chekc"), "unknown balance 'chekc'"));
-    story.input(1080, Input::Child);
+    story.input(1001, Input::Child);
     story.world.check = None;
     // The spec served is what web has: nothing to reload for, and its servers change at run time still.
     assert!(!started(&story.tick(2000)));

@@ -63,6 +63,6 @@ fn sighup_with_new_global_lines_reloads() {
     story.tick(600);
     let yaml = format!("{CONFIG}haproxy:\n  global:\n    - maxconn 1001\n");
     let config = Config::parse(Path::new("proxymgr.yml"), &yaml).unwrap();
-    story.input(1000, Input::ConfigRead(Box::new((config, binary()))));
-    assert_eq!(reasons(&story.tick(1050)), [ReloadReason::HeadChanged]);
+    let actions = story.input(1000, Input::ConfigRead(Box::new((config, binary()))));
+    assert_eq!(reasons(&actions), [ReloadReason::HeadChanged]);
 }

@@ -48,8 +48,6 @@ fn a_refused_runtime_command_falls_back_to_a_reload() {
     story.serving(0);
     story.world.refuse = vec![("set server", None)];
     let actions = story.input(1000, servers("web", 0, &[1]));
-    assert!(!started(&actions), "the reload waits its window");
-    let actions = story.tick(1050);
     assert!(matches!(&reasons(&actions)[..], [ReloadReason::RuntimeFailed(_)]), "{actions:?}");
 }
 
@@ -60,17 +58,13 @@ fn a_refused_dynamic_server_makes_the_service_reload_for_new_servers() {
     story.world.refuse = vec![("add server", Some(Refusal::BackendNotDynamic))];
     let actions = story.input(1000, servers("web", 0, &[1, 2, 3]));
     assert_eq!(commands(&actions)[0], "add server web/10.0.0.1:3 10.0.0.1:3 check", "{actions:?}");
-    // When the reload is due, its reasons are judged again: the refused server is new to HAProxy.
-    assert_eq!(
-        reasons(&story.tick(1050)),
-        [ReloadReason::NoDynamicServers { service: "web".into(), server: "10.0.0.1:3".into() }]
-    );
-    story.tick(1060);
+    // A quiet load balancer reloads at once, for the refusal.
+    assert_eq!(reasons(&actions), [ReloadReason::DynamicRefused("web".into())]);
+    story.tick(1010);
     story.world.refuse.clear();
     // Until its server options change, a new server of web is not tried at run time.
     let actions = story.input(2000, servers("web", 0, &[1, 2, 3, 4]));
     assert!(commands(&actions).is_empty(), "{actions:?}");
-    let actions = story.tick(2050);
     assert_eq!(
         reasons(&actions),
         [ReloadReason::NoDynamicServers { service: "web".into(), server: "10.0.0.1:4".into() }]

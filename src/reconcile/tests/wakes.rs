@@ -16,12 +16,12 @@ fn a_spawn_failure_during_a_reload_leaves_no_wake_behind() {
     story.serving(0);
     story.tick(600);
     story.input(1000, services(&[("web", 8080), ("api", 8081)]));
-    story.input(1001, servers("api", 1, &[1]));
     story.world.start = Starts::NoSpawn;
-    assert!(started(&story.tick(1051)));
+    assert!(started(&story.input(1001, servers("api", 1, &[1]))));
     story.world.start = Starts::Yes;
-    assert!(!started(&story.tick(1251)), "the old process serves; the reload waits its window again");
-    assert!(started(&story.tick(1301)));
+    assert_eq!(story.wake(), Some(1201), "the restart backoff");
+    assert!(!started(&story.tick(1200)), "the old process serves meanwhile");
+    assert!(started(&story.tick(1201)));
 }
 
 #[test]

@@ -117,6 +117,24 @@ pub enum ReloadReason {
     RuntimeFailed(String),
 }
 
+impl ReloadReason {
+    /// The service it is about, if one: judging it again needs that service's servers planned (and every
+    /// service's presence and skeleton, which is cheap), not every server.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            ReloadReason::ServiceAdded(service)
+            | ReloadReason::ServiceRemoved(service)
+            | ReloadReason::Reshaped(service)
+            | ReloadReason::DynamicRefused(service)
+            | ReloadReason::ServerOptionsChanged { service, .. }
+            | ReloadReason::NoDynamicServers { service, .. }
+            | ReloadReason::TooOldToAdd { service, .. }
+            | ReloadReason::ByReload { service, .. } => Some(service),
+            ReloadReason::FirstStart | ReloadReason::HeadChanged | ReloadReason::RuntimeFailed(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for ReloadReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -69,10 +69,10 @@ impl Core {
             return;
         }
         // Only the services whose servers changed are looked at, unless something may have changed for every one
-        // of them (a new process, a drift check), or the last plan wanted a reload (while one waits or HAProxy
-        // rejected it, its reasons must be judged again, whatever else changes): at 1000 services a walk through
-        // every server is most of a change's cost. When services came or went, every service's presence and
-        // skeleton are compared too, which is cheap.
+        // of them (a new process, a drift check), or a reload waits (its reasons must be judged again, whatever
+        // else changes): at 1000 services a walk through every server is most of a change's cost. When services
+        // came or went, or the last plan wanted a reload it did not do, every service's presence and skeleton are
+        // compared too, which is cheap, with the servers of the services its reasons named (`converged`).
         let servers_all = std::mem::take(&mut self.dirty_all) || matches!(self.phase, Phase::Waiting { .. });
         let reshaped = std::mem::take(&mut self.reshaped);
         let dirty = std::mem::take(&mut self.dirty);

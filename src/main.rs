@@ -30,9 +30,10 @@ use haproxy::process::Binary;
 use reconcile::Outcome;
 
 /// Exit codes, documented in README.md: 0 stopped on request, 1 failed while running, 2 bad command line
-/// (clap's), 3 the configuration or the HAProxy binary is unusable.
+/// (clap's), 3 the configuration or the HAProxy binary is unusable, 4 another proxymgr owns the state file.
 const EXIT_FAILED: u8 = 1;
 const EXIT_CONFIG: u8 = 3;
+const EXIT_OWNED: u8 = 4;
 
 /// Keeps HAProxy in step with a service registry: services and servers from ZooKeeper, applied without
 /// dropping connections.
@@ -83,6 +84,19 @@ fn run(args: &Args) -> u8 {
     if args.check {
         return check(args, &config, &binary);
     }
+    // Before anything else runs: a second proxymgr on the same state file would take the first one's HAProxy
+    // for an orphan and replace it. The first serves on and never notices.
+    let _owner = match state::own(&config.state_file) {
+        Ok(owner) => owner,
+        Err(e @ state::OwnError::Taken { .. }) => {
+            log::error!("{e}; exiting");
+            return EXIT_OWNED;
+        }
+        Err(e) => {
+            log::error!("{e}");
+            return EXIT_FAILED;
+        }
+    };
     let (major, minor) = binary.version;
     log::info!(
         "proxymgr {} with HAProxy {major}.{minor} ({}, {})",

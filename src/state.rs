@@ -118,6 +118,55 @@ impl Writer {
     }
 }
 
+/// The lock that makes one proxymgr the owner of a state file, and so of the HAProxy it names: held for the
+/// process's life on `<state_file>.lock` (an `flock`, which the kernel drops when the process ends however it
+/// ends, so a killed proxymgr leaves nothing to clean up), with the owner's pid in the file for the message a
+/// second one gives. The descriptor is close-on-exec: HAProxy does not inherit the lock.
+pub struct Owner {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnError {
+    #[error(
+        "another proxymgr{} owns {state} (it holds {lock}); only one may run on a state file and its HAProxy",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        state = state.display(),
+        lock = lock.display()
+    )]
+    Taken { state: PathBuf, lock: PathBuf, pid: Option<u32> },
+    #[error("cannot lock {}: {source}", lock.display())]
+    Io { lock: PathBuf, source: std::io::Error },
+}
+
+/// Takes the ownership of `state_file`, or says who has it.
+pub fn own(state_file: &Path) -> Result<Owner, OwnError> {
+    use std::io::{Read, Seek, Write};
+    let mut lock = state_file.as_os_str().to_owned();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    let io = |source| OwnError::Io { lock: lock.clone(), source };
+    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock);
+    let file = file.map_err(io)?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            held.set_len(0).map_err(io)?;
+            held.rewind().map_err(io)?;
+            writeln!(held, "{}", std::process::id()).map_err(io)?;
+            Ok(Owner { _lock: held })
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+            Err(OwnError::Taken { state: state_file.to_path_buf(), lock, pid })
+        }
+        Err((_, errno)) => Err(io(std::io::Error::from(errno))),
+    }
+}
+
 /// Whether `pid` is a live HAProxy: a saved pid may have been reused by anything since.
 pub fn is_haproxy(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "haproxy")
@@ -130,6 +179,22 @@ mod tests {
     use super::*;
     use crate::service::WatcherSpec;
     use std::time::Duration;
+
+    #[test]
+    fn one_owner_of_a_state_file_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        let first = own(&path).expect("the first owns it");
+        match own(&path) {
+            Err(OwnError::Taken { pid, lock, .. }) => {
+                assert_eq!(pid, Some(std::process::id()), "the message names the owner");
+                assert_eq!(lock, dir.path().join("sub/state.json.lock"));
+            }
+            other => panic!("a second owner: {:?}", other.map(|_| ())),
+        }
+        drop(first);
+        assert!(own(&path).is_ok(), "once the first is gone, the next owns it");
+    }
 
     #[test]
     fn round_trip() {

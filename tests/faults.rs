@@ -957,3 +957,24 @@ fn a_proxymgr_yml_with_a_wrong_type_is_a_config_error() {
         pm.log()
     );
 }
+
+/// Issue 13 §3: a second proxymgr on the same proxymgr.yml (to debug, or an init script and the unit both
+/// enabled) would take the first one's HAProxy for an orphan in the state file and replace it. It exits at once
+/// instead, naming the one that runs, and the first serves on without a failed request.
+#[test]
+fn a_second_proxymgr_on_the_same_state_file_refuses_and_the_first_serves_on() {
+    let Some((zk, mut pm)) = start() else { return };
+    let a = Backend::start("a");
+    let (port, pids) = serve(&zk, &pm, &zk.connect_string(), "web", &[&a]);
+    let load = Load::start(port, 2, false);
+    wait_hits(&a, 50, "the load loop runs");
+    let config = pm.dir().join("proxymgr.yml").display().to_string();
+    let second = support::run_proxymgr(&["-c", &config]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(4), "{err}");
+    assert!(err.contains(&format!("another proxymgr (pid {}) owns", pm.pid())), "{err}");
+    wait_hits(&a, 150, "the load loop runs on");
+    assert_no_failures(&load.finish(), "while a second proxymgr tried to start");
+    // The first never noticed: its HAProxy is the one that served before.
+    assert_undisturbed(&mut pm, port, &["a"], &pids);
+}

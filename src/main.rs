@@ -86,15 +86,17 @@ fn run(args: &Args) -> u8 {
     }
     // Before anything else runs: a second proxymgr on the same state file would take the first one's HAProxy
     // for an orphan and replace it. The first serves on and never notices.
+    // A lock that cannot be had at all (the state file's directory unwritable, say) costs that guard, not the
+    // service: proxymgr ran without a writable state file before, and the state file's writer says so too.
     let _owner = match state::own(&config.state_file) {
-        Ok(owner) => owner,
+        Ok(owner) => Some(owner),
         Err(e @ state::OwnError::Taken { .. }) => {
             log::error!("{e}; exiting");
             return EXIT_OWNED;
         }
         Err(e) => {
-            log::error!("{e}");
-            return EXIT_FAILED;
+            log::warn!("{e}; running without the guard against a second proxymgr on this state file");
+            None
         }
     };
     let (major, minor) = binary.version;

@@ -25,7 +25,7 @@ use crate::haproxy::process::{Binary, ProcessError};
 use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime::{RuntimeError, ServerStatus};
 use crate::haproxy::Capabilities;
-use crate::plan::{effective_weight, plan, ReloadReason, Running, RunningServer, Scope, Step};
+use crate::plan::{effective_weight, plan, Desired, ReloadReason, Running, RunningServer, Scope, Step};
 use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
@@ -387,6 +387,12 @@ impl Core {
         self.end_holds(now);
         self.converge(now);
         self.save_state(now);
+    }
+
+    /// The desired state as the planner reads it, borrowed from the services (see `Services::desired`).
+    fn desired<'a>(&'a self, scope: Scope<'a>) -> Desired<'a> {
+        let head = self.head.as_deref().unwrap_or_default();
+        self.services.desired(head, &self.config.haproxy.defaults, &self.no_dynamic, &self.quarantine, scope)
     }
 
     fn busy(&self) -> bool {

@@ -85,14 +85,7 @@ impl Core {
         self.refresh_renders(scope);
         let render_time = (self.measure)() - started;
         let started = (self.measure)();
-        let head = self.head.as_deref().unwrap_or_default();
-        let desired = self.services.desired(
-            head,
-            &self.config.haproxy.defaults,
-            &self.no_dynamic,
-            &self.quarantine,
-            scope,
-        );
+        let desired = self.desired(scope);
         let Some(running) = self.running.as_ref() else { return };
         let plan = plan(running, &desired, &self.caps, scope);
         let plan_time = (self.measure)() - started;

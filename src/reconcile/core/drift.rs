@@ -81,14 +81,7 @@ impl Core {
         self.work = Work::Idle;
         self.dirty_all = true;
         let Some(running) = &self.running else { return };
-        let head = self.head.as_deref().unwrap_or_default();
-        let desired = self.services.desired(
-            head,
-            &self.config.haproxy.defaults,
-            &self.no_dynamic,
-            &self.quarantine,
-            Scope::All,
-        );
+        let desired = self.desired(Scope::All);
         let deletes: VecDeque<Step> = plan(running, &desired, &self.caps, Scope::Tidy)
             .steps
             .into_iter()

@@ -45,16 +45,8 @@ impl Core {
         self.pending_since = None;
         self.enforce_cap();
         let (text, layout) = self.candidate_text();
-        let head = self.head.as_deref().unwrap_or_default();
-        let desired = self.services.desired(
-            head,
-            &self.config.haproxy.defaults,
-            &self.no_dynamic,
-            &self.quarantine,
-            Scope::All,
-        );
         let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
-        for service in desired.services.values() {
+        for service in self.services.map.values() {
             if let Some(&fd) = self.fds.get(&service.spec.port) {
                 fds.push(fd);
                 ports.insert(service.spec.port);
@@ -69,10 +61,7 @@ impl Core {
         // What it runs, modelled once it started rather than before: 8-10 ms at 1000 services × 50 servers that
         // HAProxy spends starting on the other core meanwhile. Nothing changed since `reload`: a start's outcome
         // comes back before any other input.
-        let head = self.head.as_deref().unwrap_or_default();
-        let defaults = &self.config.haproxy.defaults;
-        let desired = self.services.desired(head, defaults, &self.no_dynamic, &self.quarantine, Scope::All);
-        let state = desired.running();
+        let state = self.desired(Scope::All).running();
         let specs = self.services.map.iter().map(|(name, s)| (name.clone(), s.spec.clone())).collect();
         self.last_reload = Some(now);
         self.born.insert(pid, now);

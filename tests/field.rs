@@ -108,24 +108,29 @@ fn a_host_name_reaches_haproxy_by_reload_and_one_that_does_not_resolve_fails_not
     assert!(!Path::new(&pm.dir().join("haproxy.cfg.rejected")).exists(), "nothing was rejected");
 }
 
-/// `show stat`'s fields of `backend`'s server `server`, by the names of its header.
-fn stat(pm: &Proxymgr, backend: &str, server: &str) -> std::collections::BTreeMap<String, String> {
-    let reply = pm.haproxy_command("show stat").unwrap_or_default();
-    let mut lines = reply.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(',').collect();
-    let row = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find(|f| f.len() > 1 && f[0] == backend && f[1] == server);
+/// A row of one of HAProxy's tables (a `# ` header, then rows of `separator`-split fields) by the names of its
+/// header: the first row `this` picks, or none.
+fn row<'a>(
+    mut lines: impl Iterator<Item = &'a str>,
+    separator: char,
+    this: impl Fn(&[&str]) -> bool,
+) -> std::collections::BTreeMap<String, String> {
+    let header: Vec<&str> =
+        lines.next().unwrap_or_default().trim_start_matches("# ").split(separator).collect();
+    let row = lines.map(|l| l.split(separator).collect::<Vec<_>>()).find(|f| this(f));
     header.iter().zip(row.unwrap_or_default()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
 }
 
-/// `show servers state`'s fields of `backend`'s server `server`, by the names of its header.
+/// `show stat`'s fields of `backend`'s server `server`.
+fn stat(pm: &Proxymgr, backend: &str, server: &str) -> std::collections::BTreeMap<String, String> {
+    let reply = pm.haproxy_command("show stat").unwrap_or_default();
+    row(reply.lines(), ',', |f| f.len() > 1 && f[0] == backend && f[1] == server)
+}
+
+/// `show servers state`'s fields of `backend`'s server `server` (after the format's version line).
 fn state(pm: &Proxymgr, backend: &str, server: &str) -> std::collections::BTreeMap<String, String> {
     let reply = pm.haproxy_command(&format!("show servers state {backend}")).unwrap_or_default();
-    let mut lines = reply.lines().skip(1);
-    let header: Vec<&str> = lines.next().unwrap_or_default().trim_start_matches("# ").split(' ').collect();
-    let row = lines.map(|l| l.split(' ').collect::<Vec<_>>()).find(|f| f.get(3) == Some(&server));
-    header.iter().zip(row.unwrap_or_default()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
+    row(reply.lines().skip(1), ' ', |f| f.get(3) == Some(&server))
 }
 
 /// What a server is, from both of HAProxy's views, leaving out what names it or changes by itself.

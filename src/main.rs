@@ -6,6 +6,7 @@ mod config;
 mod event;
 mod fswatch;
 mod haproxy;
+mod option;
 mod plan;
 mod reconcile;
 mod registry;

@@ -2,8 +2,6 @@
 //! server` runtime command): [`check_option`] refuses any that could leave its place there: start a section,
 //! bind a port, end the line or the command, or fail the whole file. Pure.
 
-use crate::config::{char_name, stray_character};
-
 /// Where an option line goes in haproxy.cfg, which decides what could take it out of its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
@@ -201,6 +199,29 @@ fn words(line: &str) -> Result<Vec<&str>, OptionError> {
         return Err(OptionError::TooManyWords);
     }
     Ok(words)
+}
+
+/// The first character that has no place inside a line of haproxy.cfg, and its byte offset: every control
+/// character (Unicode's Cc: C0, DEL and C1, so CR, LF, NUL and U+0085 too) but tab, and U+2028 and U+2029.
+/// CR, LF and NUL end a line for HAProxy's parser; the others make a word no keyword matches (or, for U+2028
+/// and U+2029, a line break to the people and tools that read the file), so the whole file fails. Tab stays:
+/// HAProxy's parser and its runtime API split words on it as on a space (`isspace()`, `strspn(p, " \t")`).
+pub fn stray_character(line: &str) -> Option<(usize, char)> {
+    line.char_indices().find(|&(_, c)| (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
+/// A character [`stray_character`] finds, named for a person: `a newline (U+000A)`.
+pub fn char_name(c: char) -> String {
+    let name = match c {
+        '\n' => "a newline",
+        '\r' => "a carriage return",
+        '\0' => "a NUL byte",
+        '\u{85}' => "a next-line character",
+        '\u{2028}' => "a line separator",
+        '\u{2029}' => "a paragraph separator",
+        _ => "a control character",
+    };
+    format!("{name} (U+{:04X})", u32::from(c))
 }
 
 #[cfg(test)]

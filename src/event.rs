@@ -40,6 +40,8 @@ pub enum Signal {
     Terminate,
     /// SIGHUP: re-read proxymgr.yml.
     Reload,
+    /// SIGUSR2: leave HAProxy serving and the listeners to the next proxymgr, and exit (a restart, an upgrade).
+    HandOver,
     /// SIGCHLD: some child process changed state.
     Child,
 }

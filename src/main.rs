@@ -5,6 +5,7 @@ mod backoff;
 mod config;
 mod event;
 mod fswatch;
+mod handover;
 mod haproxy;
 mod option;
 mod plan;
@@ -23,14 +24,14 @@ use std::sync::Arc;
 use clap::Parser;
 use crossbeam_channel::Sender;
 use log::LevelFilter;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
 use config::Config;
 use event::{Event, Signal};
 use haproxy::process::Binary;
 use reconcile::Outcome;
 
-/// Exit codes, documented in README.md: 0 stopped on request, 1 failed while running, 2 bad command line
+/// Exit codes, documented in README.md: 0 stopped or handed over on request, 1 failed while running, 2 bad command line
 /// (clap's), 3 the configuration or the HAProxy binary is unusable, 4 another proxymgr owns the state file.
 const EXIT_FAILED: u8 = 1;
 const EXIT_CONFIG: u8 = 3;
@@ -50,6 +51,10 @@ struct Args {
     /// Validate the configuration (and that HAProxy accepts its global and defaults lines), then exit.
     #[arg(short = 't', long)]
     check: bool,
+    /// Internal: the keeper a handing-over proxymgr starts (SIGUSR2), with the hand-over socket's path, then its
+    /// fd and the listeners' fds, all inherited.
+    #[arg(long, hide = true, num_args = 2.., value_name = "ARG", conflicts_with = "check")]
+    hand_over_keeper: Vec<std::ffi::OsString>,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> u8 {
+    if let Some((path, fds)) = args.hand_over_keeper.split_first() {
+        let fds: Option<Vec<i32>> = fds.iter().map(|fd| fd.to_str()?.parse().ok()).collect();
+        let Some(fds) = fds else {
+            log::error!("--hand-over-keeper: the fds are not numbers");
+            return EXIT_FAILED;
+        };
+        return handover::keep(std::path::Path::new(path), &fds);
+    }
     // Signals first: an init script may send SIGHUP or SIGTERM as soon as the process exists, and they must be
     // queued for the reconciler, not kill the process.
     let (events, inbox) = crossbeam_channel::unbounded();
@@ -108,10 +121,21 @@ fn run(args: &Args) -> u8 {
         binary.path.display()
     );
 
+    // A restart or an upgrade: the proxymgr before this one left HAProxy serving and its listeners with a keeper.
+    let socket = handover::socket_path(&config.state_file);
+    let handed = handover::receive(&socket).unwrap_or_else(|e| {
+        log::warn!("{e}; binding the listeners anew beside the HAProxy left serving");
+        Vec::new()
+    });
+
     let watchers = watcher::Context { sessions: Arc::new(zk::Sessions::new(events.clone())), events };
-    match reconcile::run(args.config.clone(), config, binary, inbox, watchers) {
+    match reconcile::run(args.config.clone(), config, binary, handed, inbox, watchers) {
         Outcome::Stopped => {
             log::info!("stopped");
+            0
+        }
+        Outcome::HandedOver => {
+            log::info!("handed over; exiting");
             0
         }
         Outcome::Failed => EXIT_FAILED,
@@ -141,12 +165,13 @@ fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
 
 /// Signals become events on the reconciler's channel; no logic runs in a handler.
 fn forward_signals(events: Sender<Event>) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGCHLD])?;
     let spawned = threads::spawn("signals".into(), events.clone(), move || {
         for signal in signals.forever() {
             let signal = match signal {
                 SIGTERM | SIGINT => Signal::Terminate,
                 SIGHUP => Signal::Reload,
+                SIGUSR2 => Signal::HandOver,
                 _ => Signal::Child,
             };
             if events.send(Event::Signal(signal)).is_err() {

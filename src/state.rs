@@ -79,7 +79,13 @@ impl State {
 /// few megabytes. It takes one snapshot at a time; `save` says false while it is busy with the last one.
 pub struct Writer {
     /// None when the thread could not be created.
-    snapshots: Option<Sender<(PathBuf, State)>>,
+    snapshots: Option<Sender<Job>>,
+}
+
+enum Job {
+    Save(PathBuf, State),
+    /// Answered once every snapshot handed over before it is written.
+    Flush(Sender<()>),
 }
 
 /// Writes `state` to `path`, logging a failure: nothing the caller could do about it.
@@ -91,10 +97,15 @@ pub fn save_logged(state: &State, path: &Path) {
 
 impl Writer {
     pub fn start(events: Sender<crate::event::Event>) -> Writer {
-        let (snapshots, inbox) = crossbeam_channel::bounded::<(PathBuf, State)>(1);
+        let (snapshots, inbox) = crossbeam_channel::bounded::<Job>(1);
         let spawned = crate::threads::spawn("state-file".into(), events, move || {
-            for (path, state) in inbox {
-                save_logged(&state, &path);
+            for job in inbox {
+                match job {
+                    Job::Save(path, state) => save_logged(&state, &path),
+                    Job::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
             }
         });
         // Without its thread the reconciler writes the file itself: slower, but nothing is lost.
@@ -107,13 +118,26 @@ impl Writer {
             save_logged(&state, path);
             return true;
         };
-        match snapshots.try_send((path.to_path_buf(), state)) {
+        match snapshots.try_send(Job::Save(path.to_path_buf(), state)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => false,
             Err(TrySendError::Disconnected(_)) => {
                 log::error!("state_file {}: its writer thread is gone", path.display());
                 true
             }
+        }
+    }
+}
+
+impl Writer {
+    /// Waits (up to `timeout`) until the snapshot handed over last is written: before a write of the caller's
+    /// own, so that no older one lands after it.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let Some(snapshots) = &self.snapshots else { return };
+        let (done, wait) = crossbeam_channel::bounded(1);
+        let deadline = std::time::Instant::now() + timeout;
+        if snapshots.send_deadline(Job::Flush(done), deadline).is_ok() {
+            let _ = wait.recv_deadline(deadline);
         }
     }
 }

@@ -624,6 +624,51 @@ fn a_proxymgr_killed_under_load_hands_its_haproxy_to_the_next_one() {
 }
 
 #[test]
+fn a_hand_over_passes_haproxy_and_the_listening_sockets_themselves_to_the_next_proxymgr() {
+    // Issue 13 §1: SIGUSR2 (what a restart or an upgrade sends). Clients open a connection per request, so
+    // that many sit in the accept queue: a socket bound anew beside the old one would reset those queued
+    // on the old one when its HAProxy finished.
+    let Some((zk, mut pm)) = start() else { return };
+    let a = Backend::start("a");
+    let (web, pids) = serve(&zk, &pm, &zk.connect_string(), "web", &[&a]);
+    let first = pids[0];
+    let sockets = support::listening_inodes(web);
+    assert_eq!(sockets.len(), 1, "one listening socket on the port: {sockets:?}");
+
+    let load = Load::start(web, 4, false);
+    wait_hits(&a, 200, "the load loop to get going");
+    pm.signal(Signal::SIGUSR2);
+    let status = pm.wait_exit(SETTLE);
+    assert_eq!(status.code(), Some(0), "a hand-over is a clean exit: {status:?}");
+    pm.wait_log("handed over; exiting", SETTLE);
+    assert!(pid_alive(first), "HAProxy serves on without its proxymgr");
+    assert_eq!(saved_pids(&pm), [first], "the state file names the HAProxy left serving");
+    assert_eq!(support::listening_inodes(web), sockets, "the keeper holds the same socket, no other");
+    wait_hits(&a, 200, "requests through the HAProxy left serving");
+
+    pm.start_again();
+    pm.wait_log("took 1 listening sockets from the proxymgr before", SETTLE);
+    pm.wait_log(&format!("taking over haproxy [{first}], left running by an earlier proxymgr"), SETTLE);
+    wait_until(SETTLE, "the HAProxy handed over to finish", || !pid_alive(first));
+    wait_until(SETTLE, "exactly one HAProxy, the new proxymgr's", || {
+        let all = pm.haproxy_pids_in_dir();
+        all.len() == 1 && all != [first] && pm.haproxy_pids() == all
+    });
+    wait_hits(&a, 200, "requests through the new HAProxy");
+    let report = load.finish();
+
+    assert_no_failures(&report, "across a hand-over to the next proxymgr");
+    assert_eq!(support::listening_inodes(web), sockets, "the new HAProxy accepts from the very same socket");
+    assert!(!pm.dir().join("state.json.handover").exists(), "the hand-over socket is gone once taken");
+    wait_until(SETTLE, "the keeper to exit once it handed over", || {
+        support::all_processes()
+            .iter()
+            .all(|p| !support::cmdline(p.pid).iter().any(|a| a == "--hand-over-keeper"))
+    });
+    wait_answers(web, &["a"]);
+}
+
+#[test]
 fn a_start_without_zookeeper_serves_the_state_file_then_resyncs() {
     let Some((mut zk, mut pm)) = start() else { return };
     let (a, b) = (Backend::start("a"), Backend::start("b"));

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -34,6 +34,14 @@ pub enum StartFailure {
     /// tried again with backoff.
     #[error("cannot start {path}: {source}")]
     Spawn { path: PathBuf, source: std::io::Error },
+}
+
+/// Why a hand-over could not be made: without the pids in the state file the next proxymgr would not find the
+/// HAProxy left serving, and two would serve side by side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandOverFailure {
+    #[error("cannot write the state file {path}: {reason}")]
+    StateFile { path: PathBuf, reason: String },
 }
 
 /// The serving (or starting) process ended.
@@ -64,8 +72,11 @@ impl Instance {
         binary: Binary,
         haproxy: HaproxyConfig,
         saved_pids: &[u32],
+        handed: Vec<OwnedFd>,
         events: Sender<Event>,
     ) -> Instance {
+        let mut listeners = Listeners::default();
+        listeners.adopt(handed);
         let mut processes = Processes::default();
         let orphans: Vec<u32> = saved_pids.iter().copied().filter(|&pid| state::is_haproxy(pid)).collect();
         if !orphans.is_empty() {
@@ -77,7 +88,7 @@ impl Instance {
             runtime: Runtime::new(&haproxy.socket_path),
             binary,
             haproxy,
-            listeners: Listeners::default(),
+            listeners,
             processes,
             candidate: None,
             config_writer: ConfigWriter::start(events.clone()),
@@ -131,6 +142,9 @@ impl Instance {
             Ok(()) => self.processes.start(&self.binary, candidate.path(), &fds),
             Err(e) => Err(std::io::Error::other(e)),
         };
+        if started.is_ok() {
+            self.listeners.drop_unclaimed();
+        }
         match started {
             Ok(pid) if old.is_empty() => log::info!("haproxy[{pid}] started ({why})"),
             Ok(pid) => log::info!("haproxy[{pid}] started, replacing {old:?} ({why})"),
@@ -229,6 +243,44 @@ impl Instance {
         self.state_writer.save(&path, State { haproxy_pids: self.processes.pids(), services })
     }
 
+    /// Leaves every HAProxy serving for the next proxymgr: the state file names them (written here and now, after
+    /// the writer's last snapshot, so that no older one lands after it), and a keeper holds the listeners for
+    /// the next proxymgr (`handover.rs`). Without the state file the next proxymgr could not find them: that
+    /// is the one failure. A keeper that cannot start only costs the sockets: the next proxymgr binds anew.
+    pub fn hand_over(
+        &mut self,
+        state_file: &Path,
+        services: BTreeMap<String, SavedService>,
+    ) -> Result<(), HandOverFailure> {
+        self.config_writer.flush(Duration::from_secs(2));
+        self.state_writer.flush(Duration::from_secs(10));
+        let pids = self.processes.pids();
+        let state = State { haproxy_pids: pids.clone(), services };
+        state.save(state_file).map_err(|e| HandOverFailure::StateFile {
+            path: state_file.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let fds = self.listeners.fds();
+        let socket = crate::handover::socket_path(state_file);
+        if fds.is_empty() {
+            log::info!("handing over: no listener to keep; haproxy {pids:?} serves on");
+            return Ok(());
+        }
+        match crate::handover::park(&socket, &fds) {
+            Ok(keeper) => log::info!(
+                "handing over: haproxy {pids:?} serves on, named in {}; {} listeners wait for the next proxymgr at {} (keeper pid {keeper}, up to {:?})",
+                state_file.display(),
+                fds.len(),
+                socket.display(),
+                crate::handover::KEEPER_WAIT
+            ),
+            Err(e) => log::warn!(
+                "{e}; handing over without the listeners: haproxy {pids:?} serves on, and the next proxymgr binds anew beside it"
+            ),
+        }
+        Ok(())
+    }
+
     /// Stops every HAProxy gracefully (up to `timeout`); then, with `save`, writes the state file a last time.
     pub fn stop(&mut self, timeout: Duration, save: Option<(PathBuf, BTreeMap<String, SavedService>)>) {
         self.config_writer.flush(Duration::from_secs(2));
@@ -237,6 +289,7 @@ impl Instance {
         log::info!("stopping haproxy {:?} (soft stop, up to {timeout:?})", self.processes.pids());
         self.processes.stop(timeout);
         if let Some((path, services)) = save {
+            self.state_writer.flush(Duration::from_secs(10));
             // The pids go, as nothing runs any more.
             state::save_logged(&State { haproxy_pids: self.processes.pids(), services }, &path);
         }

@@ -9,13 +9,19 @@
 //! reuseport group and gets its share of new connections, which must not wait in a queue nobody accepts from
 //! while the orphan still serves.
 //!
-//! **Architecture Invariant:** the sockets keep FD_CLOEXEC in proxymgr; only `process.rs` clears it, in the
-//! child between fork and exec, so no other child ever inherits a listener.
+//! A restart or an upgrade hands the sockets themselves to the next proxymgr (`handover.rs`): it takes them
+//! with [`Listeners::adopt`], and the HAProxy it starts accepts from the very queues the old one did.
+//!
+//! **Architecture Invariant:** the sockets keep FD_CLOEXEC in proxymgr; only [`inherit`] clears it, in the child
+//! between fork and exec, for the two children that are to have them (HAProxy, and the hand-over keeper), so
+//! no other child ever inherits a listener.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 use nix::sys::socket::{
     self, listen, setsockopt, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
@@ -42,6 +48,9 @@ pub struct NotAListener(pub RawFd);
 #[derive(Default)]
 pub struct Listeners {
     bound: BTreeMap<u16, Bound>,
+    /// Sockets the proxymgr before this one handed over, by port, until a service claims them or the first
+    /// HAProxy started without them.
+    handed: BTreeMap<u16, Bound>,
 }
 
 struct Bound {
@@ -52,10 +61,52 @@ struct Bound {
 }
 
 impl Listeners {
-    /// The fd of the listener on `port`, binding it first if need be.
+    /// Takes the listening sockets the proxymgr before this one handed over: a service on one of their ports
+    /// takes its socket instead of binding a new one. Anything else among them is closed.
+    pub fn adopt(&mut self, sockets: Vec<OwnedFd>) {
+        for socket in sockets {
+            let listening = socket::getsockopt(&socket, sockopt::AcceptConn).unwrap_or(false);
+            let stream = socket::getsockopt(&socket, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);
+            let listener = TcpListener::from(socket);
+            match listener.local_addr() {
+                Ok(addr) if listening && stream => {
+                    self.handed.insert(addr.port(), Bound { listener, addr, listening: true });
+                }
+                other => log::warn!("a handed-over socket is not a TCP listener ({other:?}); closing it"),
+            }
+        }
+        if !self.handed.is_empty() {
+            log::info!("took {} listening sockets from the proxymgr before", self.handed.len());
+        }
+    }
+
+    /// Closes the handed-over sockets no service claimed: the first HAProxy started here serves without them.
+    pub fn drop_unclaimed(&mut self) {
+        for (port, bound) in std::mem::take(&mut self.handed) {
+            log::info!(
+                "closing the handed-over listener on {} (port {port}): no service uses it",
+                bound.addr
+            );
+        }
+    }
+
+    /// Every listener's fd.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.bound.values().map(|b| b.listener.as_raw_fd()).collect()
+    }
+
+    /// The fd of the listener on `port`: one held, else the one handed over on that address, else a new one.
     pub fn open(&mut self, address: IpAddr, port: u16) -> Result<RawFd, ListenerError> {
         if let Some(bound) = self.bound.get(&port) {
             return Ok(bound.listener.as_raw_fd());
+        }
+        if let Some(handed) = self.handed.remove(&port) {
+            let fd = handed.listener.as_raw_fd();
+            if handed.addr.ip() == address {
+                self.bound.insert(port, handed);
+                return Ok(fd);
+            }
+            log::info!("the handed-over listener on {} is not on {address}; closing it", handed.addr);
         }
         let addr = SocketAddr::new(address, port);
         let listener = bind(addr).map_err(|e| ListenerError { addr, fd: None, source: e.into() })?;
@@ -105,6 +156,22 @@ impl Listeners {
                 log::info!("closing listener on port {port}");
             }
             keep
+        });
+    }
+}
+
+/// Makes `command`'s child inherit `fds`: clears their FD_CLOEXEC between fork and exec.
+pub fn inherit(command: &mut Command, fds: Vec<RawFd>) {
+    // SAFETY: between fork and exec only async-signal-safe calls are allowed; fcntl is one, and the closure
+    // allocates nothing (the Vec was built before the fork).
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &fds {
+                if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
         });
     }
 }

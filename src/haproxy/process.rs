@@ -93,19 +93,7 @@ impl Binary {
         command.arg("-f").arg(config).arg("-db").stdin(Stdio::null());
         // Its own process group: a Ctrl-C at proxymgr's terminal is for proxymgr, which stops HAProxy gently.
         command.process_group(0);
-        let fds = fds.to_vec();
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed; fcntl is one, and the closure
-        // allocates nothing (the Vec was built before the fork).
-        unsafe {
-            command.pre_exec(move || {
-                for &fd in &fds {
-                    if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) == -1 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        super::listeners::inherit(&mut command, fds.to_vec());
         command
     }
 }

@@ -30,7 +30,7 @@ use crate::service::{Server, ServiceSpec};
 use crate::state::SavedService;
 
 use super::hold::{Holding, Policy};
-use super::messages::{Action, CommandFailure, Generations, Input, StartFailure};
+use super::messages::{Action, CommandFailure, Generations, HandOverFailure, Input, StartFailure};
 use super::quarantine::{self, Culprit, Layout, Quarantine, Refused};
 use super::services::{changes, Services};
 
@@ -75,6 +75,9 @@ pub enum Outcome {
     Stopped,
     /// A part of the daemon died; HAProxy was stopped and the supervisor should restart proxymgr.
     Failed,
+    /// Asked to hand over (SIGUSR2): HAProxy serves on, its pids in the state file, and the listeners wait
+    /// for the next proxymgr.
+    HandedOver,
 }
 
 /// Work that spans several actions. While any is under way, converging waits (`busy`).
@@ -163,6 +166,8 @@ pub struct Core {
     /// The latest `now` seen.
     now: Instant,
     actions: VecDeque<Action>,
+    /// Whether a hand-over was asked for and its outcome is not in yet: nothing else is taken meanwhile.
+    handing_over: bool,
     outcome: Option<Outcome>,
 }
 
@@ -223,6 +228,7 @@ impl Core {
             last_report: now,
             now,
             actions,
+            handing_over: false,
             outcome: None,
         }
     }
@@ -296,6 +302,12 @@ impl Core {
         if self.outcome.is_some() {
             return;
         }
+        if self.handing_over {
+            if let Input::HandedOver(result) = input {
+                self.handed_over(result);
+            }
+            return;
+        }
         self.state_dirty |= matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::Child);
         if matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::ConfigRead(_)) {
             self.pending_since.get_or_insert(now);
@@ -320,6 +332,9 @@ impl Core {
                 );
                 self.stop(Outcome::Failed);
             }
+            Input::HandOver => self.hand_over(),
+            // Only awaited while handing over (above).
+            Input::HandedOver(_) => {}
             Input::Hangup => self.actions.push_back(Action::ReadConfig),
             Input::Child => self.actions.push_back(Action::Reap),
             Input::Bound(results) => {
@@ -408,6 +423,29 @@ impl Core {
             self.converge(now);
         }
         self.save_state(now);
+    }
+
+    /// SIGUSR2: whatever was under way is left to the next proxymgr, which reads the registry afresh.
+    fn hand_over(&mut self) {
+        log::info!("asked to hand over to the next proxymgr (SIGUSR2)");
+        self.actions.clear();
+        self.handing_over = true;
+        // Before the registry answered and the state file's services were served, those are the file's own.
+        let services = if self.can_save() { self.snapshot() } else { self.saved.clone().unwrap_or_default() };
+        self.actions.push_back(Action::HandOver { state_file: self.config.state_file.clone(), services });
+    }
+
+    fn handed_over(&mut self, result: Result<(), HandOverFailure>) {
+        self.handing_over = false;
+        match result {
+            Ok(()) => self.outcome = Some(Outcome::HandedOver),
+            Err(e) => {
+                log::error!(
+                    "{e}; stopping HAProxy instead of handing it over: the next proxymgr could not find it"
+                );
+                self.stop(Outcome::Stopped);
+            }
+        }
     }
 
     fn stop(&mut self, outcome: Outcome) {

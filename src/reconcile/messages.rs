@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::config::{Config, HaproxyConfig, ServiceConfigSource};
 use crate::haproxy::command::{Command, Refusal};
-pub use crate::haproxy::instance::StartFailure;
+pub use crate::haproxy::instance::{HandOverFailure, StartFailure};
 use crate::haproxy::listeners::ListenerError;
 pub use crate::haproxy::process::Generations;
 use crate::haproxy::process::{Binary, ProcessError};
@@ -37,6 +37,10 @@ pub enum Input {
     },
     /// SIGTERM or SIGINT.
     Terminate,
+    /// SIGUSR2: hand HAProxy and the listeners over to the next proxymgr (a restart or an upgrade).
+    HandOver,
+    /// `Action::HandOver`'s outcome: the state file names every live HAProxy, or why it could not be written.
+    HandedOver(Result<(), HandOverFailure>),
     /// SIGHUP: proxymgr.yml is to be read again.
     Hangup,
     /// SIGCHLD: some child changed state.
@@ -144,4 +148,9 @@ pub enum Action {
     /// Stop every watcher and HAProxy (gracefully, up to `timeout`), then, with `save`, write the state file
     /// one last time. Nothing follows.
     Stop { timeout: Duration, save: Option<(PathBuf, BTreeMap<String, SavedService>)> },
+    /// Leave every HAProxy serving for the next proxymgr: write the state file with these services and the live
+    /// pids (at once, and only once the writer has finished the last snapshot), then hand the listeners to a
+    /// keeper that waits for the next proxymgr beside the state file. Answered by `Input::HandedOver`; on
+    /// success nothing follows.
+    HandOver { state_file: PathBuf, services: BTreeMap<String, SavedService> },
 }

@@ -15,6 +15,7 @@ mod services;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -32,17 +33,20 @@ use self::core::Core;
 pub use self::core::Outcome;
 use self::messages::{Action, Input};
 
-/// Runs the reconciler until it is asked to stop or a part of the daemon dies.
+/// Runs the reconciler until it is asked to stop or to hand over, or a part of the daemon dies. `handed` are
+/// the listening sockets the proxymgr before this one handed over.
 pub fn run(
     config_file: PathBuf,
     config: Config,
     binary: Binary,
+    handed: Vec<OwnedFd>,
     events: Receiver<Event>,
     context: watcher::Context,
 ) -> Outcome {
     let saved = State::load(&config.state_file).unwrap_or_default();
+    let events_out = context.events.clone();
     let mut instance =
-        Instance::new(binary.clone(), config.haproxy.clone(), &saved.haproxy_pids, context.events.clone());
+        Instance::new(binary.clone(), config.haproxy.clone(), &saved.haproxy_pids, handed, events_out);
     let mut sources = Sources { config_file, context, source: None, watchers: BTreeMap::new() };
     let mut core = Core::new(config, &binary, saved.services, Instant::now(), Instant::now);
     execute_all(&mut core, &mut instance, &mut sources);
@@ -79,6 +83,7 @@ fn input_of(event: Event) -> Input {
         Event::Servers { service, generation, servers } => Input::Servers { service, generation, servers },
         Event::Signal(Signal::Terminate) => Input::Terminate,
         Event::Signal(Signal::Reload) => Input::Hangup,
+        Event::Signal(Signal::HandOver) => Input::HandOver,
         Event::Signal(Signal::Child) => Input::Child,
         Event::ThreadDied { thread, reason } => Input::ThreadDied { thread, reason },
     }
@@ -167,6 +172,12 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             sources.source = None;
             instance.stop(timeout, save);
             return None;
+        }
+        Action::HandOver { state_file, services } => {
+            // Watchers and the source stop when their handles drop: the next proxymgr reads the registry afresh.
+            sources.watchers.clear();
+            sources.source = None;
+            Input::HandedOver(instance.hand_over(&state_file, services))
         }
     })
 }

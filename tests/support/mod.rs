@@ -207,6 +207,29 @@ pub fn haproxy_pids_naming(dir: &Path) -> Vec<u32> {
 }
 
 /// True while `pid` exists and is not a zombie.
+/// The inodes of the sockets listening on `port` (any address, IPv4 or IPv6), from /proc/net/tcp{,6}: one per
+/// socket, however many processes hold it, so a socket handed from one process to another keeps its inode.
+pub fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut inodes: Vec<u64> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && *fields.get(3)? == "0A").then(|| fields.get(9)?.parse().ok())?
+        })
+        .collect();
+    inodes.sort_unstable();
+    inodes
+}
+
 pub fn pid_alive(pid: u32) -> bool {
     proc_stat(pid).is_some_and(|stat| stat.state != 'Z')
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{Core, Outcome};
-use super::messages::{Action, CommandFailure, Generations, Input, StartFailure};
+use super::messages::{Action, CommandFailure, Generations, HandOverFailure, Input, StartFailure};
 use crate::config::{Config, ServiceConfigSource};
 use crate::haproxy::command::{Command, Refusal};
 use crate::haproxy::listeners::ListenerError;
@@ -48,6 +48,8 @@ struct World {
     previous: Option<u32>,
     /// Older generations the next `Reap` finds ended.
     finished: Vec<u32>,
+    /// Whether a hand-over can write the state file.
+    hands_over: bool,
 }
 
 impl Default for World {
@@ -66,6 +68,7 @@ impl Default for World {
             reported: Generations::default(),
             previous: None,
             finished: vec![],
+            hands_over: true,
         }
     }
 }
@@ -192,6 +195,14 @@ impl World {
                 }),
             },
             Action::SaveState { .. } => Input::StateSaved(true),
+            Action::HandOver { state_file, .. } => Input::HandedOver(if self.hands_over {
+                Ok(())
+            } else {
+                Err(HandOverFailure::StateFile {
+                    path: state_file.clone(),
+                    reason: "read-only file system".into(),
+                })
+            }),
             _ => return None,
         })
     }
@@ -340,6 +351,7 @@ fn kinds(actions: &[Action]) -> Vec<&'static str> {
             Action::CloseListeners { .. } => "CloseListeners",
             Action::SaveState { .. } => "SaveState",
             Action::Stop { .. } => "Stop",
+            Action::HandOver { .. } => "HandOver",
         })
         .collect()
 }

@@ -1,4 +1,4 @@
-//! Stories: stopping.
+//! Stories: stopping, and handing over to the next proxymgr (a restart or an upgrade).
 
 use super::*;
 
@@ -28,4 +28,51 @@ fn a_stop_before_the_registry_answered_keeps_the_state_file_as_it_is() {
     let mut story = Story::with_saved(saved_web());
     let actions = story.input(100, Input::Terminate);
     assert!(matches!(&actions[..], [Action::Stop { save: None, .. }]), "{actions:?}");
+}
+
+#[test]
+fn sigusr2_leaves_haproxy_serving_for_the_next_proxymgr() {
+    let mut story = Story::new();
+    story.serving(0);
+    let actions = story.input(1000, Input::HandOver);
+    let [Action::HandOver { state_file, services }] = &actions[..] else { panic!("{actions:?}") };
+    assert_eq!(state_file, &crate::config::Config::parse(Path::new("p.yml"), CONFIG).unwrap().state_file);
+    assert_eq!(services["web"].servers.len(), 2, "the services served go into the state file");
+    assert_eq!(story.core.outcome(), Some(Outcome::HandedOver), "no Stop: HAProxy serves on");
+    assert!(story.input(1100, servers("web", 0, &[1])).is_empty(), "nothing after the hand-over");
+    assert!(story.input(1200, Input::Terminate).is_empty(), "nor a stop");
+    assert_eq!(story.wake(), None);
+}
+
+#[test]
+fn a_hand_over_drops_the_work_under_way_and_takes_nothing_until_it_is_made() {
+    let mut story = Story::new();
+    story.serving(0);
+    // A reload waits (the last one was a moment ago) when the hand-over is asked for: the next proxymgr reads
+    // the registry afresh, so nothing of it is carried out here.
+    story.core.handle(servers("web", 0, &[1, 2, 3]), story.at(100));
+    story.core.handle(Input::HandOver, story.at(100));
+    story.core.handle(servers("web", 0, &[1]), story.at(100));
+    let actions = story.drain(100);
+    assert_eq!(kinds(&actions), ["HandOver"]);
+    assert_eq!(story.core.outcome(), Some(Outcome::HandedOver));
+}
+
+#[test]
+fn a_state_file_that_cannot_be_written_turns_the_hand_over_into_a_stop() {
+    // The next proxymgr would not find the HAProxy left serving, and two would serve side by side.
+    let mut story = Story::new();
+    story.serving(0);
+    story.world.hands_over = false;
+    let actions = story.input(1000, Input::HandOver);
+    assert_eq!(kinds(&actions), ["HandOver", "Stop"]);
+    assert_eq!(story.core.outcome(), Some(Outcome::Stopped));
+}
+
+#[test]
+fn a_hand_over_before_the_registry_answered_keeps_the_state_files_services() {
+    let mut story = Story::with_saved(saved_web());
+    let actions = story.input(100, Input::HandOver);
+    let [Action::HandOver { services, .. }] = &actions[..] else { panic!("{actions:?}") };
+    assert_eq!(services, &saved_web(), "not an empty set in their place");
 }

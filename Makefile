@@ -12,18 +12,20 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # `haproxy` from PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all deps build demo test check bench clean package-tools deb rpm \
+.PHONY: all deps build demo test check bench clean package-tools deb deb-next rpm \
 	cargo-deb-tool cargo-generate-rpm-tool rpm-tool checkbashisms-tool
 
 all: build
 
-# haproxy, ZooKeeper (whose package brings Java) and curl (the demo prints a curl command).
+# haproxy, ZooKeeper (whose package brings Java), curl (the demo prints a curl command) and systemd for
+# systemd-analyze (the unit's security score; systemd need not run).
 deps:
 	@missing=""; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	[ -f /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
@@ -42,7 +44,7 @@ demo: deps build
 # the rpm are built first: tests/packaging.rs installs the deb and runs proxymgr through its init script.
 test: deps
 	$(CARGO) build --bins --examples
-	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) package-tools deb rpm; \
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) package-tools deb-next deb rpm; \
 	else echo "not root: no packages built; the packaging tests skip"; fi
 	PROXYMGR_TEST_REQUIRE=1 $(CARGO) test --bins --tests
 
@@ -85,6 +87,13 @@ checkbashisms-tool:
 # release build is current) and strips the binary.
 deb: cargo-deb-tool
 	$(CARGO) deb
+
+# target/debian-next/proxymgr_<version>-2_<arch>.deb: the same deb at the next revision, which
+# tests/packaging.rs installs over the first as an upgrade (the maintainer scripts' upgrade path).
+# Built before the deb itself (cargo deb empties target/debian as it starts).
+deb-next: cargo-deb-tool
+	$(CARGO) build --release
+	$(CARGO) deb --no-build --deb-revision 2 -o $(TARGET_DIR)/debian-next/
 
 # target/generate-rpm/proxymgr-<version>-1.<arch>.rpm. cargo generate-rpm neither builds nor strips, so the
 # release binary is built here and a stripped copy staged in target/rpm-stage (Cargo.toml's rpm assets).

@@ -14,11 +14,14 @@ mod field;
 mod hitless;
 /// Issue 12 §3: a mass removal of servers is held at the threshold for the hold time.
 mod holds;
-/// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax.
+/// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax; issue 13: restarts,
+/// upgrades and the systemd unit's restart are hand-overs that fail no request.
 mod packaging;
 /// RAII fixtures: Zk, Backend, Proxymgr, waits with deadlines.
 mod support;
 /// The fixtures themselves work.
 mod support_selftest;
+/// Issue 13: the packaged systemd unit's commands, carried out as systemd would (systemd does not run here).
+mod systemd_unit;
 /// Issue 4: every watcher (zookeeper with Nerve nodes, campanjazk, dns, file) and the directory service_config.
 mod watchers;

@@ -17,9 +17,12 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::support::load::Load;
 use crate::support::{
-    self, all_processes, cmdline, find_on_path, http_get, pid_alive, reserve_port, wait_until, Backend, Zk,
+    self, all_processes, cmdline, find_on_path, http_get, listening_inodes, pid_alive, reserve_port,
+    wait_until, Backend, Zk,
 };
+use crate::systemd_unit::{Service, Unit};
 
 const INIT: &str = "/etc/init.d/proxymgr";
 const CONFIG: &str = "/etc/proxymgr/proxymgr.yml";
@@ -28,6 +31,9 @@ const DEFAULTS: &str = "/etc/default/proxymgr";
 const PIDFILE: &str = "/run/proxymgr/proxymgr.pid";
 const LOG: &str = "/var/log/proxymgr/proxymgr.log";
 const BINARY: &str = "/usr/bin/proxymgr";
+const UNIT: &str = "/lib/systemd/system/proxymgr.service";
+/// Where the unit's commands log here (systemd would send it to the journal).
+const UNIT_LOG: &str = "/var/log/proxymgr/unit.log";
 
 /// Every path the package or proxymgr creates: none may be left after the purge.
 const PACKAGE_PATHS: &[&str] = &[
@@ -144,6 +150,16 @@ fn the_deb_runs_proxymgr_through_its_init_script_and_purges_clean() {
     assert_eq!(init_status(), RUNNING);
     wait_serves(port, "packaged");
 
+    // restart (issue 13): a hand-over. HAProxy serves throughout, the listening socket itself goes to the new
+    // proxymgr, and not one request fails.
+    let pid = hand_over_under_load(port, &backend, "across the init script's restart", pid, || {
+        let output = init("restart");
+        assert!(output.status.success(), "{}", describe("restart", &output));
+        assert!(text(&output).contains("Handing proxymgr over"), "{}", describe("restart", &output));
+        pidfile_pid().expect("restart wrote the pidfile")
+    });
+    assert_eq!(init_status(), RUNNING);
+
     // The package installed again over itself (an upgrade's path): the operator's files stay as they are and
     // proxymgr serves on (postinst restarts it unless /usr/sbin/policy-rc.d forbids, as in containers).
     let config_before = read(CONFIG);
@@ -153,6 +169,19 @@ fn the_deb_runs_proxymgr_through_its_init_script_and_purges_clean() {
     assert_eq!(read(DEFAULTS), defaults_before, "an upgrade keeps the edited defaults file");
     assert_eq!(init_status(), RUNNING, "proxymgr runs after the upgrade");
     wait_serves(port, "packaged");
+
+    // An upgrade to the next revision, as on a real host: the maintainer scripts may restart services (this
+    // machine's policy-rc.d forbids it, as container images do, so an allowing one is bind-mounted over it in a
+    // private mount namespace for dpkg). postinst restarts the running proxymgr on the new binary: a hand-over.
+    let next =
+        built_package("deb-next", "debian-next", "deb").expect("make deb-next builds the next revision");
+    let pid = hand_over_under_load(port, &backend, "across an upgrade of the deb", pid, || {
+        upgrade(&next);
+        pidfile_pid().expect("the upgrade's restart wrote the pidfile")
+    });
+    assert_eq!(installed_version(), "0.1.0-2", "dpkg installed the next revision");
+    assert_eq!(exe(pid), BINARY, "the new proxymgr runs the upgraded binary");
+    assert_eq!(init_status(), RUNNING);
 
     // stop: status 3, nothing of the package runs, the port is closed.
     assert!(!packaged_processes().is_empty(), "proxymgr and its HAProxy run before the stop");
@@ -165,6 +194,50 @@ fn the_deb_runs_proxymgr_through_its_init_script_and_purges_clean() {
     });
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the service port is closed after stop");
     assert!(read(LOG).contains("stopped"), "{}", read(LOG));
+
+    // The systemd unit's commands, carried out as systemd would (it does not run here: tests/systemd_unit.rs),
+    // in an approximation of the unit's sandbox: its capabilities, no new privileges, and a read-only file
+    // system but for the paths it names.
+    let unit = Unit::load(Path::new(UNIT));
+    let unit_log = Path::new(UNIT_LOG);
+    let service =
+        Service::start(&unit, unit_log).unwrap_or_else(|e| panic!("start: {e}\n{}", read(UNIT_LOG)));
+    wait_serves(port, "packaged");
+    let pid = service.pid();
+    // The sandbox holds: proxymgr runs with the unit's capabilities alone (CAP_KILL, CAP_SETGID, CAP_SETUID,
+    // CAP_NET_BIND_SERVICE: bits 5, 6, 7 and 10) and no new privileges, and HAProxy has dropped to its user.
+    let status = read(&format!("/proc/{pid}/status"));
+    assert!(status.contains("\nCapBnd:\t00000000000004e0\n"), "the unit's capability bounding set: {status}");
+    assert!(status.contains("\nNoNewPrivs:\t1\n"), "NoNewPrivileges: {status}");
+    let haproxy = packaged_haproxy();
+    let haproxy_status = read(&format!("/proc/{}/status", haproxy[0]));
+    assert!(!haproxy_status.contains("\nUid:\t0\t"), "HAProxy runs as its user, not root: {haproxy_status}");
+    write(CONFIG, &config_yaml(&zk.connect_string(), 1002));
+    service.reload().unwrap_or_else(|e| panic!("reload: {e}\n{}", read(UNIT_LOG)));
+    wait_until(SETTLE, "the unit's reload to reach haproxy.cfg", || {
+        read(HAPROXY_CFG).contains("maxconn 1002")
+    });
+    assert!(pid_alive(pid), "proxymgr survives the unit's reload");
+    let mut running = Some(service);
+    hand_over_under_load(port, &backend, "across the unit's restart", pid, || {
+        let service = running.take().expect("the service runs");
+        let service = service.restart().unwrap_or_else(|e| panic!("restart: {e}\n{}", read(UNIT_LOG)));
+        let pid = service.pid();
+        running = Some(service);
+        pid
+    });
+    let service = running.take().expect("the service runs");
+    let status = service.stop(false).unwrap_or_else(|e| panic!("stop: {e}\n{}", read(UNIT_LOG)));
+    assert!(status.success(), "the unit's stop: proxymgr exits with {status}");
+    wait_until(
+        Duration::from_secs(10),
+        "no proxymgr or HAProxy of the package left after the unit's stop",
+        || packaged_processes().is_empty(),
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the service port is closed after the unit's stop"
+    );
 
     // purge: nothing left behind.
     installed.purge();
@@ -511,6 +584,89 @@ fn packaged_processes() -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// The packaged HAProxy processes.
+fn packaged_haproxy() -> Vec<u32> {
+    packaged_processes()
+        .into_iter()
+        .filter(|&pid| read(&format!("/proc/{pid}/comm")).trim() == "haproxy")
+        .collect()
+}
+
+/// Runs `action` (a restart, an upgrade) while clients loop through `port`, each request on a new connection,
+/// and checks that it was a hand-over that failed no request: a new proxymgr (the pid `action` returns) runs,
+/// its HAProxy has replaced the one before, the port's listening socket is the very one it was, and the
+/// keeper that held it meanwhile is gone. Returns the new proxymgr's pid.
+fn hand_over_under_load(
+    port: u16,
+    backend: &Backend,
+    what: &str,
+    pid: u32,
+    action: impl FnOnce() -> u32,
+) -> u32 {
+    let sockets = listening_inodes(port);
+    assert_eq!(sockets.len(), 1, "one listening socket on {port} before, {what}: {sockets:?}");
+    let haproxy_before = packaged_haproxy();
+    assert!(!haproxy_before.is_empty(), "HAProxy serves before, {what}");
+    let load = Load::start(port, 4, false);
+    wait_hits(backend, 100, "the load loop to get going");
+    let new_pid = action();
+    assert_ne!(new_pid, pid, "a new proxymgr, {what}");
+    assert!(pid_alive(new_pid) && catches_sighup(new_pid), "the new proxymgr runs, {what}");
+    wait_until(SETTLE, &format!("one HAProxy, the new proxymgr's, {what}"), || {
+        let now = packaged_haproxy();
+        now.len() == 1 && !haproxy_before.contains(&now[0])
+    });
+    wait_hits(backend, 100, "requests through the new HAProxy");
+    let report = load.finish();
+    eprintln!("{what}: {} requests ok, {} failed {:?}", report.ok, report.failed, report.errors);
+    assert!(report.ok > 100, "the load loop barely ran {what}: {report:?}");
+    assert_eq!(report.failed, 0, "failed requests {what}: {:?}", report.errors);
+    assert_eq!(listening_inodes(port), sockets, "the new HAProxy accepts from the same socket, {what}");
+    wait_until(SETTLE, &format!("the keeper to exit once it handed over, {what}"), || {
+        !all_processes().iter().any(|p| p.comm == "proxymgr-keeper")
+    });
+    new_pid
+}
+
+fn wait_hits(backend: &Backend, n: usize, what: &str) {
+    let start = backend.hits();
+    wait_until(SETTLE, what, || backend.hits() >= start + n);
+}
+
+/// `dpkg -i deb` with maintainer scripts allowed to start and restart services, as on a real host: in a
+/// private mount namespace, an allowing policy-rc.d is bind-mounted over the machine's (if it has one).
+fn upgrade(deb: &Path) {
+    const POLICY: &str = "/usr/sbin/policy-rc.d";
+    let deb = deb.to_string_lossy();
+    if !Path::new(POLICY).exists() {
+        dpkg(&["-i", &deb]);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let allow = dir.path().join("policy-rc.d");
+    write(
+        &allow.to_string_lossy(),
+        "#!/bin/sh\n# The test's: maintainer scripts may start services.\nexit 0\n",
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&allow, fs::Permissions::from_mode(0o755)).expect("chmod policy-rc.d");
+    }
+    let script = r#"mount --bind "$1" /usr/sbin/policy-rc.d && exec dpkg -i "$2""#;
+    let args = ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"];
+    let mut args: Vec<&str> = args.to_vec();
+    let allow = allow.to_string_lossy();
+    args.extend([&*allow, &*deb]);
+    let output = run("unshare", &args, PACKAGE_TIMEOUT).expect("run dpkg -i in a mount namespace");
+    assert!(output.status.success(), "{}", describe("dpkg -i (upgrade, services allowed)", &output));
+}
+
+fn installed_version() -> String {
+    let output =
+        run("dpkg-query", &["-W", "-f", "${Version}", "proxymgr"], PACKAGE_TIMEOUT).expect("dpkg-query");
+    text(&output).trim().to_string()
 }
 
 /// The target of `/proc/<pid>/exe` (`/usr/bin/proxymgr (deleted)` once dpkg replaced the file), or "".

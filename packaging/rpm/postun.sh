@@ -1,7 +1,8 @@
 #!/bin/sh
 # proxymgr %postun (EL). $1: 0 when the package is erased, 1 or more on an upgrade.
 if [ "$1" -ge 1 ]; then
-	# A running proxymgr gets the new binary; a stopped one stays stopped.
+	# A running proxymgr gets the new binary through a hand-over (HAProxy serves throughout); a stopped one
+	# stays stopped.
 	/etc/rc.d/init.d/proxymgr try-restart >/dev/null 2>&1 || :
 else
 	# Erased: remove what proxymgr created. rpm itself keeps an edited proxymgr.yml as .rpmsave;

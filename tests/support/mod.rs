@@ -259,7 +259,7 @@ fn tail(text: &str, max: usize) -> &str {
 }
 
 /// `path` opened for appending, twice: for a child's stdout and stderr.
-fn append_log(path: &Path) -> (std::fs::File, std::fs::File) {
+pub fn append_log(path: &Path) -> (std::fs::File, std::fs::File) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

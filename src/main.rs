@@ -5,7 +5,6 @@ mod backoff;
 mod config;
 mod event;
 mod fswatch;
-mod handover;
 mod haproxy;
 mod option;
 mod plan;
@@ -70,7 +69,7 @@ fn run(args: &Args) -> u8 {
             log::error!("--hand-over-keeper: the fds are not numbers");
             return EXIT_FAILED;
         };
-        return handover::keep(std::path::Path::new(path), &fds);
+        return haproxy::handover::keep(std::path::Path::new(path), &fds);
     }
     // Signals first: an init script may send SIGHUP or SIGTERM as soon as the process exists, and they must be
     // queued for the reconciler, not kill the process.
@@ -122,8 +121,8 @@ fn run(args: &Args) -> u8 {
     );
 
     // A restart or an upgrade: the proxymgr before this one left HAProxy serving and its listeners with a keeper.
-    let socket = handover::socket_path(&config.state_file);
-    let handed = handover::receive(&socket).unwrap_or_else(|e| {
+    let socket = haproxy::handover::socket_path(&config.state_file);
+    let handed = haproxy::handover::receive(&socket).unwrap_or_else(|e| {
         log::warn!("{e}; binding the listeners anew beside the HAProxy left serving");
         Vec::new()
     });

@@ -261,18 +261,18 @@ impl Instance {
             reason: e.to_string(),
         })?;
         let fds = self.listeners.fds();
-        let socket = crate::handover::socket_path(state_file);
+        let socket = super::handover::socket_path(state_file);
         if fds.is_empty() {
             log::info!("handing over: no listener to keep; haproxy {pids:?} serves on");
             return Ok(());
         }
-        match crate::handover::park(&socket, &fds) {
+        match super::handover::park(&socket, &fds) {
             Ok(keeper) => log::info!(
                 "handing over: haproxy {pids:?} serves on, named in {}; {} listeners wait for the next proxymgr at {} (keeper pid {keeper}, up to {:?})",
                 state_file.display(),
                 fds.len(),
                 socket.display(),
-                crate::handover::KEEPER_WAIT
+                super::handover::KEEPER_WAIT
             ),
             Err(e) => log::warn!(
                 "{e}; handing over without the listeners: haproxy {pids:?} serves on, and the next proxymgr binds anew beside it"

@@ -8,6 +8,7 @@
 //! config HAProxy rejects never becomes haproxy.cfg.
 
 pub mod command;
+pub mod handover;
 pub mod instance;
 pub mod listeners;
 pub mod process;

@@ -94,7 +94,7 @@ pub fn park(path: &Path, listeners: &[RawFd]) -> Result<u32, HandOverError> {
         .stdin(Stdio::null())
         // A session of its own: a signal for the old proxymgr's group or terminal is not for it.
         .process_group(0);
-    crate::haproxy::listeners::inherit(&mut command, inherited);
+    super::listeners::inherit(&mut command, inherited);
     let keeper =
         command.spawn().map_err(|source| HandOverError::Keeper { path: path.to_path_buf(), source })?;
     Ok(keeper.id())

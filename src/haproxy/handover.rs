@@ -37,6 +37,12 @@ use nix::sys::time::TimeVal;
 /// How long a keeper waits for the next proxymgr before it lets the sockets go. HAProxy still holds its own
 /// copies and serves on; a proxymgr that starts later binds anew beside it, as after a kill.
 pub const KEEPER_WAIT: Duration = Duration::from_secs(60);
+/// A keeper lets the sockets go once one of them has had connections waiting this long: nobody accepts from
+/// them any more (the HAProxy left serving was stopped by something other than the next proxymgr), and a
+/// socket only the keeper holds would take its share of the port's connections and never answer them.
+pub const KEEPER_STALL: Duration = Duration::from_secs(1);
+/// How often a keeper looks at the accept queues.
+const KEEPER_TICK: Duration = Duration::from_millis(100);
 /// How long the next proxymgr waits for the keeper's messages once connected.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sockets in one message (the kernel takes at most 253, SCM_MAX_FD).
@@ -113,7 +119,7 @@ pub fn keep(path: &Path, fds: &[RawFd]) -> u8 {
     // SAFETY: the old proxymgr passed these fds open to this process, which owns them from here on.
     let socket = unsafe { OwnedFd::from_raw_fd(socket) };
     let listeners: Vec<OwnedFd> = listeners.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
-    let result = serve(path, &socket, &listeners, KEEPER_WAIT);
+    let result = serve(path, &socket, &listeners, KEEPER_WAIT, KEEPER_STALL);
     // Whatever happened, the socket is of no use any more; a successor that took the listeners removed it.
     if result.is_err() {
         let _ = std::fs::remove_file(path);
@@ -130,18 +136,37 @@ pub fn keep(path: &Path, fds: &[RawFd]) -> u8 {
     }
 }
 
-/// Waits up to `wait` for one proxymgr of our own user on `socket` and sends it `listeners`.
-fn serve(path: &Path, socket: &OwnedFd, listeners: &[OwnedFd], wait: Duration) -> Result<(), HandOverError> {
+/// Waits up to `wait` for one proxymgr of our own user on `socket` and sends it `listeners`; gives up early
+/// once connections have waited `stall` on one of them (nobody accepts from them any more).
+fn serve(
+    path: &Path,
+    socket: &OwnedFd,
+    listeners: &[OwnedFd],
+    wait: Duration,
+    stall: Duration,
+) -> Result<(), HandOverError> {
     let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
     let deadline = Instant::now() + wait;
+    // accept() honours SO_RCVTIMEO: it returns at least once a tick, for a look at the queues.
+    socket::setsockopt(socket, sockopt::ReceiveTimeout, &TimeVal::from(timeval(KEEPER_TICK)))
+        .map_err(|e| fail("setsockopt", e))?;
+    let mut waiting_since = None;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(fail("no proxymgr came for the listeners", Errno::ETIMEDOUT));
         }
-        // accept() honours SO_RCVTIMEO.
-        socket::setsockopt(socket, sockopt::ReceiveTimeout, &TimeVal::from(timeval(left)))
-            .map_err(|e| fail("setsockopt", e))?;
+        if listeners.iter().any(|l| queued(l) > 0) {
+            let since = *waiting_since.get_or_insert(now);
+            if now - since >= stall {
+                return Err(fail(
+                    "connections wait on the listeners and nobody accepts them",
+                    Errno::ETIMEDOUT,
+                ));
+            }
+        } else {
+            waiting_since = None;
+        }
         let peer = match socket::accept4(socket.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
             // SAFETY: accept4 returned a new descriptor that nothing else owns.
             Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
@@ -175,7 +200,6 @@ fn send(path: &Path, peer: &OwnedFd, listeners: &[OwnedFd]) -> Result<(), HandOv
 /// The sockets come close-on-exec.
 pub fn receive(path: &Path) -> Result<Vec<OwnedFd>, HandOverError> {
     let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
-    let garbled = |what: String| HandOverError::Garbled { path: path.to_path_buf(), what };
     if !path.exists() {
         return Ok(vec![]);
     }
@@ -193,7 +217,27 @@ pub fn receive(path: &Path) -> Result<Vec<OwnedFd>, HandOverError> {
     // Taken: whatever comes of it, the socket is done with.
     let _ = std::fs::remove_file(path);
     check_peer(path, &socket)?;
-    socket::setsockopt(&socket, sockopt::ReceiveTimeout, &TimeVal::from(timeval(RECEIVE_TIMEOUT)))
+    let taken = take(path, &socket);
+    if taken.is_err() {
+        // The keeper would hold the sockets on, taking its share of the port's connections once the HAProxy
+        // left serving is replaced, and never answer them: it is ours (checked), so it ends now.
+        if let Ok(credentials) = socket::getsockopt(&socket, sockopt::PeerCredentials) {
+            let pid = credentials.pid();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == KEEPER_NAME && pid as u32 != std::process::id() {
+                log::warn!("ending the keeper (pid {pid}) whose sockets could not be taken");
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+        }
+    }
+    taken
+}
+
+/// The keeper's messages on the connected `socket`: the sockets it holds.
+fn take(path: &Path, socket: &OwnedFd) -> Result<Vec<OwnedFd>, HandOverError> {
+    let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
+    let garbled = |what: String| HandOverError::Garbled { path: path.to_path_buf(), what };
+    socket::setsockopt(socket, sockopt::ReceiveTimeout, &TimeVal::from(timeval(RECEIVE_TIMEOUT)))
         .map_err(|e| fail("setsockopt", e))?;
 
     let mut fds = Vec::new();
@@ -233,6 +277,28 @@ pub fn receive(path: &Path) -> Result<Vec<OwnedFd>, HandOverError> {
         Some(n) => Err(garbled(format!("{} of {n} sockets came", fds.len()))),
         None => Err(garbled("closed before it said anything".into())),
     }
+}
+
+/// The connections waiting in a listening socket's accept queue (TCP_INFO's `tcpi_unacked` for a listener);
+/// 0 when it cannot be read.
+fn queued(listener: &OwnedFd) -> u32 {
+    let mut info = std::mem::MaybeUninit::<nix::libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<nix::libc::tcp_info>() as nix::libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large and zeroed.
+    let rc = unsafe {
+        nix::libc::getsockopt(
+            listener.as_raw_fd(),
+            nix::libc::IPPROTO_TCP,
+            nix::libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: zeroed, then (partly) written by the kernel: every bit pattern is a valid tcp_info.
+    unsafe { info.assume_init() }.tcpi_unacked
 }
 
 /// Whether the process at the other end of `socket` runs as our user.
@@ -284,7 +350,7 @@ mod tests {
         let fds: Vec<OwnedFd> = listeners.into_iter().map(OwnedFd::from).collect();
         let keeper = {
             let path = path.clone();
-            std::thread::spawn(move || serve(&path, &socket, &fds, Duration::from_secs(10)))
+            std::thread::spawn(move || serve(&path, &socket, &fds, Duration::from_secs(10), KEEPER_STALL))
         };
         let received = receive(&path).unwrap();
         keeper.join().unwrap().unwrap();
@@ -311,8 +377,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = socket_path(&dir.path().join("state.json"));
         let socket = bound(&path);
-        let error = serve(&path, &socket, &[], Duration::from_millis(50)).unwrap_err();
+        let error = serve(&path, &socket, &[], Duration::from_millis(50), KEEPER_STALL).unwrap_err();
         assert!(error.to_string().contains("no proxymgr came"), "{error}");
+    }
+
+    #[test]
+    fn a_keeper_lets_go_of_sockets_nobody_accepts_from() {
+        // The HAProxy left serving is gone and no proxymgr came: a socket only the keeper holds would take its
+        // share of the port's connections and never answer them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(&dir.path().join("state.json"));
+        let socket = bound(&path);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fds = [OwnedFd::from(listener)];
+        assert_eq!(queued(&fds[0]), 0);
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        assert_eq!(queued(&fds[0]), 1, "the connection waits in the accept queue");
+        let error =
+            serve(&path, &socket, &fds, Duration::from_secs(30), Duration::from_millis(200)).unwrap_err();
+        assert!(
+            error.to_string().contains("nobody accepts them"),
+            "gave up on the queue, not the wait: {error}"
+        );
     }
 
     #[test]

@@ -660,10 +660,14 @@ fn a_hand_over_passes_haproxy_and_the_listening_sockets_themselves_to_the_next_p
     assert_no_failures(&report, "across a hand-over to the next proxymgr");
     assert_eq!(support::listening_inodes(web), sockets, "the new HAProxy accepts from the very same socket");
     assert!(!pm.dir().join("state.json.handover").exists(), "the hand-over socket is gone once taken");
+    // This fixture's keeper: its command line names the hand-over socket in the fixture's directory.
+    let dir = pm.dir().to_string_lossy().into_owned();
     wait_until(SETTLE, "the keeper to exit once it handed over", || {
-        support::all_processes()
-            .iter()
-            .all(|p| !support::cmdline(p.pid).iter().any(|a| a == "--hand-over-keeper"))
+        let ours = |pid: u32| {
+            let args = support::cmdline(pid);
+            args.iter().any(|a| a == "--hand-over-keeper") && args.iter().any(|a| a.starts_with(&dir))
+        };
+        !support::all_processes().iter().any(|p| ours(p.pid))
     });
     wait_answers(web, &["a"]);
 }

@@ -625,7 +625,10 @@ fn hand_over_under_load(
     assert_eq!(report.failed, 0, "failed requests {what}: {:?}", report.errors);
     assert_eq!(listening_inodes(port), sockets, "the new HAProxy accepts from the same socket, {what}");
     wait_until(SETTLE, &format!("the keeper to exit once it handed over, {what}"), || {
-        !all_processes().iter().any(|p| p.comm == "proxymgr-keeper")
+        // The package's keeper: its hand-over socket is beside the packaged state file.
+        !all_processes().iter().any(|p| {
+            p.comm == "proxymgr-keeper" && cmdline(p.pid).iter().any(|a| a.starts_with("/var/lib/proxymgr/"))
+        })
     });
     new_pid
 }

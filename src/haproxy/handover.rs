@@ -98,7 +98,7 @@ pub fn park(path: &Path, listeners: &[RawFd]) -> Result<u32, HandOverError> {
         .arg(path)
         .args(inherited.iter().map(RawFd::to_string))
         .stdin(Stdio::null())
-        // A session of its own: a signal for the old proxymgr's group or terminal is not for it.
+        // A process group of its own: a signal for the old proxymgr's group or terminal is not for it.
         .process_group(0);
     super::listeners::inherit(&mut command, inherited);
     let keeper =
@@ -116,6 +116,12 @@ pub fn keep(path: &Path, fds: &[RawFd]) -> u8 {
         log::error!("--hand-over-keeper: no hand-over socket given");
         return 1;
     };
+    // Only a handing-over proxymgr starts this, with these fds open; anything else is refused before the fds
+    // are taken as owned.
+    if let Some(fd) = fds.iter().find(|&&fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err()) {
+        log::error!("--hand-over-keeper: fd {fd} is not open");
+        return 1;
+    }
     // SAFETY: the old proxymgr passed these fds open to this process, which owns them from here on.
     let socket = unsafe { OwnedFd::from_raw_fd(socket) };
     let listeners: Vec<OwnedFd> = listeners.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();

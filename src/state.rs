@@ -127,9 +127,7 @@ impl Writer {
             }
         }
     }
-}
 
-impl Writer {
     /// Waits (up to `timeout`) until the snapshot handed over last is written: before a write of the caller's
     /// own, so that no older one lands after it.
     pub fn flush(&self, timeout: std::time::Duration) {
@@ -166,9 +164,7 @@ pub enum OwnError {
 /// Takes the ownership of `state_file`, or says who has it.
 pub fn own(state_file: &Path) -> Result<Owner, OwnError> {
     use std::io::{Read, Seek, Write};
-    let mut lock = state_file.as_os_str().to_owned();
-    lock.push(".lock");
-    let lock = PathBuf::from(lock);
+    let lock = beside(state_file, ".lock");
     let io = |source| OwnError::Io { lock: lock.clone(), source };
     if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -189,6 +185,13 @@ pub fn own(state_file: &Path) -> Result<Owner, OwnError> {
         }
         Err((_, errno)) => Err(io(std::io::Error::from(errno))),
     }
+}
+
+/// A path beside the state file, named after it: `<state_file><suffix>` (its lock, its hand-over socket).
+pub fn beside(state_file: &Path, suffix: &str) -> PathBuf {
+    let mut path = state_file.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// Whether `pid` is a live HAProxy: a saved pid may have been reused by anything since.

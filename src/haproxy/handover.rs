@@ -19,7 +19,7 @@
 //! proxymgr takes the hand-over only once it owns the state file (`state::own`), so only the one successor
 //! gets it.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -53,9 +53,7 @@ const KEEPER_NAME: &str = "proxymgr-keeper";
 
 /// Where the hand-over socket of `state_file` is.
 pub fn socket_path(state_file: &Path) -> PathBuf {
-    let mut path = OsString::from(state_file.as_os_str());
-    path.push(".handover");
-    PathBuf::from(path)
+    crate::state::beside(state_file, ".handover")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +68,15 @@ pub enum HandOverError {
     Garbled { path: PathBuf, what: String },
 }
 
+/// Builds the error for a call on the hand-over socket at `path` that failed: what was tried, and why.
+fn socket_error(path: &Path) -> impl Fn(&'static str, Errno) -> HandOverError + '_ {
+    move |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source }
+}
+
 /// The old proxymgr's side, as it hands over: binds the hand-over socket and starts a keeper on it with
 /// `listeners`. Returns the keeper's pid. The listeners stay open here too (HAProxy holds its own copies).
 pub fn park(path: &Path, listeners: &[RawFd]) -> Result<u32, HandOverError> {
-    let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
+    let fail = socket_error(path);
     let _ = std::fs::remove_file(path);
     let socket = socket::socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None)
         .map_err(|e| fail("socket", e))?;
@@ -151,7 +154,7 @@ fn serve(
     wait: Duration,
     stall: Duration,
 ) -> Result<(), HandOverError> {
-    let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
+    let fail = socket_error(path);
     let deadline = Instant::now() + wait;
     // accept() honours SO_RCVTIMEO: it returns at least once a tick, for a look at the queues.
     socket::setsockopt(socket, sockopt::ReceiveTimeout, &TimeVal::from(timeval(KEEPER_TICK)))
@@ -188,7 +191,7 @@ fn serve(
 }
 
 fn send(path: &Path, peer: &OwnedFd, listeners: &[OwnedFd]) -> Result<(), HandOverError> {
-    let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
+    let fail = socket_error(path);
     let header = format!("{HEADER}{}", listeners.len());
     socket::sendmsg::<()>(peer.as_raw_fd(), &[IoSlice::new(header.as_bytes())], &[], MsgFlags::empty(), None)
         .map_err(|e| fail("send", e))?;
@@ -205,7 +208,7 @@ fn send(path: &Path, peer: &OwnedFd, listeners: &[OwnedFd]) -> Result<(), HandOv
 /// (none when there is no hand-over socket, or nobody listens on it any more: a keeper that gave up or died).
 /// The sockets come close-on-exec.
 pub fn receive(path: &Path) -> Result<Vec<OwnedFd>, HandOverError> {
-    let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
+    let fail = socket_error(path);
     if !path.exists() {
         return Ok(vec![]);
     }
@@ -241,7 +244,7 @@ pub fn receive(path: &Path) -> Result<Vec<OwnedFd>, HandOverError> {
 
 /// The keeper's messages on the connected `socket`: the sockets it holds.
 fn take(path: &Path, socket: &OwnedFd) -> Result<Vec<OwnedFd>, HandOverError> {
-    let fail = |what, source| HandOverError::Socket { path: path.to_path_buf(), what, source };
+    let fail = socket_error(path);
     let garbled = |what: String| HandOverError::Garbled { path: path.to_path_buf(), what };
     socket::setsockopt(socket, sockopt::ReceiveTimeout, &TimeVal::from(timeval(RECEIVE_TIMEOUT)))
         .map_err(|e| fail("setsockopt", e))?;
@@ -309,9 +312,8 @@ fn queued(listener: &OwnedFd) -> u32 {
 
 /// Whether the process at the other end of `socket` runs as our user.
 fn check_peer(path: &Path, socket: &impl AsFd) -> Result<(), HandOverError> {
-    let credentials = socket::getsockopt(socket, sockopt::PeerCredentials).map_err(|e| {
-        HandOverError::Socket { path: path.to_path_buf(), what: "peer credentials", source: e }
-    })?;
+    let credentials = socket::getsockopt(socket, sockopt::PeerCredentials)
+        .map_err(|e| socket_error(path)("peer credentials", e))?;
     let ours = nix::unistd::geteuid().as_raw();
     let theirs = credentials.uid();
     if theirs == ours {

@@ -181,6 +181,18 @@ fn wait_hits(backend: &Backend, n: usize, what: &str) {
     wait_until(SETTLE, what, || backend.hits() >= start + n);
 }
 
+/// After `pm.start_again()` beside the HAProxy `left` that the proxymgr before it left serving: the new one
+/// takes it over, it finishes, exactly one HAProxy (the new proxymgr's) runs, and requests reach `backend`.
+fn wait_taken_over(pm: &Proxymgr, backend: &Backend, left: u32) {
+    pm.wait_log(&format!("taking over haproxy [{left}], left running by an earlier proxymgr"), SETTLE);
+    wait_until(SETTLE, "the HAProxy left serving to finish", || !pid_alive(left));
+    wait_until(SETTLE, "exactly one HAProxy, the new proxymgr's", || {
+        let all = pm.haproxy_pids_in_dir();
+        all.len() == 1 && all != [left] && pm.haproxy_pids() == all
+    });
+    wait_hits(backend, 200, "requests through the new HAProxy");
+}
+
 /// Asserts a load loop lost no request and did run.
 fn assert_no_failures(report: &LoadReport, what: &str) {
     eprintln!("{what}: {} requests ok, {} failed {:?}", report.ok, report.failed, report.errors);
@@ -609,13 +621,7 @@ fn a_proxymgr_killed_under_load_hands_its_haproxy_to_the_next_one() {
     wait_hits(&a, 200, "requests through the orphaned HAProxy");
 
     pm.start_again();
-    pm.wait_log(&format!("taking over haproxy [{orphan}], left running by an earlier proxymgr"), SETTLE);
-    wait_until(SETTLE, "the orphaned HAProxy to finish", || !pid_alive(orphan));
-    wait_until(SETTLE, "exactly one HAProxy, the new proxymgr's", || {
-        let all = pm.haproxy_pids_in_dir();
-        all.len() == 1 && all != [orphan] && pm.haproxy_pids() == all
-    });
-    wait_hits(&a, 200, "requests through the new HAProxy");
+    wait_taken_over(&pm, &a, orphan);
     let report = load.finish();
 
     assert_no_failures(&report, "across proxymgr's SIGKILL and takeover");
@@ -648,13 +654,7 @@ fn a_hand_over_passes_haproxy_and_the_listening_sockets_themselves_to_the_next_p
 
     pm.start_again();
     pm.wait_log("took 1 listening sockets from the proxymgr before", SETTLE);
-    pm.wait_log(&format!("taking over haproxy [{first}], left running by an earlier proxymgr"), SETTLE);
-    wait_until(SETTLE, "the HAProxy handed over to finish", || !pid_alive(first));
-    wait_until(SETTLE, "exactly one HAProxy, the new proxymgr's", || {
-        let all = pm.haproxy_pids_in_dir();
-        all.len() == 1 && all != [first] && pm.haproxy_pids() == all
-    });
-    wait_hits(&a, 200, "requests through the new HAProxy");
+    wait_taken_over(&pm, &a, first);
     let report = load.finish();
 
     assert_no_failures(&report, "across a hand-over to the next proxymgr");

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -871,19 +871,7 @@ fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Output, String
             let _ = sender.send((index, buf));
         });
     }
-    let deadline = Instant::now() + timeout;
-    let status: ExitStatus = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{what} still ran after {timeout:?}; killed it"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("wait for {what}: {e}")),
-        }
-    };
+    let status = support::wait_or_kill(&mut child, timeout).map_err(|e| format!("{what}: {e}"))?;
     // A daemon the command started must not hold its output open: the init script redirects proxymgr's.
     let mut output = Output { status, stdout: Vec::new(), stderr: Vec::new() };
     for _ in 0..2 {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A unit file's `[Service]` section: every key's values, in order.
 pub struct Unit {
@@ -266,18 +266,8 @@ impl<'a> Service<'a> {
         let signal = if restart { self.unit.signal("RestartKillSignal", kill) } else { kill };
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
             .map_err(|e| format!("{signal}: {e}"))?;
-        let deadline = Instant::now() + self.unit.stop_timeout();
-        loop {
-            if let Some(status) = self.main.try_wait().map_err(|e| e.to_string())? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.main.kill();
-                let _ = self.main.wait();
-                return Err(format!("the main process did not exit within TimeoutStopSec after {signal}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::support::wait_or_kill(&mut self.main, self.unit.stop_timeout())
+            .map_err(|e| format!("the main process after {signal} and TimeoutStopSec: {e}"))
     }
 
     /// `systemctl restart`: the stop half with `RestartKillSignal=`, then a start.
@@ -293,18 +283,7 @@ impl<'a> Service<'a> {
 
 fn run_bounded(mut command: Command, timeout: Duration) -> Result<ExitStatus, String> {
     let mut child = command.spawn().map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("still running after {timeout:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait_or_kill(&mut child, timeout)
 }
 
 /// Words of a command line, with whether each was quoted ('...' or "...", as a whole word).

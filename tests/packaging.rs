@@ -301,7 +301,7 @@ fn the_rpm_holds_the_files_scripts_and_dependencies() {
     assert!(scripts.contains("haproxy"), "the scripts disable the haproxy service:\n{scripts}");
 
     let requires = query(&["-R"]);
-    assert!(requires.lines().any(|line| line.trim() == "haproxy >= 2.6"), "{requires}");
+    assert!(requires.lines().any(|line| line.trim() == "haproxy >= 1.8"), "{requires}");
     assert!(requires.lines().any(|line| line.trim() == "/bin/sh"), "{requires}");
 
     // A scratch root: no dependencies there and no /bin/sh to run the scriptlets, hence --nodeps --noscripts.

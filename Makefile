@@ -12,8 +12,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # `haproxy` from PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all deps build demo test check bench clean package-tools deb deb-next rpm \
-	cargo-deb-tool cargo-generate-rpm-tool rpm-tool checkbashisms-tool
+.PHONY: all deps build demo test check bench clean package-tools deb deb-next rpm rpm-binary \
+	cargo-deb-tool cargo-generate-rpm-tool cargo-zigbuild-tool zig-tool rpm-tool checkbashisms-tool
 
 all: build
 
@@ -49,14 +49,17 @@ test: deps
 	PROXYMGR_TEST_REQUIRE=1 $(CARGO) test --bins --tests
 
 # Packaging (packaging/README.md). The tools are installed only when missing, at pinned versions:
-# cargo-deb and cargo-generate-rpm (cargo install --locked, a few minutes once), rpm (apt, for rpm -qp and
-# the rpm test) and checkbashisms, which is one perl script: it is taken out of the devscripts package
-# into target/tools rather than installing devscripts and its 47 dependencies.
+# cargo-deb, cargo-generate-rpm and cargo-zigbuild (cargo install --locked, a minute or a few each, once),
+# zig (PyPI's ziglang, into target/tools: the rpm's binary), rpm (apt, for rpm -qp and the rpm test) and
+# checkbashisms, which is one perl script: it is taken out of the devscripts package into target/tools
+# rather than installing devscripts and its 47 dependencies.
 CARGO_DEB_VERSION := 3.8.0
 CARGO_GENERATE_RPM_VERSION := 0.21.1
+CARGO_ZIGBUILD_VERSION := 0.24.1
+ZIGLANG_VERSION := 0.15.2
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-package-tools: cargo-deb-tool cargo-generate-rpm-tool rpm-tool checkbashisms-tool
+package-tools: cargo-deb-tool cargo-generate-rpm-tool cargo-zigbuild-tool zig-tool rpm-tool checkbashisms-tool
 
 cargo-deb-tool:
 	@$(CARGO) deb --version >/dev/null 2>&1 || \
@@ -65,6 +68,23 @@ cargo-deb-tool:
 cargo-generate-rpm-tool:
 	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || \
 		$(CARGO) install --locked cargo-generate-rpm@$(CARGO_GENERATE_RPM_VERSION)
+
+# The rpm's binary is linked against an older glibc (EL 8's) by cargo-zigbuild, with zig as the C compiler
+# and linker: zig carries stubs of every glibc version's symbols. zig comes from PyPI's ziglang package (the
+# zig release itself, in a wheel), installed into target/tools/ziglang rather than into the machine's Python.
+ZIG := $(TARGET_DIR)/tools/ziglang/ziglang/zig
+
+cargo-zigbuild-tool:
+	@$(CARGO) zigbuild --help >/dev/null 2>&1 || \
+		$(CARGO) install --locked cargo-zigbuild@$(CARGO_ZIGBUILD_VERSION)
+
+zig-tool:
+	@if [ "$$($(ZIG) version 2>/dev/null)" != "$(ZIGLANG_VERSION)" ]; then \
+		echo "installing zig $(ZIGLANG_VERSION) (PyPI's ziglang) into $(TARGET_DIR)/tools/ziglang"; \
+		rm -rf $(TARGET_DIR)/tools/ziglang && \
+		PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+			--target $(TARGET_DIR)/tools/ziglang ziglang==$(ZIGLANG_VERSION); \
+	fi
 
 rpm-tool:
 	@command -v rpm >/dev/null 2>&1 || { \
@@ -95,13 +115,24 @@ deb-next: cargo-deb-tool
 	$(CARGO) build --release
 	$(CARGO) deb --no-build --deb-revision 2 -o $(TARGET_DIR)/debian-next/
 
-# target/generate-rpm/proxymgr-<version>-1.<arch>.rpm. cargo generate-rpm neither builds nor strips, so the
-# release binary is built here and a stripped copy staged in target/rpm-stage (Cargo.toml's rpm assets).
-rpm: cargo-generate-rpm-tool
-	$(CARGO) build --release
+# target/generate-rpm/proxymgr-<version>-1.<arch>.rpm, installable on EL 8 and later. A binary built here
+# (Debian 12, glibc 2.36) would need glibc 2.34 symbols, which EL 8 (glibc 2.28) lacks and rpm's automatic
+# requires would name: the rpm's binary is linked against glibc $(RPM_GLIBC) instead (rpm-binary). cargo
+# generate-rpm neither builds nor strips, so a stripped copy is staged in target/rpm-stage (Cargo.toml's rpm
+# assets).
+RPM_GLIBC := 2.28
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RPM_BINARY := $(TARGET_DIR)/$(HOST_TRIPLE)/release/proxymgr
+
+rpm: cargo-generate-rpm-tool rpm-binary
 	mkdir -p target/rpm-stage
-	strip --strip-all -o target/rpm-stage/proxymgr $(TARGET_DIR)/release/proxymgr
+	strip --strip-all -o target/rpm-stage/proxymgr $(RPM_BINARY)
 	$(CARGO) generate-rpm
+
+# The release binary for the host's architecture, linked against glibc $(RPM_GLIBC): a build of its own in
+# target/<host triple>/release, apart from target/release, which `make deb` and the tests keep using.
+rpm-binary: cargo-zigbuild-tool zig-tool
+	CARGO_ZIGBUILD_ZIG_PATH=$(ZIG) $(CARGO) zigbuild --release --target $(HOST_TRIPLE).$(RPM_GLIBC)
 
 check:
 	$(CARGO) fmt --check

@@ -337,6 +337,159 @@ fn the_rpm_holds_the_files_scripts_and_dependencies() {
     }
 }
 
+/// The newest glibc EL 8 has (RHEL, Rocky and Alma 8: glibc 2.28; EL 9 has 2.34). `make rpm` links the rpm's
+/// binary against it (cargo zigbuild), so that rpm's automatic requires name no newer symbol version.
+const EL8_GLIBC: [u32; 2] = [2, 28];
+
+/// The libraries an EL 8 or 9 base system has (glibc, libgcc): the only ones the rpm's binary may need.
+const EL_LIBRARIES: &[&str] = &[
+    "libc.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "libm.so.6",
+    "librt.so.1",
+    "libgcc_s.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+];
+
+/// The rpmlib features the rpm may require: ones EL 8's rpm (4.14, built with zstd) provides.
+const EL8_RPMLIB: &[&str] = &[
+    "CompressedFileNames",
+    "FileDigests",
+    "PayloadFilesHavePrefix",
+    "PayloadIsZstd",
+    "PayloadIsXz",
+    "PayloadIsBzip2",
+    "PayloadIsLzma",
+    "LargeFiles",
+    "RichDependencies",
+    "FileCaps",
+];
+
+/// Issue 14 §4: the rpm installs on EL 8 and 9. It requires the distribution's haproxy (1.8 and later), no
+/// glibc symbol version newer than EL 8's 2.28, no library beyond glibc's and libgcc's and no rpm feature EL
+/// 8's rpm lacks; and the binary it carries (read out of the payload) needs no newer glibc either, and runs.
+/// Nothing is installed.
+#[test]
+fn the_rpm_needs_nothing_el_8_lacks_and_its_binary_runs() {
+    let Some(rpm) = built_package("rpm", "generate-rpm", "rpm") else { return };
+    if !support::require("rpm") || !support::require("rpm2cpio") || !support::require("readelf") {
+        return;
+    }
+    let rpm_path = rpm.to_string_lossy().into_owned();
+    let output = run("rpm", &["-qpR", &rpm_path], PACKAGE_TIMEOUT).expect("run rpm -qpR");
+    assert!(output.status.success(), "{}", describe("rpm -qpR", &output));
+    let requires = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("rpm -qpR {rpm_path}:\n{requires}");
+
+    assert!(requires.lines().any(|line| line.trim() == "haproxy >= 1.8"), "{requires}");
+    let glibc = glibc_versions(&requires);
+    assert!(
+        glibc.iter().any(|(name, _)| name == "GLIBC_2.2.5"),
+        "rpm -qpR names glibc's versions:\n{requires}"
+    );
+    let too_new: Vec<&String> = glibc
+        .iter()
+        .filter(|(_, version)| version.as_slice() > EL8_GLIBC.as_slice())
+        .map(|(n, _)| n)
+        .collect();
+    assert!(too_new.is_empty(), "the rpm requires glibc newer than EL 8's 2.28: {too_new:?}\n{requires}");
+    for line in requires.lines().map(str::trim) {
+        if let Some(library) = line.split('(').next().filter(|name| name.contains(".so")) {
+            assert!(EL_LIBRARIES.contains(&library), "the rpm requires {library}, not in EL's base: {line}");
+        }
+        if let Some(feature) = line.strip_prefix("rpmlib(").and_then(|rest| rest.split(')').next()) {
+            assert!(
+                EL8_RPMLIB.contains(&feature),
+                "the rpm requires rpmlib({feature}), which EL 8's rpm may lack"
+            );
+        }
+    }
+
+    // The binary itself, out of the rpm's payload. rpm2cpio exits 1 here although it wrote the whole archive:
+    // it compares what it wrote with the header's archive size, which cargo generate-rpm leaves out (rpm -i
+    // does not need it). cpio_file reads only a complete entry.
+    let output = run("rpm2cpio", &[&rpm_path], PACKAGE_TIMEOUT).expect("run rpm2cpio");
+    let binary = cpio_file(&output.stdout, BINARY).unwrap_or_else(|| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        panic!("no {BINARY} in the rpm's payload: rpm2cpio {}: {stderr}", output.status)
+    });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("proxymgr");
+    fs::write(&path, binary).expect("write the rpm's proxymgr");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod the rpm's proxymgr");
+    }
+    let path = path.to_string_lossy().into_owned();
+    let output = run("readelf", &["--version-info", "--wide", &path], PACKAGE_TIMEOUT).expect("run readelf");
+    assert!(output.status.success(), "{}", describe("readelf --version-info", &output));
+    let needed = glibc_versions(&String::from_utf8_lossy(&output.stdout));
+    assert!(!needed.is_empty(), "{}", describe("readelf --version-info", &output));
+    let newest = needed.iter().map(|(_, version)| version).max().expect("a glibc version");
+    assert!(newest.as_slice() <= EL8_GLIBC.as_slice(), "the rpm's binary needs glibc {newest:?}: {needed:?}");
+
+    let output = run(&path, &["--version"], PACKAGE_TIMEOUT).expect("run the rpm's proxymgr --version");
+    assert!(output.status.success(), "{}", describe("the rpm's proxymgr --version", &output));
+    assert_eq!(text(&output).trim(), format!("proxymgr {}", env!("CARGO_PKG_VERSION")));
+    let output = run(&path, &["--help"], PACKAGE_TIMEOUT).expect("run the rpm's proxymgr --help");
+    assert!(output.status.success(), "{}", describe("the rpm's proxymgr --help", &output));
+    assert!(text(&output).contains("--check"), "{}", describe("the rpm's proxymgr --help", &output));
+    // More than the argument parser: the packaged config read and checked, HAProxy run on it.
+    if find_on_path("haproxy").is_some() {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/proxymgr.yml");
+        let output =
+            run(&path, &["--check", "-c", &config.to_string_lossy()], PACKAGE_TIMEOUT).expect("run --check");
+        assert!(output.status.success(), "{}", describe("the rpm's proxymgr --check", &output));
+    }
+}
+
+/// Every `GLIBC_x.y[.z]` named in `text` (rpm -qpR, readelf), once each, with its version as numbers.
+fn glibc_versions(text: &str) -> Vec<(String, Vec<u32>)> {
+    let mut found: Vec<(String, Vec<u32>)> = Vec::new();
+    for (start, _) in text.match_indices("GLIBC_") {
+        let rest = &text[start + "GLIBC_".len()..];
+        let end = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest[..end].trim_end_matches('.');
+        let version: Vec<u32> = digits.split('.').filter_map(|part| part.parse().ok()).collect();
+        let name = format!("GLIBC_{digits}");
+        if !version.is_empty() && !found.iter().any(|(n, _)| *n == name) {
+            found.push((name, version));
+        }
+    }
+    found
+}
+
+/// The contents of `path` in a cpio archive of the "new ASCII" format (rpm2cpio's output), whose names are
+/// `./path`.
+fn cpio_file(archive: &[u8], path: &str) -> Option<Vec<u8>> {
+    let field = |header: &[u8], index: usize| -> Option<usize> {
+        let hex = std::str::from_utf8(header.get(6 + 8 * index..6 + 8 * (index + 1))?).ok()?;
+        usize::from_str_radix(hex, 16).ok()
+    };
+    let align = |n: usize| (n + 3) & !3;
+    let mut at = 0;
+    while at + 110 <= archive.len() {
+        let header = &archive[at..at + 110];
+        if !header.starts_with(b"07070") {
+            return None;
+        }
+        let (size, name_size) = (field(header, 6)?, field(header, 11)?);
+        let name = archive.get(at + 110..at + 110 + name_size.checked_sub(1)?)?;
+        let data = align(at + 110 + name_size);
+        let name = String::from_utf8_lossy(name);
+        if name == "TRAILER!!!" {
+            return None;
+        }
+        if name.trim_start_matches('.') == path {
+            return archive.get(data..data + size).map(<[u8]>::to_vec);
+        }
+        at = align(data + size);
+    }
+    None
+}
+
 /// Every script the packages run, and the defaults file they source, parse as POSIX sh; checkbashisms, when
 /// it is there (`make package-tools` fetches it), finds nothing.
 #[test]

@@ -337,6 +337,29 @@ fn the_rpm_holds_the_files_scripts_and_dependencies() {
     }
 }
 
+/// Issue 14 §4: the deb's dependencies, read without installing it. It depends on the distribution's haproxy
+/// (1.8 and later), and on no glibc newer than the oldest of the deb's distributions has (Ubuntu 22.04's 2.35;
+/// Debian 12 has 2.36).
+#[test]
+fn the_deb_depends_on_haproxy_1_8_and_a_glibc_every_distribution_has() {
+    let Some(deb) = built_package("deb", "debian", "deb") else { return };
+    if !support::require("dpkg-deb") {
+        return;
+    }
+    let output = run("dpkg-deb", &["--field", &deb.to_string_lossy(), "Depends"], PACKAGE_TIMEOUT)
+        .expect("run dpkg-deb --field");
+    assert!(output.status.success(), "{}", describe("dpkg-deb --field Depends", &output));
+    let depends = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let depends: Vec<&str> = depends.split(',').map(str::trim).collect();
+    assert!(depends.contains(&"haproxy (>= 1.8)"), "Depends: {depends:?}");
+    for dependency in &depends {
+        if let Some(version) = dependency.strip_prefix("libc6 (>= ").and_then(|v| v.strip_suffix(')')) {
+            let version: Vec<u32> = version.split('.').filter_map(|part| part.parse().ok()).collect();
+            assert!(version.as_slice() <= [2, 35].as_slice(), "Ubuntu 22.04 has glibc 2.35: {depends:?}");
+        }
+    }
+}
+
 /// The newest glibc EL 8 has (RHEL, Rocky and Alma 8: glibc 2.28; EL 9 has 2.34). `make rpm` links the rpm's
 /// binary against it (cargo zigbuild), so that rpm's automatic requires name no newer symbol version.
 const EL8_GLIBC: [u32; 2] = [2, 28];

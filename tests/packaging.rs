@@ -534,14 +534,22 @@ fn the_init_and_maintainer_scripts_are_posix_sh() {
     for script in &scripts {
         assert!(script.is_file(), "{} exists", script.display());
     }
-    let mut shells = vec!["sh"];
+    // EL runs them with bash as /bin/sh (POSIX mode), Debian and Ubuntu with dash.
+    let mut shells = vec![vec!["sh"]];
     if support::require("dash") {
-        shells.push("dash");
+        shells.push(vec!["dash"]);
+    }
+    if support::require("bash") {
+        shells.push(vec!["bash", "--posix"]);
     }
     for shell in shells {
+        let (program, options) = shell.split_first().expect("a shell");
         for script in &scripts {
-            let output =
-                run(shell, &["-n", &script.to_string_lossy()], Duration::from_secs(10)).expect("run sh");
+            let mut args = options.to_vec();
+            let path = script.to_string_lossy();
+            args.extend(["-n", &*path]);
+            let shell = shell.join(" ");
+            let output = run(program, &args, Duration::from_secs(10)).expect("run sh");
             assert!(
                 output.status.success(),
                 "{}",

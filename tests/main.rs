@@ -14,6 +14,8 @@ mod field;
 mod hitless;
 /// Issue 12 §3: a mass removal of servers is held at the threshold for the hold time.
 mod holds;
+/// Issue 14 §4: the init script on EL's layout and on Debian's, laid over the machine in private namespaces.
+mod init_script;
 /// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax; issue 13: restarts,
 /// upgrades and the systemd unit's restart are hand-overs that fail no request.
 mod packaging;

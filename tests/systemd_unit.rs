@@ -392,3 +392,134 @@ fn the_packaged_unit_gives_away_no_more_than_it_needs() {
     eprintln!("{score}");
     assert!(output.status.success(), "above 5.0: {score}\n{text}{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// Issue 14 §4: the systemd each directive of the packaged unit needs (the first upstream version that knows it,
+/// from systemd's NEWS and man pages; 0: older than any distribution here). A directive a systemd does not know
+/// is not an error: it logs "Unknown key name ..., ignoring" and runs the unit without it.
+const SYSTEMD_SINCE: &[(&str, u32)] = &[
+    ("Description", 0),
+    ("Documentation", 0),
+    ("Wants", 0),
+    ("After", 0),
+    ("Conflicts", 0),
+    ("WantedBy", 0),
+    ("Type", 0),
+    ("Environment", 0),
+    ("EnvironmentFile", 0),
+    ("ExecStartPre", 0),
+    ("ExecStart", 0),
+    ("ExecStartPost", 0),
+    ("ExecReload", 0),
+    ("KillMode", 0),
+    ("KillSignal", 0),
+    ("TimeoutStopSec", 0),
+    ("Restart", 0),
+    ("RestartSec", 0),
+    ("RestartPreventExitStatus", 0),
+    ("CapabilityBoundingSet", 0),
+    ("PrivateTmp", 0),
+    ("UMask", 0),
+    ("NoNewPrivileges", 187),
+    ("SystemCallFilter", 187),
+    ("PrivateDevices", 209),
+    ("SystemCallErrorNumber", 209),
+    ("SystemCallArchitectures", 209),
+    ("RestrictAddressFamilies", 211),
+    ("RuntimeDirectory", 211),
+    ("RuntimeDirectoryMode", 211),
+    ("ProtectHome", 214),
+    ("ProtectSystem", 214),
+    ("ReadWritePaths", 231),
+    ("RestrictRealtime", 231),
+    ("ProtectKernelTunables", 232),
+    ("ProtectKernelModules", 232),
+    ("ProtectControlGroups", 232),
+    ("RestrictNamespaces", 233),
+    ("LockPersonality", 235),
+    ("RuntimeDirectoryPreserve", 235),
+    ("PrivateMounts", 239),
+    ("RestrictSUIDSGID", 242),
+    ("ProtectHostname", 242),
+    ("ProtectKernelLogs", 244),
+    ("RestartKillSignal", 244),
+    ("ProtectClock", 245),
+];
+
+/// Values that need a newer systemd than their directive: `ProtectSystem=strict` (232) and the
+/// `@system-service` system call group (239).
+const SYSTEMD_VALUE_SINCE: &[(&str, &str, u32)] =
+    &[("ProtectSystem", "strict", 232), ("SystemCallFilter", "@system-service", 239)];
+
+/// EL 8's systemd (RHEL, Rocky, Alma 8), the oldest of the distributions the packages cover.
+const EL8_SYSTEMD: u32 = 239;
+/// EL 9's systemd, and Debian 12's (this machine's: `systemd-analyze verify` speaks for both); Ubuntu 22.04 has
+/// 249, Ubuntu 24.04 255, Debian 13 257.
+const EL9_SYSTEMD: u32 = 252;
+/// What EL 8's systemd ignores: four of the sandbox's protections (the clock, the host name, the kernel log,
+/// SUID/SGID files) and the hand-over on restart, which becomes a stop and a start there.
+const UNKNOWN_TO_EL8: &[&str] =
+    &["ProtectClock", "ProtectHostname", "ProtectKernelLogs", "RestartKillSignal", "RestrictSUIDSGID"];
+
+#[test]
+fn every_directive_of_the_unit_is_known_to_el_9_and_el_8_ignores_only_hardening_and_the_hand_over() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/proxymgr.service");
+    let text = fs::read_to_string(&path).expect("read the packaged unit");
+    let mut unknown_to_el8: Vec<&str> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with(['#', ';', '[']) {
+            continue;
+        }
+        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+        let since = SYSTEMD_SINCE.iter().find(|(name, _)| *name == key).map(|(_, since)| *since);
+        let since = since.unwrap_or_else(|| {
+            panic!("{key}= is new to the unit: add the first systemd version that knows it to SYSTEMD_SINCE")
+        });
+        let value_since = SYSTEMD_VALUE_SINCE
+            .iter()
+            .filter(|(name, word, _)| *name == key && value.split_whitespace().any(|w| w == *word))
+            .map(|(_, _, since)| *since)
+            .max()
+            .unwrap_or(0);
+        let since = since.max(value_since);
+        assert!(since <= EL9_SYSTEMD, "{line}: needs systemd {since}, EL 9 has {EL9_SYSTEMD}");
+        if since > EL8_SYSTEMD && !unknown_to_el8.contains(&key) {
+            unknown_to_el8.push(key);
+        }
+    }
+    unknown_to_el8.sort_unstable();
+    assert_eq!(
+        unknown_to_el8, UNKNOWN_TO_EL8,
+        "what EL 8's systemd {EL8_SYSTEMD} ignores (packaging/README.md says so)"
+    );
+}
+
+/// `systemd-analyze verify` (this machine's systemd, 252: EL 9's and Debian 12's) accepts the unit. It checks
+/// that the commands exist, so `/usr/bin/proxymgr` is this build's, laid over /usr/bin in a private mount
+/// namespace (nothing is installed).
+#[test]
+fn systemd_analyze_verify_accepts_the_unit() {
+    if !crate::support::require("systemd-analyze") || !crate::support::require("unshare") {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: /usr/bin/proxymgr is laid over /usr/bin in a mount namespace, which takes root");
+        return;
+    }
+    let layer = tempfile::tempdir().expect("a temporary directory");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_proxymgr"), layer.path().join("proxymgr"))
+        .expect("link proxymgr");
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/proxymgr.service");
+    let script =
+        r#"mount -t overlay overlay -o "lowerdir=$1:/usr/bin" /usr/bin && exec systemd-analyze verify "$2""#;
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"])
+        .arg(layer.path())
+        .arg(&unit)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run systemd-analyze verify");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "systemd-analyze verify: {}\n{said}", output.status);
+    assert!(said.trim().is_empty(), "systemd-analyze verify has something to say:\n{said}");
+}

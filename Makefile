@@ -121,8 +121,8 @@ deb-next: cargo-deb-tool
 # generate-rpm neither builds nor strips, so a stripped copy is staged in target/rpm-stage (Cargo.toml's rpm
 # assets).
 RPM_GLIBC := 2.28
-HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-RPM_BINARY := $(TARGET_DIR)/$(HOST_TRIPLE)/release/proxymgr
+HOST_TRIPLE = $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RPM_BINARY = $(TARGET_DIR)/$(HOST_TRIPLE)/release/proxymgr
 
 rpm: cargo-generate-rpm-tool rpm-binary
 	mkdir -p target/rpm-stage

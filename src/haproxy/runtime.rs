@@ -57,7 +57,7 @@ impl Runtime {
     pub fn run(&mut self, command: &Command) -> Result<(), RuntimeError> {
         let text = command.to_string();
         let reply = self.send(&text)?;
-        if reply.trim() == command.success() {
+        if command.accepts(reply.trim()) {
             Ok(())
         } else {
             let reply = reply.trim().to_string();

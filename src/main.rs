@@ -11,6 +11,7 @@ mod plan;
 mod reconcile;
 mod registry;
 mod service;
+mod slots;
 mod state;
 mod threads;
 mod watcher;
@@ -119,6 +120,11 @@ fn run(args: &Args) -> u8 {
         binary.version_text,
         binary.path.display()
     );
+    let caps = haproxy::Capabilities::of(binary.version);
+    log::info!("HAProxy {major}.{minor}: {}", caps.new_servers());
+    for line in haproxy::capabilities::summary(binary.version) {
+        log::info!("HAProxy {major}.{minor}: {line}");
+    }
 
     // A restart or an upgrade: the proxymgr before this one left HAProxy serving and its listeners with a keeper.
     let socket = haproxy::handover::socket_path(&config.state_file);

@@ -11,6 +11,7 @@ use std::fmt::{self, Write};
 use crate::haproxy::command::{Command, State};
 use crate::haproxy::Capabilities;
 use crate::service::{Server, ServiceSpec};
+use crate::slots;
 
 /// HAProxy's weight for a server whose line names none.
 const DEFAULT_WEIGHT: u16 = 1;
@@ -28,6 +29,8 @@ pub struct RunningService {
     /// By server name. A server that left the registry stays here, in maintenance, until the next reload or
     /// until `del server` takes it out.
     pub servers: BTreeMap<String, RunningServer>,
+    /// Its empty slots, where HAProxy has no `add server` (`slots.rs`).
+    pub empty_slots: BTreeSet<u32>,
 }
 
 /// What the planner compares of a server HAProxy has (its address and port are its name).
@@ -36,11 +39,13 @@ pub struct RunningServer {
     pub weight: Option<u16>,
     pub options: Vec<String>,
     pub ready: bool,
+    /// The slot it is in, whose name HAProxy knows it by; None when HAProxy knows it by its address.
+    pub slot: Option<u32>,
 }
 
 impl RunningServer {
     pub fn of(server: &Server, ready: bool) -> RunningServer {
-        RunningServer { weight: server.weight, options: server.options.clone(), ready }
+        RunningServer { weight: server.weight, options: server.options.clone(), ready, slot: None }
     }
 }
 
@@ -105,6 +110,11 @@ pub enum ReloadReason {
         service: String,
         server: String,
     },
+    /// A new server where HAProxy has slots but this backend has none left.
+    NoSlotLeft {
+        service: String,
+        server: String,
+    },
     /// A new server that goes by reload: named by a host name (a server added at run time is not resolved),
     /// or refused by `add server` for an option HAProxy takes only from a config.
     ByReload {
@@ -129,6 +139,7 @@ impl ReloadReason {
             | ReloadReason::ServerOptionsChanged { service, .. }
             | ReloadReason::NoDynamicServers { service, .. }
             | ReloadReason::TooOldToAdd { service, .. }
+            | ReloadReason::NoSlotLeft { service, .. }
             | ReloadReason::ByReload { service, .. } => Some(service),
             ReloadReason::FirstStart | ReloadReason::HeadChanged | ReloadReason::RuntimeFailed(_) => None,
         }
@@ -151,6 +162,9 @@ impl fmt::Display for ReloadReason {
             }
             ReloadReason::TooOldToAdd { service, server } => {
                 write!(f, "service {service}: new server {server} (HAProxy too old to add it)")
+            }
+            ReloadReason::NoSlotLeft { service, server } => {
+                write!(f, "service {service}: new server {server} (no empty slot left)")
             }
             ReloadReason::ByReload { service, server } => {
                 write!(f, "service {service}: new server {server} (not one to add at run time)")
@@ -178,14 +192,22 @@ pub struct DesiredService<'a> {
 }
 
 impl Desired<'_> {
-    /// The process a reload to this state starts: every server in the file, all of them ready.
-    pub fn running(&self) -> Running {
-        let services = self.services.iter().map(|(name, d)| {
-            let servers = d.servers.iter().map(|s| (s.name(), RunningServer::of(s, true)));
-            (
-                name.to_string(),
-                RunningService { skeleton: d.skeleton.to_string(), servers: servers.collect() },
-            )
+    /// The process a reload to this state starts: every server in the file, all of them ready, in the slots
+    /// `layouts` gives them (by service; none where HAProxy has `add server`).
+    pub fn running(&self, layouts: &BTreeMap<String, slots::Layout>) -> Running {
+        let services = self.services.iter().map(|(&name, d)| {
+            let layout = layouts.get(name);
+            let servers = d.servers.iter().map(|s| {
+                let name = s.name();
+                let slot = layout.and_then(|l| l.taken.get(&name).copied());
+                (name, RunningServer { slot, ..RunningServer::of(s, true) })
+            });
+            let service = RunningService {
+                skeleton: d.skeleton.to_string(),
+                servers: servers.collect(),
+                empty_slots: layout.map(|l| l.empty.clone()).unwrap_or_default(),
+            };
+            (name.to_string(), service)
         });
         Running { head: self.head.to_string(), services: services.collect() }
     }
@@ -198,16 +220,19 @@ pub enum Step {
     Disable {
         service: String,
         server: String,
+        slot: Option<u32>,
     },
     /// Back in the registry while HAProxy still has it.
     Enable {
         service: String,
         server: Server,
+        slot: Option<u32>,
     },
     Reweight {
         service: String,
         server: Server,
         weight: u16,
+        slot: Option<u32>,
     },
     /// New to HAProxy: `add server`, health checks on if its options check, then ready.
     Add {
@@ -215,6 +240,16 @@ pub enum Step {
         server: Server,
         arguments: String,
         health: bool,
+    },
+    /// New to HAProxy, into an empty slot (or the slot of a server that left the registry and waits in
+    /// maintenance, `replaces`): its address and port, its weight where the slot has another, then ready.
+    Fill {
+        service: String,
+        server: Server,
+        slot: u32,
+        /// None when the slot has it already (a backend with a static balance algorithm takes no other).
+        weight: Option<u16>,
+        replaces: Option<String>,
     },
     /// Out of the registry and in maintenance: removed from HAProxy for good, if it has no connections left.
     Delete {
@@ -304,25 +339,31 @@ fn plan_servers(
     let first_step = plan.steps.len();
     let default_weight = effective_weight(None, want.spec);
     let by_reload = |server: &Server| !want.by_reload.is_empty() && want.by_reload.contains(&server.name());
+    // Slots for newcomers, taken in order: the empty ones, then those of servers that left the registry and wait
+    // in maintenance (found only when a newcomer needs one).
+    let mut empty_slots = have.empty_slots.iter().copied();
+    let mut vacated: Option<Vec<(u32, String, Option<u16>)>> = None;
     for server in want.servers {
         name.clear();
         let _ = write!(name, "{}:{}", server.address, server.port);
         let current = have.servers.get(name.as_str());
         found += usize::from(current.is_some());
+        let weight = server.weight.unwrap_or(default_weight);
         match current {
             Some(current) if current.options != server.options => plan
                 .reload
                 .push(ReloadReason::ServerOptionsChanged { service: service.into(), server: name.clone() }),
             Some(current) => {
+                let slot = current.slot;
                 if !current.ready {
-                    plan.steps.push(Step::Enable { service: service.into(), server: server.clone() });
+                    plan.steps.push(Step::Enable { service: service.into(), server: server.clone(), slot });
                 }
-                let weight = server.weight.unwrap_or(default_weight);
                 if current.weight.unwrap_or(default_weight) != weight {
                     plan.steps.push(Step::Reweight {
                         service: service.into(),
                         server: server.clone(),
                         weight,
+                        slot,
                     });
                 }
             }
@@ -343,6 +384,36 @@ fn plan_servers(
             None if caps.add_server => plan
                 .reload
                 .push(ReloadReason::NoDynamicServers { service: service.into(), server: name.clone() }),
+            None if caps.slots && !slots::fits(server) => {
+                plan.reload.push(ReloadReason::ByReload { service: service.into(), server: name.clone() })
+            }
+            None if caps.slots => {
+                // An empty slot has the weight of the service's server options; a vacated one its server's.
+                let (slot, replaces, slot_weight) = match empty_slots.next() {
+                    Some(slot) => (Some(slot), None, default_weight),
+                    None => {
+                        let vacated = vacated.get_or_insert_with(|| vacated_slots(have, want));
+                        match vacated.pop() {
+                            Some((slot, gone, was)) => {
+                                (Some(slot), Some(gone), was.unwrap_or(default_weight))
+                            }
+                            None => (None, None, default_weight),
+                        }
+                    }
+                };
+                match slot {
+                    Some(slot) => plan.steps.push(Step::Fill {
+                        service: service.into(),
+                        server: server.clone(),
+                        slot,
+                        weight: (weight != slot_weight).then_some(weight),
+                        replaces,
+                    }),
+                    None => plan
+                        .reload
+                        .push(ReloadReason::NoSlotLeft { service: service.into(), server: name.clone() }),
+                }
+            }
             None => {
                 plan.reload.push(ReloadReason::TooOldToAdd { service: service.into(), server: name.clone() })
             }
@@ -359,12 +430,26 @@ fn plan_servers(
             continue;
         }
         if server.ready {
-            out.push(Step::Disable { service: service.into(), server: name.clone() });
+            out.push(Step::Disable { service: service.into(), server: name.clone(), slot: server.slot });
         } else if tidy && caps.add_server {
             out.push(Step::Delete { service: service.into(), server: name.clone() });
         }
     }
     plan.steps.splice(first_step..first_step, out);
+}
+
+/// The slots of servers that left the registry and already wait in maintenance (not those leaving in this
+/// plan: their connections get a while to finish), with the server and its weight, the lowest slot last.
+fn vacated_slots(have: &RunningService, want: &DesiredService) -> Vec<(u32, String, Option<u16>)> {
+    let wanted: BTreeSet<String> = want.servers.iter().map(Server::name).collect();
+    let mut vacated: Vec<(u32, String, Option<u16>)> = have
+        .servers
+        .iter()
+        .filter(|(name, s)| !s.ready && !wanted.contains(*name))
+        .filter_map(|(name, s)| Some((s.slot?, name.clone(), s.weight)))
+        .collect();
+    vacated.sort_by(|a, b| b.cmp(a));
+    vacated
 }
 
 /// The weight HAProxy gives `server`: its own, else a `weight N` among the service's server options, else 1.
@@ -383,6 +468,7 @@ impl Step {
             | Step::Enable { service, .. }
             | Step::Reweight { service, .. }
             | Step::Add { service, .. }
+            | Step::Fill { service, .. }
             | Step::Delete { service, .. } => service,
         }
     }
@@ -398,11 +484,18 @@ impl Step {
                 Command::EnableServer { backend, server, enable: ready }
             }
         };
+        let named = |server: String, slot: &Option<u32>| slot.map_or(server, slots::name);
         match self {
-            Step::Disable { service, server } => vec![state(service, server.clone(), false)],
-            Step::Enable { service, server } => vec![state(service, server.name(), true)],
-            Step::Reweight { service, server, weight } => {
-                vec![Command::SetWeight { backend: service.clone(), server: server.name(), weight: *weight }]
+            Step::Disable { service, server, slot } => {
+                vec![state(service, named(server.clone(), slot), false)]
+            }
+            Step::Enable { service, server, slot } => vec![state(service, named(server.name(), slot), true)],
+            Step::Reweight { service, server, weight, slot } => {
+                vec![Command::SetWeight {
+                    backend: service.clone(),
+                    server: named(server.name(), slot),
+                    weight: *weight,
+                }]
             }
             Step::Add { service, server, arguments, health } => {
                 let mut commands = vec![Command::AddServer {
@@ -414,6 +507,21 @@ impl Step {
                     commands.push(Command::EnableHealth { backend: service.clone(), server: server.name() });
                 }
                 commands.push(state(service, server.name(), true));
+                commands
+            }
+            Step::Fill { service, server, slot, weight, .. } => {
+                let (backend, name) = (service.clone(), slots::name(*slot));
+                // The slot is in maintenance (empty, or its server left): nothing reaches it before it is ready.
+                let mut commands = vec![Command::SetAddr {
+                    backend: backend.clone(),
+                    server: name.clone(),
+                    address: server.address.clone(),
+                    port: server.port,
+                }];
+                if let Some(weight) = *weight {
+                    commands.push(Command::SetWeight { backend, server: name.clone(), weight });
+                }
+                commands.push(state(service, name, true));
                 commands
             }
             Step::Delete { service, server } => {
@@ -433,10 +541,22 @@ impl Running {
                     s.ready = false;
                 }
             }
-            Step::Enable { server, .. } | Step::Reweight { server, .. } | Step::Add { server, .. } => {
-                let ready = !matches!(step, Step::Reweight { .. })
+            Step::Enable { server, slot, .. } | Step::Reweight { server, slot, .. } => {
+                let ready = matches!(step, Step::Enable { .. })
                     || service.servers.get(&server.name()).is_some_and(|s| s.ready);
-                service.servers.insert(server.name(), RunningServer::of(server, ready));
+                let running = RunningServer { slot: *slot, ..RunningServer::of(server, ready) };
+                service.servers.insert(server.name(), running);
+            }
+            Step::Add { server, .. } => {
+                service.servers.insert(server.name(), RunningServer::of(server, true));
+            }
+            Step::Fill { server, slot, replaces, .. } => {
+                service.empty_slots.remove(slot);
+                if let Some(gone) = replaces {
+                    service.servers.remove(gone);
+                }
+                let running = RunningServer { slot: Some(*slot), ..RunningServer::of(server, true) };
+                service.servers.insert(server.name(), running);
             }
             Step::Delete { server, .. } => {
                 service.servers.remove(server);

@@ -43,6 +43,13 @@ pub enum Command {
         backend: String,
         server: String,
     },
+    /// `set server <b>/<s> addr <address> port <port>` (1.8): where a slot's server is.
+    SetAddr {
+        backend: String,
+        server: String,
+        address: String,
+        port: u16,
+    },
 }
 
 impl fmt::Display for Command {
@@ -68,17 +75,27 @@ impl fmt::Display for Command {
             }
             Command::EnableHealth { backend, server } => write!(f, "enable health {backend}/{server}"),
             Command::DelServer { backend, server } => write!(f, "del server {backend}/{server}"),
+            Command::SetAddr { backend, server, address, port } => {
+                write!(f, "set server {backend}/{server} addr {address} port {port}")
+            }
         }
     }
 }
 
 impl Command {
-    /// What HAProxy answers when the command worked; anything else is a refusal.
-    pub fn success(&self) -> &'static str {
+    /// Whether HAProxy's `reply` (trimmed) says the command worked; anything else is a refusal.
+    pub fn accepts(&self, reply: &str) -> bool {
         match self {
-            Command::AddServer { .. } => "New server registered.",
-            Command::DelServer { .. } => "Server deleted.",
-            _ => "",
+            Command::AddServer { .. } => reply == "New server registered.",
+            Command::DelServer { .. } => reply == "Server deleted.",
+            // "IP changed from '127.0.0.1' to '10.0.0.1', port changed from '1' to '80' by 'stats socket
+            // command'", or "no need to change the addr, ..."; a refusal of the port follows the address's part
+            // ("..., problem converting port ...", "..., can't change <port> ...").
+            Command::SetAddr { .. } => {
+                (reply.starts_with("IP changed from") || reply.starts_with("no need to change the addr"))
+                    && (reply.contains("port changed from") || reply.contains("no need to change the port"))
+            }
+            _ => reply.is_empty(),
         }
     }
 }
@@ -186,10 +203,38 @@ mod tests {
                 Command::EnableHealth { backend: b.clone(), server: s.clone() },
                 "enable health web/127.0.0.1:9001",
             ),
-            (Command::DelServer { backend: b, server: s }, "del server web/127.0.0.1:9001"),
+            (Command::DelServer { backend: b.clone(), server: s }, "del server web/127.0.0.1:9001"),
+            (
+                Command::SetAddr { backend: b, server: "slot3".into(), address: "::1".into(), port: 80 },
+                "set server web/slot3 addr ::1 port 80",
+            ),
         ];
         for (command, text) in cases {
             assert_eq!(command.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn replies_that_say_a_command_worked() {
+        let set_addr = Command::SetAddr {
+            backend: "web".into(),
+            server: "slot1".into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+        };
+        let state = Command::SetState { backend: "web".into(), server: "slot1".into(), state: State::Ready };
+        let cases = [
+            (&set_addr, "IP changed from '127.0.0.1' to '10.0.0.1', port changed from '1' to '80' by 'stats socket command'", true),
+            (&set_addr, "no need to change the addr, port changed from '1' to '80' by 'stats socket command'", true),
+            (&set_addr, "IP changed from '127.0.0.1' to '10.0.0.1', no need to change the port by 'stats socket command'", true),
+            (&set_addr, "Invalid addr '10.0.0.x' by 'stats socket command'", false),
+            (&set_addr, "IP changed from '127.0.0.1' to '10.0.0.1', problem converting port '8x' to an int by 'stats socket command'", false),
+            (&set_addr, "No such server.", false),
+            (&state, "", true),
+            (&state, "No such server.", false),
+        ];
+        for (command, reply, works) in cases {
+            assert_eq!(command.accepts(reply), works, "{command}: {reply}");
         }
     }
 

@@ -7,6 +7,7 @@
 //! a rejected config (kept aside as `haproxy.cfg.rejected`) from a start that failed for another reason. A
 //! config HAProxy rejects never becomes haproxy.cfg.
 
+pub mod capabilities;
 pub mod command;
 pub mod handover;
 pub mod instance;
@@ -19,43 +20,14 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub use capabilities::Capabilities;
+
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("HAProxy rejected the new config (kept as {kept}): {reason}")]
     Rejected { kept: PathBuf, reason: String },
-}
-
-/// What the HAProxy version at hand can do, as far as proxymgr cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capabilities {
-    /// `set server <b>/<s> state ready|maint` (1.6); before it, `enable/disable server`.
-    pub set_server_state: bool,
-    /// `add server` without experimental mode, `del server` (2.5).
-    pub add_server: bool,
-    /// `option idle-close-on-response` (2.6).
-    pub idle_close_on_response: bool,
-    /// `hard-stop-after` (1.7).
-    pub hard_stop_after: bool,
-    /// A server's `init-addr` (1.7).
-    pub init_addr: bool,
-}
-
-impl Capabilities {
-    pub const fn of(version: (u32, u32)) -> Capabilities {
-        Capabilities {
-            set_server_state: at_least(version, (1, 6)),
-            add_server: at_least(version, (2, 5)),
-            idle_close_on_response: at_least(version, (2, 6)),
-            hard_stop_after: at_least(version, (1, 7)),
-            init_addr: at_least(version, (1, 7)),
-        }
-    }
-}
-
-const fn at_least((major, minor): (u32, u32), (want_major, want_minor): (u32, u32)) -> bool {
-    major > want_major || (major == want_major && minor >= want_minor)
 }
 
 /// A config written beside `path` for a new HAProxy to start on; removed if dropped undecided.
@@ -312,7 +284,7 @@ mod tests {
             // The kernel picks the port as the socket binds: two tests running at once cannot share it.
             let (_, fd) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
             text.push_str(&renderer.listen(name, fd, spec, &config, &caps));
-            text.push_str(&renderer.servers(spec, &servers, &config.defaults, &caps));
+            text.push_str(&renderer.servers(spec, &servers, &config.defaults, &caps, None));
             fds.push(fd);
         }
         (text, fds)

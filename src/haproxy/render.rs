@@ -10,6 +10,7 @@ use tinytemplate::TinyTemplate;
 use super::Capabilities;
 use crate::config::HaproxyConfig;
 use crate::service::{Server, ServiceSpec};
+use crate::slots::Layout;
 
 const HEAD: &str = "\
 # Written by proxymgr from its registry; any edit here is overwritten.
@@ -31,6 +32,7 @@ listen {name}
 
 const SERVERS: &str = "\
 {{ for server in servers }}  server {server.name} {server.endpoint}{server.options}
+{{ endfor }}{{ for run in empty_slots }}  server-template {slot_prefix} {run} {placeholder}{slot_options} disabled
 {{ endfor }}";
 
 #[derive(Serialize)]
@@ -53,6 +55,12 @@ struct Listen<'a> {
 #[derive(Serialize)]
 struct Servers {
     servers: Vec<ServerLine>,
+    /// Runs of empty slots (`first-last`), one `server-template` each.
+    empty_slots: Vec<String>,
+    slot_prefix: &'static str,
+    placeholder: &'static str,
+    /// The service's server options, with a leading space when there are any.
+    slot_options: String,
 }
 
 #[derive(Serialize)]
@@ -118,13 +126,15 @@ impl Renderer {
     }
 
     /// The `server` lines of a service. `servers` must be sorted, so that equal sets render equal text.
-    /// `defaults` are the config's `defaults` lines, for their `default-server` line.
+    /// `defaults` are the config's `defaults` lines, for their `default-server` line. Where HAProxy has slots
+    /// (`slots.rs`), `slots` names the slot of each server in one, and the empty slots follow the servers.
     pub fn servers(
         &self,
         spec: &ServiceSpec,
         servers: &[Server],
         defaults: &[String],
         caps: &Capabilities,
+        slots: Option<&Layout>,
     ) -> String {
         let sets_init_addr = default_server(defaults, &spec.listen_options)
             .chain(spec.server_options.iter().map(String::as_str))
@@ -139,9 +149,20 @@ impl Renderer {
                         // the whole config.
                         options.push_str(" init-addr libc,none");
                     }
-                    ServerLine { name: s.name(), endpoint: s.endpoint(), options }
+                    let name = s.name();
+                    let name = match slots.and_then(|l| l.taken.get(&name)) {
+                        Some(&slot) => crate::slots::name(slot),
+                        None => name,
+                    };
+                    ServerLine { name, endpoint: s.endpoint(), options }
                 })
                 .collect(),
+            empty_slots: slots
+                .map(|l| l.empty_runs().iter().map(|(first, last)| format!("{first}-{last}")).collect())
+                .unwrap_or_default(),
+            slot_prefix: crate::slots::PREFIX,
+            placeholder: crate::slots::PLACEHOLDER,
+            slot_options: spec.server_options.iter().map(|o| format!(" {o}")).collect(),
         };
         self.templates
             .render("servers", &servers)
@@ -262,7 +283,8 @@ mod tests {
     #[test]
     fn listen_snapshot() {
         let r = Renderer::default();
-        let text = r.listen("web", 7, &web(), &config(), &V26) + &r.servers(&web(), &servers(), &[], &V26);
+        let text =
+            r.listen("web", 7, &web(), &config(), &V26) + &r.servers(&web(), &servers(), &[], &V26, None);
         expect![[r#"
 
             listen web
@@ -275,6 +297,26 @@ mod tests {
               server ::1:9002 [::1]:9002 check inter 2000
         "#]]
         .assert_eq(&text);
+    }
+
+    #[test]
+    fn slots_snapshot() {
+        let v24 = Capabilities::of((2, 4));
+        let list = servers();
+        let held = |name: &str| (name == "::1:9002").then_some(2);
+        let layout = crate::slots::layout(&list, held);
+        let want = "  server slot1 127.0.0.1:9001 check inter 2000
+  server 127.0.0.1:9003 127.0.0.1:9003 weight 20 check inter 2000 backup
+  server slot2 [::1]:9002 check inter 2000
+  server-template slot 3-6 127.0.0.1:1 check inter 2000 disabled
+";
+        assert_eq!(Renderer::default().servers(&web(), &list, &[], &v24, Some(&layout)), want);
+        let gaps = Layout { taken: [("127.0.0.1:9001".into(), 2)].into(), empty: [1, 3, 4].into() };
+        let want = "  server slot2 127.0.0.1:9001 check inter 2000
+  server-template slot 1-1 127.0.0.1:1 check inter 2000 disabled
+  server-template slot 3-4 127.0.0.1:1 check inter 2000 disabled
+";
+        assert_eq!(Renderer::default().servers(&web(), &list[..1], &[], &v24, Some(&gaps)), want);
     }
 
     #[test]
@@ -307,8 +349,11 @@ mod tests {
             listen empty
               bind fd@3
         "#]]
-        .assert_eq(&(r.listen("empty", 3, &spec, &config(), &V26) + &r.servers(&spec, &[], &[], &V26)));
-        assert_eq!(r.servers(&spec, &servers()[..1], &[], &V26), "  server 127.0.0.1:9001 127.0.0.1:9001\n");
+        .assert_eq(&(r.listen("empty", 3, &spec, &config(), &V26) + &r.servers(&spec, &[], &[], &V26, None)));
+        assert_eq!(
+            r.servers(&spec, &servers()[..1], &[], &V26, None),
+            "  server 127.0.0.1:9001 127.0.0.1:9001\n"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Runtime {
     pub fn run(&mut self, command: &Command) -> Result<(), RuntimeError> {
         let text = command.to_string();
         let reply = self.send(&text)?;
-        if reply.trim() == command.success() {
+        if command.accepts(reply.trim()) {
             Ok(())
         } else {
             let reply = reply.trim().to_string();
@@ -90,9 +90,19 @@ impl Runtime {
     }
 
     fn send(&mut self, command: &str) -> Result<String, RuntimeError> {
-        let result = self.exchange(command);
+        let reused = self.connection.is_some();
+        let mut result = self.exchange(command);
         if result.is_err() {
             self.connection = None;
+            // HAProxy closes a connection idle for its CLI timeout (`stats timeout`, 10 s by default; seen on 2.4
+            // as a broken pipe at the next command): that one is tried once more on a new connection. HAProxy read
+            // nothing of the command on a connection it had closed, so nothing is done twice.
+            if reused && result.as_ref().is_err_and(closed_by_haproxy) {
+                result = self.exchange(command);
+                if result.is_err() {
+                    self.connection = None;
+                }
+            }
         }
         result.map_err(|source| RuntimeError::Io { path: self.path.clone(), source })
     }
@@ -111,6 +121,14 @@ impl Runtime {
         connection.get_mut().write_all(format!("{command}\n").as_bytes())?;
         read_reply(connection)
     }
+}
+
+/// Whether an error on a connection is HAProxy having closed it.
+fn closed_by_haproxy(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// In prompt mode every reply ends with the prompt, `\n> `.
@@ -133,6 +151,12 @@ fn read_reply(connection: &mut BufReader<UnixStream>) -> io::Result<String> {
         }
     }
 }
+
+/// The bits of `srv_admin_state` that put a server in maintenance: forced (0x01), inherited (0x02), resolution
+/// (0x20), hostname (0x80); HAProxy's own `SRV_ADMF_MAINT` and more. Not 0x04, `disabled` in the config: that bit
+/// stays when the server is set ready at run time (a filled slot, HAProxy 1.8 to 2.4), and a server disabled in
+/// the config has 0x01 as well.
+const ADMIN_MAINT: u32 = 0xa3;
 
 /// `show servers state` format 1: a version line, a `#` header naming the columns, one line per server.
 fn parse_servers_state(reply: &str) -> Result<BTreeMap<String, ServerStatus>, ()> {
@@ -159,7 +183,7 @@ fn parse_servers_state(reply: &str) -> Result<BTreeMap<String, ServerStatus>, ()
             name: field(name)?.to_string(),
             address: field(addr)?.to_string(),
             port: field(port)?.parse().map_err(|_| ())?,
-            maint: admin & 0xa7 != 0,
+            maint: admin & ADMIN_MAINT != 0,
             weight: field(weight)?.parse().map_err(|_| ())?,
         };
         servers.insert(status.name.clone(), status);
@@ -170,6 +194,39 @@ fn parse_servers_state(reply: &str) -> Result<BTreeMap<String, ServerStatus>, ()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for HAProxy's CLI (the real one closes an idle connection only after 10 s): it answers each
+    /// connection's `prompt` and its first command, then closes it, as HAProxy does at its CLI timeout.
+    #[test]
+    fn a_connection_haproxy_closed_is_replaced_and_the_command_sent_again() {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cli.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                for _ in 0..2 {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    seen.push(line.trim().to_string());
+                    writer.write_all(b"\n> ").unwrap();
+                }
+            }
+            seen
+        });
+        let mut runtime = Runtime::new(&path);
+        let command = Command::SetWeight { backend: "web".into(), server: "slot1".into(), weight: 3 };
+        runtime.run(&command).unwrap();
+        // The stand-in closed that connection: the next command goes out on a new one.
+        runtime.run(&command).unwrap();
+        let seen = server.join().unwrap();
+        let sent = "set weight web/slot1 3";
+        assert_eq!(seen, ["prompt", sent, "prompt", sent]);
+    }
 
     #[test]
     fn servers_state_as_haproxy_2_6_prints_it() {
@@ -184,6 +241,13 @@ mod tests {
             (ready.maint, ready.weight, ready.port, ready.address.as_str()),
             (false, 7, 9002, "127.0.0.1")
         );
+        // HAProxy 2.4: a slot `disabled` in the config and set ready at run time keeps 0x04, and serves.
+        let filled = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port\n\
+            2 web 2 slot2 127.0.0.1 2 4 7 10 3 6 3 4 6 0 0 0 - 18081\n\
+            2 web 3 slot3 127.0.0.1 0 5 10 10 3 1 0 0 14 0 0 0 - 1\n";
+        let servers = parse_servers_state(filled).unwrap();
+        assert!(!servers["slot2"].maint);
+        assert!(servers["slot3"].maint);
         assert!(parse_servers_state("No such backend.\n").is_err());
         assert!(parse_servers_state("1\n# be_id\n2 web\n").is_err());
     }

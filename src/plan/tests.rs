@@ -44,7 +44,7 @@ fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'sta
 
 /// The running state: `ready` servers and servers in maintenance.
 fn running(ready: &[Server], maint: &[Server]) -> Running {
-    let mut running = desired(ready).running();
+    let mut running = desired(ready).running(&BTreeMap::new());
     let web = running.services.get_mut("web").unwrap();
     for s in maint {
         web.servers.insert(s.name(), RunningServer::of(s, false));
@@ -183,7 +183,7 @@ fn the_table() {
 fn what_takes_a_reload() {
     let a = server(1, None);
     let base = desired(std::slice::from_ref(&a));
-    let running = base.running();
+    let running = base.running(&BTreeMap::new());
     let mut head = base.clone();
     head.head = "other head";
     let mut skeleton = desired(&[a.clone(), server(2, None)]);
@@ -237,7 +237,7 @@ fn applying_the_steps_reaches_the_desired_state() {
     for step in &first.steps {
         running.apply(step);
     }
-    let want = desired.running();
+    let want = desired.running(&BTreeMap::new());
     let ready: Vec<_> = running.services["web"]
         .servers
         .iter()
@@ -287,4 +287,102 @@ fn servers_named_by_host_names_or_held_for_reload_are_not_added_at_run_time() {
             ReloadReason::ByReload { service: "web".into(), server: "web2.example:80".into() },
         ]
     );
+}
+
+const V24: Capabilities = Capabilities::of((2, 4));
+
+/// A running state with slots (HAProxy 1.8 to 2.4): servers ready and in maintenance with their slots, and the
+/// empty slots.
+fn slotted(ready: &[(Server, u32)], maint: &[(Server, u32)], empty: &[u32]) -> Running {
+    let mut running = desired(&[]).running(&BTreeMap::new());
+    let web = running.services.get_mut("web").unwrap();
+    for (servers, ready) in [(ready, true), (maint, false)] {
+        for (s, slot) in servers {
+            web.servers.insert(s.name(), RunningServer { slot: Some(*slot), ..RunningServer::of(s, ready) });
+        }
+    }
+    web.empty_slots = empty.iter().copied().collect();
+    running
+}
+
+#[test]
+fn slots_take_new_servers_where_haproxy_cannot_add_them() {
+    let (a, b, c, d) = (server(1, None), server(2, None), server(3, None), server(4, Some(7)));
+    let fill = |slot: u32, port: u16, weight: Option<u16>| -> Vec<String> {
+        let mut commands = vec![format!("set server web/slot{slot} addr 10.0.0.1 port {port}")];
+        commands.extend(weight.map(|w| format!("set weight web/slot{slot} {w}")));
+        commands.push(format!("set server web/slot{slot} state ready"));
+        commands
+    };
+    let named = Server::new("db.example", 5).unwrap();
+    let own = Server { options: vec!["backup".into()], ..server(5, None) };
+    let no_slot = |s: &Server| ReloadReason::NoSlotLeft { service: "web".into(), server: s.name() };
+    let by_reload = |s: &Server| ReloadReason::ByReload { service: "web".into(), server: s.name() };
+    type SlotCase = (&'static str, Running, Desired<'static>, Vec<String>, Vec<ReloadReason>);
+    let cases: Vec<SlotCase> = vec![
+        (
+            "a newcomer fills the lowest empty slot, with its weight where the slot has another",
+            slotted(&[(a.clone(), 1)], &[], &[3, 2]),
+            desired(&[a.clone(), c.clone(), d.clone()]),
+            [fill(2, 3, None), fill(3, 4, Some(7))].concat(),
+            vec![],
+        ),
+        (
+            "with no empty slot, it takes the slot of a server gone into maintenance before, and its weight",
+            slotted(&[(a.clone(), 1)], &[(server(2, Some(9)), 2)], &[]),
+            desired(&[a.clone(), c.clone()]),
+            fill(2, 3, Some(1)),
+            vec![],
+        ),
+        (
+            "a server leaving in the same plan keeps its slot for now: a reload",
+            slotted(&[(a.clone(), 1), (b.clone(), 2)], &[], &[]),
+            desired(&[a.clone(), c.clone()]),
+            vec!["set server web/slot2 state maint".into()],
+            vec![no_slot(&c)],
+        ),
+        (
+            "out, back and weight by the slot's name",
+            slotted(&[(a.clone(), 1), (server(4, None), 4)], &[(b.clone(), 2)], &[3]),
+            desired(&[b.clone(), d.clone()]),
+            vec![
+                "set server web/slot1 state maint".into(),
+                "set server web/slot2 state ready".into(),
+                "set weight web/slot4 7".into(),
+            ],
+            vec![],
+        ),
+        (
+            "a host name or options of its own take a reload",
+            slotted(&[(a.clone(), 1)], &[], &[2, 3]),
+            desired(&[a.clone(), named.clone(), own.clone()]),
+            vec![],
+            vec![by_reload(&named), by_reload(&own)],
+        ),
+    ];
+    for (what, running, desired, commands, reload) in cases {
+        let plan = plan(&running, &desired, &V24, Scope::All);
+        let got: Vec<String> =
+            plan.steps.iter().flat_map(|s| s.commands(&V24)).map(|c| c.to_string()).collect();
+        assert_eq!(got, commands, "{what}: commands");
+        assert_eq!(plan.reload, reload, "{what}: reload");
+    }
+}
+
+#[test]
+fn filled_slots_are_the_desired_state() {
+    let (a, b, c) = (server(1, None), server(2, None), server(3, Some(4)));
+    let mut running = slotted(&[(a.clone(), 1)], &[(b.clone(), 2)], &[3]);
+    let desired = desired(&[a.clone(), c.clone(), server(4, None)]);
+    for step in plan(&running, &desired, &V24, Scope::All).steps {
+        running.apply(&step);
+    }
+    let web = &running.services["web"];
+    assert!(web.empty_slots.is_empty(), "{web:?}");
+    let slots: Vec<(String, Option<u32>, bool)> =
+        web.servers.iter().map(|(name, s)| (name.clone(), s.slot, s.ready)).collect();
+    let want =
+        [(a.name(), Some(1), true), (c.name(), Some(3), true), (server(4, None).name(), Some(2), true)];
+    assert_eq!(slots, want, "b gave its slot up to the second newcomer");
+    assert_eq!(plan(&running, &desired, &V24, Scope::All), Plan::default());
 }

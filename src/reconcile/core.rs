@@ -27,6 +27,7 @@ use crate::haproxy::runtime::{RuntimeError, ServerStatus};
 use crate::haproxy::Capabilities;
 use crate::plan::{effective_weight, plan, Desired, ReloadReason, Running, RunningServer, Scope, Step};
 use crate::service::{Server, ServiceSpec};
+use crate::slots;
 use crate::state::SavedService;
 
 use super::hold::{Holding, Policy};

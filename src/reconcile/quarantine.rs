@@ -49,10 +49,12 @@ impl Layout {
         self.push(Part::Head, text.matches('\n').count());
     }
 
-    /// Appends a service's listen section, of `text`'s lines, then its server lines, one for each of `servers`.
-    pub fn service(&mut self, name: &str, text: &str, servers: &Arc<Vec<Server>>) {
+    /// Appends a service's listen section, of `text`'s lines, then its server lines, one for each of `servers`,
+    /// then `empty_slots` lines of empty slots (`server-template`), which have the service's server options.
+    pub fn service(&mut self, name: &str, text: &str, servers: &Arc<Vec<Server>>, empty_slots: usize) {
         self.push(Part::Listen(name.to_string()), text.matches('\n').count());
         self.push(Part::Servers(name.to_string(), servers.clone()), servers.len());
+        self.push(Part::Listen(name.to_string()), empty_slots);
     }
 
     fn push(&mut self, part: Part, lines: usize) {
@@ -364,20 +366,34 @@ mod tests {
     fn lines_belong_to_the_head_a_listen_section_or_a_server() {
         let mut layout = Layout::default();
         layout.head("global\n  x\n");
-        layout.service("web", "\nlisten web\n  bind fd@3\n", &Arc::new(vec![server(1, &[]), server(2, &[])]));
-        layout.service("api", "", &Arc::default());
-        let pieces: Vec<_> = (0..9).map(|l| layout.piece(l)).collect();
+        layout.service(
+            "web",
+            "\nlisten web\n  bind fd@3\n",
+            &Arc::new(vec![server(1, &[]), server(2, &[])]),
+            1,
+        );
+        layout.service("api", "", &Arc::default(), 0);
+        let pieces: Vec<_> = (0..10).map(|l| layout.piece(l)).collect();
         let (head, web) = (Some(Piece::Head), Some(Piece::Listen("web".into())));
         let srv = |s: &str| Some(Piece::Server("web".into(), s.into()));
         let (one, two) = (srv("10.0.0.1:1"), srv("10.0.0.1:2"));
-        assert_eq!(pieces, [None, head.clone(), head, web.clone(), web.clone(), web, one, two, None]);
+        // The last line of web is its empty slots' `server-template`: the service's server options.
+        assert_eq!(
+            pieces,
+            [None, head.clone(), head, web.clone(), web.clone(), web.clone(), one, two, web, None]
+        );
     }
 
     #[test]
     fn a_complaint_about_a_server_line_blames_the_server_unless_it_quotes_the_services_options() {
         let mut layout = Layout::default();
         layout.head("global\n");
-        layout.service("web", "listen web\n  balance x\n", &Arc::new(vec![server(1, &[]), server(2, &[])]));
+        layout.service(
+            "web",
+            "listen web\n  balance x\n",
+            &Arc::new(vec![server(1, &[]), server(2, &[])]),
+            0,
+        );
         let shared = |_: &str| vec!["chekc inter 1s"];
         let own =
             |_: &str, server: &str| if server == "10.0.0.1:1" { vec!["backup", "check"] } else { vec![] };

@@ -8,9 +8,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Admin-state bits that take a server out of rotation: forced (0x01), inherited (0x02), config (0x04), DNS
-/// resolution (0x20) and hostname (0x40) maintenance. Drain (0x08, 0x10) keeps it in.
-const MAINT_BITS: u32 = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
+/// Admin-state bits that take a server out of rotation: forced (0x01), inherited (0x02), DNS resolution (0x20)
+/// and hostname (0x40, 0x80) maintenance. Drain (0x08, 0x10) keeps it in, and so does 0x04 (`disabled` in the
+/// config) alone: it stays on a slot proxymgr filled and set ready at run time (HAProxy 1.8 to 2.4).
+const MAINT_BITS: u32 = 0x01 | 0x02 | 0x20 | 0x40 | 0x80;
 
 /// One server line of `show servers state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +38,9 @@ pub fn command(socket: &Path, command: &str) -> io::Result<String> {
     Ok(reply)
 }
 
-/// `show servers state <backend>`: server name -> state, or `None` if the socket does not answer or the backend
-/// is unknown.
+/// `show servers state <backend>`: server (`address:port`) -> state, or `None` if the socket does not answer or
+/// the backend is unknown. Keyed by address and port, not HAProxy's name: on HAProxy 1.8 to 2.4 proxymgr names
+/// servers by their slots (`slot3`).
 pub fn servers_state(socket: &Path, backend: &str) -> Option<BTreeMap<String, ServerState>> {
     let reply = command(socket, &format!("show servers state {backend}")).ok()?;
     let mut lines = reply.lines();
@@ -46,6 +48,8 @@ pub fn servers_state(socket: &Path, backend: &str) -> Option<BTreeMap<String, Se
     if lines.next()?.trim() != "1" {
         return None;
     }
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(' ').collect();
+    let port = header.iter().position(|c| *c == "srv_port")?;
     let mut servers = BTreeMap::new();
     for line in lines {
         if line.starts_with('#') || line.trim().is_empty() {
@@ -53,11 +57,11 @@ pub fn servers_state(socket: &Path, backend: &str) -> Option<BTreeMap<String, Se
         }
         // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight ...
         let fields: Vec<&str> = line.split(' ').collect();
-        if fields.len() < 8 || fields[1] != backend {
+        if fields.len() <= port || fields[1] != backend {
             continue;
         }
         let (Ok(admin_state), Ok(uweight)) = (fields[6].parse(), fields[7].parse()) else { continue };
-        servers.insert(fields[3].to_string(), ServerState { admin_state, uweight });
+        servers.insert(format!("{}:{}", fields[4], fields[port]), ServerState { admin_state, uweight });
     }
     Some(servers)
 }

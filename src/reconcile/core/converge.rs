@@ -179,9 +179,11 @@ impl Core {
     /// The end of a converge, once its steps are carried out: rewrite the file, or wait for a reload, or reload.
     pub(super) fn converged(&mut self, converging: Converging, carried: Carried, now: Instant) {
         let Converging { mut reasons, awaiting, changed, steps, plan_time, render_time } = converging;
-        // The changed services' server lines, for the file: after HAProxy got the change, not before.
+        // The changed services' server lines, for the file: after HAProxy got the change, not before. (With
+        // slots they are rendered as the file is written: they change with the serving process too.)
         let started = (self.measure)();
         match &changed {
+            _ if self.caps.slots => {}
             Some(names) => names.iter().filter_map(|name| self.services.map.get(name)).for_each(|s| {
                 self.lines(s);
             }),

@@ -43,35 +43,46 @@ impl Core {
     }
 
     pub(super) fn take_haproxys_word(&mut self, name: &str, actual: &BTreeMap<String, ServerStatus>) {
+        let has_slots = self.caps.slots;
         let Some(spec) = self.services.map.get(name).map(|s| &s.spec) else { return };
         let Some(service) = self.running.as_mut().and_then(|r| r.services.get_mut(name)) else { return };
         let believed = std::mem::take(&mut service.servers);
-        for (server, status) in actual {
+        let believed_empty = std::mem::take(&mut service.empty_slots);
+        for (haproxy_name, status) in actual {
+            // A slot's server is the one at its address; an empty slot stays empty while in maintenance.
+            let slot = if has_slots { slots::parse(haproxy_name) } else { None };
+            if let Some(n) = slot.filter(|n| believed_empty.contains(n) && status.maint) {
+                service.empty_slots.insert(n);
+                continue;
+            }
+            let server = match slot {
+                Some(_) => format!("{}:{}", status.address, status.port),
+                None => haproxy_name.clone(),
+            };
             let ready = !status.maint;
-            match believed.get(server) {
-                Some(b) if b.ready == ready && effective_weight(b.weight, spec) == status.weight => {
-                    service.servers.insert(server.clone(), b.clone());
+            match believed.get(&server) {
+                Some(b) if b.slot == slot && b.ready == ready && effective_weight(b.weight, spec) == status.weight => {
+                    service.servers.insert(server, b.clone());
                     continue;
                 }
                 Some(b) => log::warn!(
-                    "drift: service {name} server {server} is {} with weight {} in HAProxy, expected {} with weight {}",
+                    "drift: service {name} server {server} is {} with weight {} in HAProxy ({haproxy_name}), expected {} with weight {}",
                     state(ready),
                     status.weight,
                     state(b.ready),
                     effective_weight(b.weight, spec)
                 ),
                 None => log::warn!(
-                    "drift: service {name} server {server} is in HAProxy ({}), unknown to proxymgr",
+                    "drift: service {name} server {server} is in HAProxy ({haproxy_name}, {}), unknown to proxymgr",
                     state(ready)
                 ),
             }
             // HAProxy's word on its state and weight; its options are what proxymgr last gave it.
-            let options = believed.get(server).map(|b| b.options.clone()).unwrap_or_default();
-            service
-                .servers
-                .insert(server.clone(), RunningServer { weight: Some(status.weight), options, ready });
+            let options = believed.get(&server).map(|b| b.options.clone()).unwrap_or_default();
+            let running = RunningServer { weight: Some(status.weight), options, ready, slot };
+            service.servers.insert(server, running);
         }
-        for server in believed.keys().filter(|s| !actual.contains_key(*s)) {
+        for server in believed.keys().filter(|s| !service.servers.contains_key(*s)) {
             log::warn!("drift: service {name} server {server} is missing from HAProxy");
         }
     }

@@ -42,18 +42,23 @@ impl Core {
     /// rendered here, not when servers change: only the file needs them, and it is written after HAProxy got
     /// the change.
     pub(super) fn config_text(&mut self) -> String {
-        self.compose(None)
+        let slots = self.slot_layouts(false);
+        self.compose(None, &slots)
     }
 
-    /// The whole haproxy.cfg for a candidate, with whom each of its lines belongs to: HAProxy's complaints
-    /// name lines.
-    pub(super) fn candidate_text(&mut self) -> (String, Layout) {
+    /// The whole haproxy.cfg for a candidate, with its servers in `slots`, and with whom each of its lines
+    /// belongs to: HAProxy's complaints name lines.
+    pub(super) fn candidate_text(&mut self, slots: &BTreeMap<String, slots::Layout>) -> (String, Layout) {
         let mut layout = Layout::default();
-        let text = self.compose(Some(&mut layout));
+        let text = self.compose(Some(&mut layout), slots);
         (text, layout)
     }
 
-    fn compose(&mut self, mut layout: Option<&mut Layout>) -> String {
+    fn compose(
+        &mut self,
+        mut layout: Option<&mut Layout>,
+        slots: &BTreeMap<String, slots::Layout>,
+    ) -> String {
         self.refresh_renders(Scope::All);
         let mut text = self.head.clone().unwrap_or_default();
         if let Some(layout) = layout.as_deref_mut() {
@@ -62,18 +67,63 @@ impl Core {
         for (name, service) in &self.services.map {
             let skeleton = service.skeleton.as_deref().unwrap_or_default();
             text.push_str(skeleton);
-            text.push_str(self.lines(service));
+            let slots = slots.get(name);
+            match slots {
+                // Rendered each time: the slots change with the serving process, not only with the servers.
+                Some(slots) => text.push_str(&self.renderer.servers(
+                    &service.spec,
+                    &service.servers,
+                    &self.config.haproxy.defaults,
+                    &self.caps,
+                    Some(slots),
+                )),
+                None => text.push_str(self.lines(service)),
+            }
             if let Some(layout) = layout.as_deref_mut() {
-                layout.service(name, skeleton, &service.servers);
+                let template_lines = slots.map_or(0, |s| s.empty_runs().len());
+                layout.service(name, skeleton, &service.servers, template_lines);
             }
         }
         text
     }
 
-    /// A service's server lines, rendered if they are not yet.
+    /// Which slot each server is in, by service, where HAProxy has slots rather than `add server` (`slots.rs`);
+    /// empty where it has `add server`. For a new process (`fresh`), each server keeps the slot the serving
+    /// process has it in or gets a free one, with new spare slots; otherwise they are the serving process's.
+    pub(super) fn slot_layouts(&self, fresh: bool) -> BTreeMap<String, slots::Layout> {
+        if !self.caps.slots {
+            return BTreeMap::new();
+        }
+        let running = self.running.as_ref();
+        let layouts = self.services.map.iter().map(|(name, service)| {
+            let serving = running.and_then(|r| r.services.get(name));
+            let held = |server: &str| serving.and_then(|s| s.servers.get(server)).and_then(|s| s.slot);
+            let layout = match serving {
+                Some(serving) if !fresh => {
+                    let occupied = serving.servers.values().filter_map(|s| s.slot);
+                    slots::serving(
+                        &service.servers,
+                        held,
+                        serving.empty_slots.iter().copied().chain(occupied),
+                    )
+                }
+                _ => slots::layout(&service.servers, held),
+            };
+            (name.clone(), layout)
+        });
+        layouts.collect()
+    }
+
+    /// A service's server lines (where HAProxy has `add server`), rendered if they are not yet.
     pub(super) fn lines<'s>(&self, service: &'s Service) -> &'s str {
         service.lines.get_or_init(|| {
-            self.renderer.servers(&service.spec, &service.servers, &self.config.haproxy.defaults, &self.caps)
+            self.renderer.servers(
+                &service.spec,
+                &service.servers,
+                &self.config.haproxy.defaults,
+                &self.caps,
+                None,
+            )
         })
     }
 

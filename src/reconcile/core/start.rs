@@ -34,6 +34,8 @@ pub(super) struct Starting {
 pub(super) struct Launch {
     /// Whom the lines of its config belong to.
     pub(super) layout: Layout,
+    /// Which slot each server is in, by service (where HAProxy has slots).
+    pub(super) slots: BTreeMap<String, slots::Layout>,
     pub(super) ports: BTreeSet<u16>,
     pub(super) skeleton: String,
 }
@@ -44,7 +46,8 @@ impl Core {
         self.phase = Phase::Idle;
         self.pending_since = None;
         self.enforce_cap();
-        let (text, layout) = self.candidate_text();
+        let slots = self.slot_layouts(true);
+        let (text, layout) = self.candidate_text(&slots);
         let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
         for service in self.services.map.values() {
             if let Some(&fd) = self.fds.get(&service.spec.port) {
@@ -52,16 +55,16 @@ impl Core {
                 ports.insert(service.spec.port);
             }
         }
-        self.launch = Some(Launch { layout, ports, skeleton: self.skeleton() });
+        self.launch = Some(Launch { layout, slots, ports, skeleton: self.skeleton() });
         self.actions.push_back(Action::Start { text, fds, reasons });
     }
 
     pub(super) fn started(&mut self, pid: u32, now: Instant) {
-        let Some(Launch { layout, ports, skeleton }) = self.launch.take() else { return };
+        let Some(Launch { layout, slots, ports, skeleton }) = self.launch.take() else { return };
         // What it runs, modelled once it started rather than before: 8-10 ms at 1000 services × 50 servers that
         // HAProxy spends starting on the other core meanwhile. Nothing changed since `reload`: a start's outcome
         // comes back before any other input.
-        let state = self.desired(Scope::All).running();
+        let state = self.desired(Scope::All).running(&slots);
         let specs = self.services.map.iter().map(|(name, s)| (name.clone(), s.spec.clone())).collect();
         self.last_reload = Some(now);
         self.born.insert(pid, now);
@@ -97,6 +100,10 @@ impl Core {
         self.actions.push_back(Action::Accept);
         self.rejected = None;
         self.file_stale = false;
+        if self.caps.slots {
+            let empty = starting.state.services.iter().map(|(name, s)| (name.as_str(), s.empty_slots.len()));
+            log::info!("haproxy[{pid}]: new servers: {}", slots::summary(empty));
+        }
         self.running = Some(starting.state);
         self.served_specs = starting.specs;
         // What changed while it started was not planned against it.

@@ -224,9 +224,19 @@ impl Story {
     }
 
     fn with_config(yaml: &str, saved: BTreeMap<String, SavedService>) -> Story {
+        Story::with_binary(yaml, saved, &binary())
+    }
+
+    /// On HAProxy `major.minor` (the others are on 2.6).
+    fn on(version: (u32, u32)) -> Story {
+        let binary = Binary { version, version_text: format!("{}.{}.0", version.0, version.1), ..binary() };
+        Story::with_binary(CONFIG, BTreeMap::new(), &binary)
+    }
+
+    fn with_binary(yaml: &str, saved: BTreeMap<String, SavedService>, binary: &Binary) -> Story {
         let config = Config::parse(Path::new("proxymgr.yml"), yaml).unwrap();
         let t0 = Instant::now();
-        let core = Core::new(config, &binary(), saved, t0, Instant::now);
+        let core = Core::new(config, binary, saved, t0, Instant::now);
         let mut story = Story { core, world: World::default(), t0 };
         let first = story.drain(0);
         assert!(matches!(&first[..], [Action::FollowSource { generation: 0, .. }]), "{first:?}");
@@ -409,6 +419,7 @@ mod registry;
 mod rejected;
 mod reloads;
 mod runtime;
+mod slots;
 mod state_file;
 mod stopping;
 mod storms;

@@ -1,0 +1,200 @@
+//! What each HAProxy version can do, as far as proxymgr cares: one table ([`FEATURES`]), from which a version's
+//! [`Capabilities`], the lines proxymgr logs at start and the README's table all come. Pure.
+//!
+//! The versions are those the tests run (`make test`'s matrix, issue 14): 1.8 is the oldest proxymgr is tested
+//! on; older ones (1.5 to 1.7) start, with less.
+
+#[cfg(test)]
+use std::fmt::Write;
+
+/// One thing HAProxy has from a version on, and what proxymgr does with it and without it.
+pub struct Feature {
+    pub since: (u32, u32),
+    /// What HAProxy has, as its manual names it.
+    pub haproxy: &'static str,
+    /// What proxymgr does with it.
+    pub with: &'static str,
+    /// What proxymgr does on a HAProxy without it.
+    pub without: &'static str,
+}
+
+const SET_SERVER_STATE: usize = 0;
+const HARD_STOP_AFTER: usize = 1;
+const INIT_ADDR: usize = 2;
+const SLOTS: usize = 3;
+const ADD_SERVER: usize = 4;
+const IDLE_CLOSE: usize = 5;
+
+pub const FEATURES: [Feature; 6] = [
+    Feature {
+        since: (1, 6),
+        haproxy: "`set server <b>/<s> state ready|maint`, `show servers state`",
+        with: "a server out of the registry goes into maintenance and back at run time; the drift check reads HAProxy's state",
+        without: "`enable server`/`disable server`",
+    },
+    Feature {
+        since: (1, 7),
+        haproxy: "`hard-stop-after` (global)",
+        with: "rendered from `haproxy.hard_stop_after`: an old generation ends after it",
+        without: "old generations end when their connections do, or at the cap on generations",
+    },
+    Feature {
+        since: (1, 7),
+        haproxy: "`init-addr` (server)",
+        with: "a server named by a host name that does not resolve starts in maintenance",
+        without: "such a server makes HAProxy refuse the config",
+    },
+    Feature {
+        since: (1, 8),
+        haproxy: "`server-template`, `set server <b>/<s> addr <ip> port <port>`",
+        with: "new servers fill spare slots at run time, no reload (where `add server` is missing)",
+        without: "every new server takes a reload",
+    },
+    Feature {
+        since: (2, 5),
+        haproxy: "`add server`, `del server`, `enable health` (not experimental)",
+        with: "new servers are added at run time; servers long gone are deleted at the drift check",
+        without: "slots (1.8 to 2.4); servers gone wait in maintenance until a newcomer takes their slot or the next reload",
+    },
+    Feature {
+        since: (2, 6),
+        haproxy: "`option idle-close-on-response`",
+        with: "rendered in HTTP services: keep-alive clients lose no request at a reload",
+        without: "not rendered: an idle keep-alive connection may be closed at a reload as its client sends on it",
+    },
+];
+
+/// The HAProxy versions `make test` runs the version-dependent tests on (the README's table's columns).
+#[cfg(test)]
+pub const TESTED: [(u32, u32); 7] = [(1, 8), (2, 4), (2, 6), (2, 8), (3, 0), (3, 2), (3, 4)];
+
+/// What the HAProxy version at hand can do, as far as proxymgr cares (from [`FEATURES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `set server <b>/<s> state ready|maint` (1.6); before it, `enable/disable server`.
+    pub set_server_state: bool,
+    /// `hard-stop-after` (1.7).
+    pub hard_stop_after: bool,
+    /// A server's `init-addr` (1.7).
+    pub init_addr: bool,
+    /// `server-template` and `set server ... addr ... port` (1.8): spare slots for new servers, where
+    /// `add_server` is missing (`slots.rs`).
+    pub slots: bool,
+    /// `add server` without experimental mode, `del server` (2.5).
+    pub add_server: bool,
+    /// `option idle-close-on-response` (2.6).
+    pub idle_close_on_response: bool,
+}
+
+impl Capabilities {
+    pub const fn of(version: (u32, u32)) -> Capabilities {
+        let add_server = has(version, ADD_SERVER);
+        Capabilities {
+            set_server_state: has(version, SET_SERVER_STATE),
+            hard_stop_after: has(version, HARD_STOP_AFTER),
+            init_addr: has(version, INIT_ADDR),
+            slots: has(version, SLOTS) && !add_server,
+            add_server,
+            idle_close_on_response: has(version, IDLE_CLOSE),
+        }
+    }
+
+    /// How new servers reach HAProxy, in a few words for the log.
+    pub fn new_servers(&self) -> &'static str {
+        if self.add_server {
+            "new servers: add server at run time"
+        } else if self.slots {
+            "new servers: runtime slots"
+        } else {
+            "new servers: reload"
+        }
+    }
+}
+
+/// What proxymgr does on `version`, a line per feature, for the log at start.
+pub fn summary(version: (u32, u32)) -> Vec<String> {
+    FEATURES
+        .iter()
+        .map(|f| {
+            let (has, does) = if at_least(version, f.since) { ("yes", f.with) } else { ("no", f.without) };
+            format!("{} ({}.{}+): {has}: {does}", f.haproxy, f.since.0, f.since.1)
+        })
+        .collect()
+}
+
+/// The README's table: a row per feature, a column per tested version.
+#[cfg(test)]
+pub fn markdown() -> String {
+    let mut text = String::from("| HAProxy has | since |");
+    for (major, minor) in TESTED {
+        let _ = write!(text, " {major}.{minor} |");
+    }
+    text.push_str(" proxymgr with it | without it |\n|---|---|");
+    text.push_str(&"---|".repeat(TESTED.len()));
+    text.push_str("---|---|\n");
+    for f in &FEATURES {
+        let _ = write!(text, "| {} | {}.{} |", f.haproxy.replace('|', "\\|"), f.since.0, f.since.1);
+        for version in TESTED {
+            text.push_str(if at_least(version, f.since) { " ✓ |" } else { " - |" });
+        }
+        let _ = writeln!(text, " {} | {} |", f.with, f.without);
+    }
+    text
+}
+
+const fn has(version: (u32, u32), feature: usize) -> bool {
+    at_least(version, FEATURES[feature].since)
+}
+
+const fn at_least((major, minor): (u32, u32), (want_major, want_minor): (u32, u32)) -> bool {
+    major > want_major || (major == want_major && minor >= want_minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_by_version() {
+        let table = [
+            ((1, 5), [false, false, false, false, false, false]),
+            ((1, 7), [true, true, true, false, false, false]),
+            ((1, 8), [true, true, true, true, false, false]),
+            ((2, 4), [true, true, true, true, false, false]),
+            ((2, 5), [true, true, true, false, true, false]),
+            ((2, 6), [true, true, true, false, true, true]),
+            ((3, 4), [true, true, true, false, true, true]),
+        ];
+        for (version, [state, hard_stop, init_addr, slots, add, idle]) in table {
+            let caps = Capabilities::of(version);
+            let want = Capabilities {
+                set_server_state: state,
+                hard_stop_after: hard_stop,
+                init_addr,
+                slots,
+                add_server: add,
+                idle_close_on_response: idle,
+            };
+            assert_eq!(caps, want, "{version:?}");
+        }
+        assert_eq!(Capabilities::of((2, 4)).new_servers(), "new servers: runtime slots");
+        assert_eq!(Capabilities::of((3, 0)).new_servers(), "new servers: add server at run time");
+        assert_eq!(Capabilities::of((1, 7)).new_servers(), "new servers: reload");
+    }
+
+    #[test]
+    fn the_summary_says_what_this_version_gets() {
+        let lines = summary((2, 4));
+        assert_eq!(lines.len(), FEATURES.len());
+        assert!(lines[SLOTS].contains(": yes: new servers fill spare slots"), "{lines:?}");
+        assert!(lines[ADD_SERVER].contains(": no: slots"), "{lines:?}");
+    }
+
+    /// The README shows the same table as the code: a change to one without the other fails here.
+    #[test]
+    fn the_readme_has_this_table() {
+        let readme = include_str!("../../README.md");
+        let table = markdown();
+        assert!(readme.contains(&table), "README.md lacks the capability table; it should read:\n{table}");
+    }
+}

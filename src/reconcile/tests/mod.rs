@@ -389,6 +389,17 @@ fn reasons(actions: &[Action]) -> Vec<ReloadReason> {
         .collect()
 }
 
+/// The config of the HAProxy `actions` start.
+fn start_text(actions: &[Action]) -> &str {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Start { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no start in {actions:?}"))
+}
+
 fn started(actions: &[Action]) -> bool {
     kinds(actions).contains(&"Start")
 }

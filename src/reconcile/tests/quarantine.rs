@@ -10,16 +10,6 @@ fn reported(service: &str, generation: u64, list: Vec<Server>) -> Input {
     Input::Servers { service: service.into(), generation, servers: Arc::new(list) }
 }
 
-fn start_text(actions: &[Action]) -> &str {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Start { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no start in {actions:?}"))
-}
-
 /// The 1-based number of the first line of `text` that starts with `prefix`.
 fn line_of(text: &str, prefix: &str) -> usize {
     text.lines().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} in {text}")) + 1

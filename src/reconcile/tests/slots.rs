@@ -4,16 +4,6 @@ use super::*;
 
 const V24: (u32, u32) = (2, 4);
 
-fn start_text(actions: &[Action]) -> &str {
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Start { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no start: {actions:?}"))
-}
-
 /// A slot filled with a server of the service's weight (the slot's own).
 fn fill(slot: u32, port: u16) -> [String; 2] {
     [

@@ -937,7 +937,7 @@ fn a_haproxy_binary_that_is_not_executable_is_a_config_error() {
         fs::write(&binary, "#!/bin/sh\nexit 0\n").expect("write a fake haproxy");
         fs::set_permissions(&binary, fs::Permissions::from_mode(0o644)).expect("chmod 0644");
         Proxymgr::config_yaml(dir, "127.0.0.1:1").replacen(
-            "  path: haproxy\n",
+            &format!("  path: {}\n", support::haproxy().display()),
             &format!("  path: {}\n", binary.display()),
             1,
         )

@@ -598,8 +598,9 @@ fn a_haproxy_killed_under_load_is_restarted_and_clients_only_wait() {
     );
 }
 
+/// Also one of matrix.rs's scenarios, run on every HAProxy version.
 #[test]
-fn a_proxymgr_killed_under_load_hands_its_haproxy_to_the_next_one() {
+pub(crate) fn a_proxymgr_killed_under_load_hands_its_haproxy_to_the_next_one() {
     let Some((zk, mut pm)) = start() else { return };
     let a = Backend::start("a");
     let (web, pids) = serve(&zk, &pm, &zk.connect_string(), "web", &[&a]);

@@ -10,8 +10,9 @@ use crate::support::{self, load::LoadReport};
 
 /// HAProxy's complaints in proxymgr's log (HAProxy runs with `-db`; proxymgr copies its stderr there): its
 /// `[WARNING]` and `[ALERT]` lines, and any line that says "deprecated". Not the notices of a process that
-/// stops after a reload, which 1.8 writes as warnings ("Stopping frontend GLOBAL in 0 ms.", "Proxy GLOBAL
-/// stopped (FE: 1 conns, BE: 1 conns).") and later versions as notices: proxymgr asks for them.
+/// stops after a reload, which every version writes as warnings (1.8: "Stopping frontend GLOBAL in 0 ms.",
+/// "Proxy GLOBAL stopped (FE: 1 conns, BE: 1 conns)."; 2.4 on: "Proxy GLOBAL stopped (cumulated conns: FE: 1,
+/// BE: 1).", which 2.6 may prefix with "CLI : "): proxymgr asks for them.
 fn complaints(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| {
@@ -21,12 +22,17 @@ fn complaints(log: &str) -> Vec<&str> {
         .collect()
 }
 
-/// `... : Stopping frontend|backend|proxy <name> in <n> ms.` or `... : Proxy <name> stopped (...).`
+/// `... (<pid>) : [<context> : ]Stopping frontend|backend|proxy <name> in <n> ms.` or `... (<pid>) :
+/// [<context> : ]Proxy <name> stopped (...).`
 fn soft_stop_notice(line: &str) -> bool {
     let Some((_, said)) = line.split_once(") : ") else { return false };
     let words: Vec<&str> = said.split_whitespace().collect();
+    let words = match words[..] {
+        [_, ":", ref rest @ ..] => rest,
+        ref all => all,
+    };
     matches!(
-        words[..],
+        words,
         ["Stopping", "frontend" | "backend" | "proxy", _, "in", _, "ms."] | ["Proxy", _, "stopped", ..]
     )
 }
@@ -36,13 +42,15 @@ fn complaints_are_warnings_alerts_and_deprecations_but_not_soft_stops() {
     let log = "\
 x [WARN] haproxy[9]: [WARNING] 333/235836 (9) : Stopping frontend GLOBAL in 0 ms.
 x [WARN] haproxy[9]: [WARNING] 333/235836 (9) : Proxy GLOBAL stopped (FE: 1 conns, BE: 1 conns).
+x [WARN] haproxy[9]: [WARNING]  (9) : Proxy GLOBAL stopped (cumulated conns: FE: 1, BE: 1).
+x [WARN] haproxy[9]: [WARNING]  (9) : CLI : Proxy <HTTPCLIENT> stopped (cumulated conns: FE: 0, BE: 0).
 x [WARN] haproxy[9]: [WARNING]  (9) : config : missing timeouts for proxy 'web'.
 x [ERROR] haproxy[9]: [ALERT]  (9) : config : parsing [haproxy.cfg:9] : unknown keyword 'x'.
 x [INFO] haproxy[9]: [NOTICE]  (9) : 'option forceclose' is DEPRECATED
 x [INFO] haproxy[9]: [NOTICE]  (9) : haproxy version is 2.6.12
 x [INFO] haproxy[9] serves (1 services)";
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(complaints(log), lines[2..5]);
+    assert_eq!(complaints(log), lines[4..7]);
 }
 
 /// Start and serve: a service with two backends in ZooKeeper is served by both, and HAProxy says nothing of

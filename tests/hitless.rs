@@ -192,7 +192,9 @@ pub(crate) fn a_config_haproxy_rejects_leaves_traffic_flowing_and_is_reported() 
     zk.set("/service_config/web", &blob(&zk, "web", port, &["mode http", "timeout server 9s"]));
     wait_until(SETTLE, "the good change is installed", || pm.haproxy_cfg().contains("timeout server 9s"));
     wait_answers(port, &["a", "b"]);
-    assert!(!pm.haproxy_pids().contains(&pids[0]) || pm.haproxy_pids().len() > 1, "it reloaded");
+    // A process that was not serving before serves now. (Read once: the old one may finish between two reads.)
+    let now = pm.haproxy_pids();
+    assert!(now.iter().any(|pid| !pids.contains(pid)), "it reloaded: {now:?}, before {pids:?}");
 }
 
 #[test]

@@ -12,8 +12,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # `haproxy` from PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all deps build demo test check bench clean package-tools deb deb-next rpm rpm-binary \
-	cargo-deb-tool cargo-generate-rpm-tool cargo-zigbuild-tool zig-tool rpm-tool checkbashisms-tool
+.PHONY: all deps build demo test test-matrix test-matrices check bench clean package-tools deb deb-next rpm \
+	rpm-binary cargo-deb-tool cargo-generate-rpm-tool cargo-zigbuild-tool zig-tool rpm-tool checkbashisms-tool
 
 all: build
 
@@ -42,11 +42,34 @@ demo: deps build
 # PROXYMGR_TEST_REQUIRE=1: a test whose tool is missing fails instead of skipping. The examples (demo, bench)
 # are built above but hold no tests: `--bins --tests` keeps their empty runs out of the report. As root (CI), the deb and
 # the rpm are built first: tests/packaging.rs installs the deb and runs proxymgr through its init script.
+# The whole suite runs on the haproxy on PATH (Debian's 2.6), then the matrix on every other version.
 test: deps
 	$(CARGO) build --bins --examples
 	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) package-tools deb-next deb rpm; \
 	else echo "not root: no packages built; the packaging tests skip"; fi
 	PROXYMGR_TEST_REQUIRE=1 $(CARGO) test --bins --tests
+	@$(MAKE) --no-print-directory test-matrices
+
+# The HAProxy versions `make test` runs tests/matrix.rs on, besides the suite's 2.6 (`make test MATRIX_VERSIONS=3.4`
+# for fewer). tests/matrix/haproxy builds each from its tarball in ../shared/haproxy-src on first use (1-3 minutes)
+# and keeps it under ~/.cache/proxymgr/haproxy; later runs reuse it.
+MATRIX_VERSIONS := 1.8 2.4 2.8 3.0 3.2 3.4
+
+# tests/matrix.rs on HAProxy VERSION: `make test-matrix VERSION=3.0`.
+test-matrix:
+	@[ -n "$(VERSION)" ] || { echo "usage: make test-matrix VERSION=x.y (one of $(MATRIX_VERSIONS), or 2.6)" >&2; exit 2; }
+	@haproxy=$$(tests/matrix/haproxy $(VERSION)) || exit 1; \
+	echo "tests/matrix.rs on HAProxy $(VERSION): $$haproxy"; start=$$(date +%s); \
+	PROXYMGR_TEST_HAPROXY=$$haproxy PROXYMGR_TEST_REQUIRE=1 $(CARGO) test --test integration matrix::; \
+	status=$$?; [ $$status -eq 0 ] && outcome=passed || outcome=FAILED; \
+	echo "tests/matrix.rs on HAProxy $(VERSION): $$outcome in $$(( $$(date +%s) - start )) s"; exit $$status
+
+# test-matrix on each of MATRIX_VERSIONS, all of them even after one fails; fails if any did, naming them.
+test-matrices:
+	@failed=""; for version in $(MATRIX_VERSIONS); do \
+		$(MAKE) --no-print-directory test-matrix VERSION=$$version || failed="$$failed $$version"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "the matrix failed on HAProxy$$failed" >&2; exit 1; fi
 
 # Packaging (packaging/README.md). The tools are installed only when missing, at pinned versions:
 # cargo-deb, cargo-generate-rpm and cargo-zigbuild (cargo install --locked, a minute or a few each, once),

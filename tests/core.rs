@@ -61,7 +61,13 @@ fn refused(port: u16) -> bool {
 
 #[test]
 fn a_zookeeper_service_is_served_through_haproxy() {
-    let Some((zk, pm)) = start() else { return };
+    a_zookeeper_service_served();
+}
+
+/// A service with two backends written to ZooKeeper is served by both through HAProxy, as haproxy.cfg says;
+/// returns what serves it (matrix.rs then reads the log), or None when a tool is missing.
+pub(crate) fn a_zookeeper_service_served() -> Option<(Zk, Proxymgr, [Backend; 2])> {
+    let (zk, pm) = start()?;
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let port = reserve_port();
     add_server(&zk, "web", "a", &a);
@@ -81,6 +87,7 @@ fn a_zookeeper_service_is_served_through_haproxy() {
     );
     // The first HAProxy started on an empty registry; the one that took its place may still be finishing.
     wait_until(SETTLE, "one HAProxy serves", || pm.haproxy_pids().len() == 1);
+    Some((zk, pm, [a, b]))
 }
 
 #[test]

@@ -65,6 +65,30 @@ fn wait_until_panics_at_the_deadline() {
 }
 
 #[test]
+fn haproxy_versions_are_read_from_every_version_s_banner() {
+    let banners = [
+        ("HA-Proxy version 1.8.0 2017/11/26\nCopyright 2000-2017 Willy Tarreau\n", Some((1, 8))),
+        ("HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/\n", Some((2, 6))),
+        ("HAProxy version 3.4.0-64a335366 2026/06/03 - https://haproxy.org/\n", Some((3, 4))),
+        ("haproxy: command not found\n", None),
+    ];
+    for (banner, version) in banners {
+        assert_eq!(support::parse_haproxy_version(banner), version, "{banner:?}");
+    }
+}
+
+/// The HAProxy the tests run (`PROXYMGR_TEST_HAPROXY` or the one on PATH) answers `-v` with a version proxymgr
+/// supports.
+#[test]
+fn the_haproxy_under_test_has_a_version() {
+    if !support::require("haproxy") {
+        return;
+    }
+    let version = support::haproxy_version();
+    assert!(version >= (1, 5), "{} is HAProxy {version:?}", support::haproxy().display());
+}
+
+#[test]
 fn proc_stat_describes_this_process() {
     let stat = support::proc_stat(std::process::id()).expect("our own /proc entry");
     assert_eq!(stat.pid, std::process::id());
@@ -224,7 +248,7 @@ fn backend_serves_through_haproxy_and_the_runtime_socket_answers() {
     )
     .unwrap();
     let _haproxy = Haproxy(
-        Command::new("haproxy")
+        Command::new(support::haproxy())
             .arg("-f")
             .arg(&cfg)
             .arg("-db")

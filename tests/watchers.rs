@@ -167,18 +167,7 @@ fn nerve_registrations_serve_with_their_weight_and_options() {
     assert!(has_words(&line, "backup"), "{line}");
     assert_eq!(cfg.matches("\n  server ").count(), 3, "the node without host has no server: {cfg}");
 
-    // A new weight goes through the runtime API: no reload.
-    let pids = pm.haproxy_pids();
-    assert_eq!(uweight(&pm, "web", &server_name(&a)).as_deref(), Some("10"));
-    zk.set("/services/web/web_0000000001", &nerve_node(&a, 5, "maxconn 50"));
-    wait_until(SETTLE, "a's weight is 5 in HAProxy", || {
-        uweight(&pm, "web", &server_name(&a)).as_deref() == Some("5")
-    });
-    assert_eq!(pm.haproxy_pids(), pids, "a weight change takes no reload");
-    pm.wait_log(&format!("set weight web/{} 5", server_name(&a)), SETTLE);
-    wait_until(SETTLE, "haproxy.cfg has a's new weight", || {
-        server_line(&pm.haproxy_cfg(), &server_name(&a)).is_some_and(|line| has_words(&line, "weight 5"))
-    });
+    reweighted_at_run_time(&zk, &pm, "/services/web/web_0000000001", &a, "maxconn 50");
     wait_answers(port, &["a", "b"]);
 
     // Traffic follows deleted nodes, and nodes whose session ends.
@@ -186,6 +175,36 @@ fn nerve_registrations_serve_with_their_weight_and_options() {
     wait_answers(port, &["b"]);
     drop(b_session);
     wait_answers(port, &["c"]);
+}
+
+/// `backend`'s Nerve node at `node` in service `web`, of weight 10 with `options`, gets weight 5: it goes
+/// through the runtime API, with no reload; `show servers state` has it, and so does haproxy.cfg.
+fn reweighted_at_run_time(zk: &Zk, pm: &Proxymgr, node: &str, backend: &Backend, options: &str) {
+    let (name, pids) = (server_name(backend), pm.haproxy_pids());
+    assert_eq!(uweight(pm, "web", &name).as_deref(), Some("10"));
+    zk.set(node, &nerve_node(backend, 5, options));
+    wait_until(SETTLE, "the weight is 5 in HAProxy", || uweight(pm, "web", &name).as_deref() == Some("5"));
+    assert_eq!(pm.haproxy_pids(), pids, "a weight change takes no reload");
+    pm.wait_log(&format!("set weight web/{name} 5"), SETTLE);
+    wait_until(SETTLE, "haproxy.cfg has the new weight", || {
+        server_line(&pm.haproxy_cfg(), &name).is_some_and(|line| has_words(&line, "weight 5"))
+    });
+}
+
+/// Two Nerve registrations of weight 10 serve; one is given weight 5, which takes no reload
+/// (`reweighted_at_run_time`). One of matrix.rs's scenarios, run on every HAProxy version (the test above
+/// covers it on the default one among much else).
+pub(crate) fn a_new_weight_takes_no_reload() {
+    let Some((zk, pm)) = start() else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let port = reserve_port();
+    zk.create("/services/web/a", &nerve_node(&a, 10, ""));
+    zk.create("/services/web/b", &nerve_node(&b, 10, ""));
+    zk.create("/service_config/web", &zookeeper_blob(&zk, "web", port));
+    wait_answers(port, &["a", "b"]);
+    wait_until(SETTLE, "one HAProxy serves", || pm.haproxy_pids().len() == 1);
+    reweighted_at_run_time(&zk, &pm, "/services/web/a", &a, "");
+    wait_answers(port, &["a", "b"]);
 }
 
 #[test]

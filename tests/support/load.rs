@@ -29,6 +29,14 @@ impl LoadReport {
             total
         })
     }
+
+    /// Asserts that the loop ran (over 100 requests answered) and that no request failed, `what` naming what
+    /// it ran across; prints its counts either way.
+    pub fn assert_none_failed(&self, what: &str) {
+        eprintln!("{what}: {} requests ok, {} failed {:?}", self.ok, self.failed, self.errors);
+        assert!(self.ok > 100, "the load loop barely ran {what}: {self:?}");
+        assert_eq!(self.failed, 0, "failed requests {what}: {:?}", self.errors);
+    }
 }
 
 /// GET requests against `port` until stopped, at most `max` of them and for at most `limit`: a new connection

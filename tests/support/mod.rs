@@ -52,24 +52,76 @@ pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// True when `tool` is installed: an executable of that name on `PATH`, or for `"zookeeper"` java on `PATH` and
-/// `/usr/share/java/zookeeper.jar`. When it is missing, panics if `PROXYMGR_TEST_REQUIRE=1`, else prints
-/// `skipping: <tool> not installed` and returns false.
+/// True when `tool` is installed: an executable of that name on `PATH`, for `"zookeeper"` java on `PATH` and
+/// `/usr/share/java/zookeeper.jar`, and for `"haproxy"` the binary `haproxy()` names. When it is missing, panics
+/// if `PROXYMGR_TEST_REQUIRE=1`, else prints `skipping: <tool> not installed` and returns false.
 pub fn require(tool: &str) -> bool {
     let installed = match tool {
         "zookeeper" => find_on_path("java").is_some() && Path::new(zk::ZOOKEEPER_JAR).is_file(),
+        "haproxy" => haproxy_installed(),
         _ => find_on_path(tool).is_some(),
     };
     if installed {
         return true;
     }
+    let (tool, remedy) = match (tool, std::env::var_os(HAPROXY_ENV)) {
+        ("haproxy", Some(path)) if !path.is_empty() => {
+            (format!("{HAPROXY_ENV}={}", path.to_string_lossy()), "tests/matrix/haproxy VERSION prints one")
+        }
+        _ => (tool.to_string(), "run `make deps`"),
+    };
     if std::env::var("PROXYMGR_TEST_REQUIRE").as_deref() == Ok("1") {
-        panic!("{tool} is not installed but PROXYMGR_TEST_REQUIRE=1 requires it; run `make deps`");
+        panic!("{tool} is not installed but PROXYMGR_TEST_REQUIRE=1 requires it; {remedy}");
     }
-    eprintln!(
-        "skipping: {tool} not installed (run `make deps`, or set PROXYMGR_TEST_REQUIRE=1 to fail instead)"
-    );
+    eprintln!("skipping: {tool} not installed ({remedy}, or set PROXYMGR_TEST_REQUIRE=1 to fail instead)");
     false
+}
+
+/// The environment variable that picks the HAProxy binary the tests run (`make test-matrix` sets it).
+pub const HAPROXY_ENV: &str = "PROXYMGR_TEST_HAPROXY";
+
+/// The HAProxy the tests run, and the `haproxy.path` of the fixture's proxymgr.yml: `$PROXYMGR_TEST_HAPROXY`
+/// (a path, as `tests/matrix/haproxy VERSION` prints it), else `haproxy`, found on `PATH` as proxymgr finds it.
+pub fn haproxy() -> PathBuf {
+    match std::env::var_os(HAPROXY_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from("haproxy"),
+    }
+}
+
+/// Whether `haproxy()` is an executable file: the path itself, or a plain name on `PATH`.
+fn haproxy_installed() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = haproxy();
+    if path.components().count() == 1 {
+        return path.to_str().is_some_and(|name| find_on_path(name).is_some());
+    }
+    std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The (major, minor) version of `haproxy()`, from the first line of `haproxy -v` (`HAProxy version 2.6.12-1
+/// ...`, or `HA-Proxy version 1.8.0 ...` before 1.9). Asked once a test process; panics if it cannot be had.
+pub fn haproxy_version() -> (u32, u32) {
+    static VERSION: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let binary = haproxy();
+        let output = std::process::Command::new(&binary)
+            .arg("-v")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {} -v: {e}", binary.display()));
+        let text = String::from_utf8_lossy(&output.stdout);
+        parse_haproxy_version(&text)
+            .unwrap_or_else(|| panic!("no version in the output of {} -v: {text:?}", binary.display()))
+    })
+}
+
+/// `HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/` -> (2, 6).
+pub fn parse_haproxy_version(text: &str) -> Option<(u32, u32)> {
+    let line =
+        text.lines().find(|l| l.starts_with("HAProxy version") || l.starts_with("HA-Proxy version"))?;
+    let mut numbers = line.split_whitespace().nth(2)?.split(|c: char| !c.is_ascii_digit());
+    Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }
 
 /// The first executable file named `name` in a directory of `PATH`.

@@ -144,13 +144,14 @@ impl Proxymgr {
         super::haproxy_pids_naming(self.dir())
     }
 
-    /// The standard test `proxymgr.yml`: HAProxy's config and socket in `dir`, loopback only, services read
-    /// from `/service_config` in the ZooKeeper at `zk` (`Zk::connect_string`).
+    /// The standard test `proxymgr.yml`: the HAProxy `support::haproxy()` names, its config and socket in `dir`,
+    /// loopback only, services read from `/service_config` in the ZooKeeper at `zk` (`Zk::connect_string`).
     pub fn config_yaml(dir: &Path, zk: &str) -> String {
-        let dir = dir.display();
+        let (dir, haproxy) = (dir.display(), super::haproxy());
+        let haproxy = haproxy.display();
         format!(
             r#"haproxy:
-  path: haproxy
+  path: {haproxy}
   config_path: {dir}/haproxy.cfg
   socket_path: {dir}/haproxy.sock
   bind_address: 127.0.0.1

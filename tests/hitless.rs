@@ -46,15 +46,7 @@ fn server_name(backend: &Backend) -> String {
 
 /// Each server of `service` in HAProxy: name -> srv_admin_state (0 ready, 1 forced maintenance).
 fn admin_states(pm: &Proxymgr, service: &str) -> Vec<(String, String)> {
-    let reply = pm.haproxy_command(&format!("show servers state {service}")).unwrap_or_default();
-    reply
-        .lines()
-        .skip(2)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            Some((fields.get(3)?.to_string(), fields.get(6)?.to_string()))
-        })
-        .collect()
+    pm.servers_state(service).into_iter().map(|s| (s.name, s.admin_state.to_string())).collect()
 }
 
 fn admin_state(pm: &Proxymgr, service: &str, server: &str) -> Option<String> {
@@ -86,7 +78,8 @@ pub(crate) fn a_server_that_leaves_goes_into_maintenance_without_a_reload() {
     });
     wait_answers(port, &["a"]);
     assert_eq!(pm.haproxy_pids(), pids, "no reload");
-    pm.wait_log(&format!("haproxy: set server web/{} state maint", server_name(&b)), SETTLE);
+    let named = pm.haproxy_name("web", &server_name(&b)).expect("HAProxy has b");
+    pm.wait_log(&format!("haproxy: set server web/{named} state maint"), SETTLE);
     // haproxy.cfg follows the desired state, so a later reload loses nothing.
     wait_until(SETTLE, "haproxy.cfg drops b", || !pm.haproxy_cfg().contains(&server_name(&b)));
 

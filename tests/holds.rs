@@ -42,12 +42,7 @@ fn server_name(backend: &Backend) -> String {
 
 /// The servers of `service` HAProxy has in rotation (admin state 0: not in maintenance).
 fn in_rotation(pm: &Proxymgr, service: &str) -> BTreeSet<String> {
-    let reply = pm.haproxy_command(&format!("show servers state {service}")).unwrap_or_default();
-    let states = reply.lines().skip(2).filter_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        Some((fields.get(3)?.to_string(), *fields.get(6)?))
-    });
-    states.filter(|(_, admin)| *admin == "0").map(|(name, _)| name).collect()
+    pm.servers_state(service).into_iter().filter(|s| s.admin_state == 0).map(|s| s.name).collect()
 }
 
 /// The servers of `service` on haproxy.cfg's server lines.

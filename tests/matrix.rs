@@ -85,9 +85,8 @@ fn a_server_out_and_back_takes_no_reload() {
     crate::hitless::a_server_that_leaves_goes_into_maintenance_without_a_reload();
 }
 
-/// A new server serves without a reload. Fails on 1.8 and 2.4 until proxymgr gives their backends slots to fill
-/// at run time (`server-template`): they have no `add server` (2.4's needs experimental mode), so a new server
-/// takes a reload there today.
+/// A new server serves without a reload: by `add server` from 2.5, in an empty slot on 1.8 and 2.4 (which have no
+/// `add server`; `slots.rs`).
 #[test]
 fn a_new_server_takes_no_reload() {
     crate::hitless::a_new_server_is_served_without_a_reload();

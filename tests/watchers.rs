@@ -83,8 +83,12 @@ fn refused(port: u16) -> bool {
 
 /// The `server <name> ...` line of haproxy.cfg, without its indentation, if there is one.
 fn server_line(cfg: &str, name: &str) -> Option<String> {
-    let prefix = format!("server {name} ");
-    cfg.lines().map(str::trim).find(|line| line.starts_with(&prefix)).map(str::to_string)
+    // `server <name> <address:port> ...`: named by its address, or on HAProxy 1.8 to 2.4 by its slot.
+    let this = |line: &&str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.first() == Some(&"server") && (words.get(1) == Some(&name) || words.get(2) == Some(&name))
+    };
+    cfg.lines().map(str::trim).find(this).map(str::to_string)
 }
 
 /// Whether `line` has `words` (space-separated words, e.g. "weight 5") as whole words.
@@ -99,12 +103,7 @@ fn listen_sections(cfg: &str) -> BTreeSet<String> {
 
 /// A server's `srv_uweight` (its weight as set at run time) in `show servers state <service>`.
 fn uweight(pm: &Proxymgr, service: &str, server: &str) -> Option<String> {
-    let reply = pm.haproxy_command(&format!("show servers state {service}")).ok()?;
-    // Line 1 is the format version, line 2 the field names; then one line per server.
-    reply.lines().skip(2).find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        (fields.get(3) == Some(&server)).then(|| fields.get(7).map(|w| w.to_string())).flatten()
-    })
+    pm.servers_state(service).into_iter().find(|s| s.name == server).map(|s| s.uweight)
 }
 
 /// Waits until one line of the log written after byte `since` (`pm.log().len()` taken earlier; 0 for the whole
@@ -185,7 +184,8 @@ fn reweighted_at_run_time(zk: &Zk, pm: &Proxymgr, node: &str, backend: &Backend,
     zk.set(node, &nerve_node(backend, 5, options));
     wait_until(SETTLE, "the weight is 5 in HAProxy", || uweight(pm, "web", &name).as_deref() == Some("5"));
     assert_eq!(pm.haproxy_pids(), pids, "a weight change takes no reload");
-    pm.wait_log(&format!("set weight web/{name} 5"), SETTLE);
+    let named = pm.haproxy_name("web", &name).expect("HAProxy has the server");
+    pm.wait_log(&format!("set weight web/{named} 5"), SETTLE);
     wait_until(SETTLE, "haproxy.cfg has the new weight", || {
         server_line(&pm.haproxy_cfg(), &name).is_some_and(|line| has_words(&line, "weight 5"))
     });

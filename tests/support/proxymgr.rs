@@ -227,6 +227,38 @@ service_config:
         fs::read_to_string(self.dir().join("haproxy.cfg")).unwrap_or_default()
     }
 
+    /// The servers of `service` as `show servers state` has them (none if HAProxy does not answer), each named by
+    /// its address and port: on HAProxy 1.8 to 2.4 HAProxy knows most of them by their slots (`slot3`).
+    pub fn servers_state(&self, service: &str) -> Vec<ServerRow> {
+        let reply = self.haproxy_command(&format!("show servers state {service}")).unwrap_or_default();
+        let mut lines = reply.lines().skip(1);
+        let header: Vec<&str> =
+            lines.next().unwrap_or_default().trim_start_matches("# ").split(' ').collect();
+        let column = |name: &str| header.iter().position(|c| *c == name);
+        let (Some(port), Some(admin)) = (column("srv_port"), column("srv_admin_state")) else {
+            return Vec::new();
+        };
+        lines
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let admin_state: u32 = fields.get(admin)?.parse().ok()?;
+                Some(ServerRow {
+                    name: format!("{}:{}", fields.get(4)?, fields.get(port)?),
+                    haproxy_name: fields.get(3)?.to_string(),
+                    // 0x04 (`disabled` in the config) stays on a slot filled and set ready at run time, and
+                    // HAProxy does not count it as maintenance.
+                    admin_state: admin_state & !0x04,
+                    uweight: fields.get(7)?.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// HAProxy's name for the server `server` (`address:port`) of `service`: its slot's on HAProxy 1.8 to 2.4.
+    pub fn haproxy_name(&self, service: &str, server: &str) -> Option<String> {
+        self.servers_state(service).into_iter().find(|s| s.name == server).map(|s| s.haproxy_name)
+    }
+
     /// Sends `command` to HAProxy's runtime socket at `<dir>/haproxy.sock` (where `config_yaml` puts it).
     pub fn haproxy_command(&self, command: &str) -> io::Result<String> {
         haproxy_command(&self.dir().join("haproxy.sock"), command)
@@ -443,4 +475,15 @@ pub fn run_proxymgr(args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     };
     Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
+
+/// One server of [`Proxymgr::servers_state`].
+#[derive(Debug, Clone)]
+pub struct ServerRow {
+    /// `address:port`.
+    pub name: String,
+    pub haproxy_name: String,
+    /// `srv_admin_state` without 0x04: 0 in rotation, 1 forced into maintenance, ...
+    pub admin_state: u32,
+    pub uweight: String,
 }

@@ -91,20 +91,23 @@ impl Runtime {
 
     fn send(&mut self, command: &str) -> Result<String, RuntimeError> {
         let reused = self.connection.is_some();
-        let mut result = self.exchange(command);
-        if result.is_err() {
-            self.connection = None;
-            // HAProxy closes a connection idle for its CLI timeout (`stats timeout`, 10 s by default; seen on 2.4
-            // as a broken pipe at the next command): that one is tried once more on a new connection. HAProxy read
-            // nothing of the command on a connection it had closed, so nothing is done twice.
-            if reused && result.as_ref().is_err_and(closed_by_haproxy) {
-                result = self.exchange(command);
-                if result.is_err() {
-                    self.connection = None;
-                }
-            }
+        let mut result = self.attempt(command);
+        // HAProxy closes a connection idle for its CLI timeout (`stats timeout`, 10 s by default; seen on 2.4 and
+        // 2.6 as a broken pipe at the next command): that one is tried once more on a new connection. HAProxy read
+        // nothing of the command on a connection it had closed, so nothing is done twice.
+        if reused && result.as_ref().is_err_and(closed_by_haproxy) {
+            result = self.attempt(command);
         }
         result.map_err(|source| RuntimeError::Io { path: self.path.clone(), source })
+    }
+
+    /// One exchange; a connection that failed is not used again.
+    fn attempt(&mut self, command: &str) -> io::Result<String> {
+        let result = self.exchange(command);
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
     }
 
     fn exchange(&mut self, command: &str) -> io::Result<String> {

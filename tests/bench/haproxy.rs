@@ -43,27 +43,12 @@ pub fn command(socket: &Path, command: &str) -> io::Result<String> {
 /// servers by their slots (`slot3`).
 pub fn servers_state(socket: &Path, backend: &str) -> Option<BTreeMap<String, ServerState>> {
     let reply = command(socket, &format!("show servers state {backend}")).ok()?;
-    let mut lines = reply.lines();
-    // "1" (the format version), then the "# be_id be_name ..." header.
-    if lines.next()?.trim() != "1" {
-        return None;
-    }
-    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(' ').collect();
-    let port = header.iter().position(|c| *c == "srv_port")?;
-    let mut servers = BTreeMap::new();
-    for line in lines {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight ...
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.len() <= port || fields[1] != backend {
-            continue;
-        }
-        let (Ok(admin_state), Ok(uweight)) = (fields[6].parse(), fields[7].parse()) else { continue };
-        servers.insert(format!("{}:{}", fields[4], fields[port]), ServerState { admin_state, uweight });
-    }
-    Some(servers)
+    let rows = crate::support::parse_servers_state(&reply)?.into_iter();
+    let states = rows.filter_map(|row| {
+        let state = ServerState { admin_state: row.admin_state, uweight: row.uweight.parse().ok()? };
+        Some((row.name, state))
+    });
+    Some(states.collect())
 }
 
 /// The names of the servers of `backend` in rotation.

@@ -33,7 +33,7 @@ pub use backend::{http_get, Backend};
 #[allow(unused_imports)]
 pub use ports::{ephemeral_range, reserve_port, reserved_listener, LOCK_DIR};
 #[allow(unused_imports)]
-pub use proxymgr::{haproxy_command, proxymgr_bin, run_proxymgr, Proxymgr};
+pub use proxymgr::{haproxy_command, parse_servers_state, proxymgr_bin, run_proxymgr, Proxymgr};
 #[allow(unused_imports)]
 pub use relay::Relay;
 #[allow(unused_imports)]

@@ -231,27 +231,7 @@ service_config:
     /// its address and port: on HAProxy 1.8 to 2.4 HAProxy knows most of them by their slots (`slot3`).
     pub fn servers_state(&self, service: &str) -> Vec<ServerRow> {
         let reply = self.haproxy_command(&format!("show servers state {service}")).unwrap_or_default();
-        let mut lines = reply.lines().skip(1);
-        let header: Vec<&str> =
-            lines.next().unwrap_or_default().trim_start_matches("# ").split(' ').collect();
-        let column = |name: &str| header.iter().position(|c| *c == name);
-        let (Some(port), Some(admin)) = (column("srv_port"), column("srv_admin_state")) else {
-            return Vec::new();
-        };
-        lines
-            .filter_map(|line| {
-                let fields: Vec<&str> = line.split(' ').collect();
-                let admin_state: u32 = fields.get(admin)?.parse().ok()?;
-                Some(ServerRow {
-                    name: format!("{}:{}", fields.get(4)?, fields.get(port)?),
-                    haproxy_name: fields.get(3)?.to_string(),
-                    // 0x04 (`disabled` in the config) stays on a slot filled and set ready at run time, and
-                    // HAProxy does not count it as maintenance.
-                    admin_state: admin_state & !0x04,
-                    uweight: fields.get(7)?.to_string(),
-                })
-            })
-            .collect()
+        parse_servers_state(&reply).unwrap_or_default()
     }
 
     /// HAProxy's name for the server `server` (`address:port`) of `service`: its slot's on HAProxy 1.8 to 2.4.
@@ -475,6 +455,31 @@ pub fn run_proxymgr(args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     };
     Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
+
+/// The servers in a reply to `show servers state`, each named by its address and port; None if it is not one
+/// (its version line and the header naming the columns come first).
+pub fn parse_servers_state(reply: &str) -> Option<Vec<ServerRow>> {
+    let mut lines = reply.lines();
+    if lines.next()?.trim() != "1" {
+        return None;
+    }
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(' ').collect();
+    let column = |name: &str| header.iter().position(|c| *c == name);
+    let (port, admin) = (column("srv_port")?, column("srv_admin_state")?);
+    let rows = lines.filter_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let admin_state: u32 = fields.get(admin)?.parse().ok()?;
+        Some(ServerRow {
+            name: format!("{}:{}", fields.get(4)?, fields.get(port)?),
+            haproxy_name: fields.get(3)?.to_string(),
+            // 0x04 (`disabled` in the config) stays on a slot filled and set ready at run time, and HAProxy does
+            // not count it as maintenance.
+            admin_state: admin_state & !0x04,
+            uweight: fields.get(7)?.to_string(),
+        })
+    });
+    Some(rows.collect())
 }
 
 /// One server of [`Proxymgr::servers_state`].

@@ -36,6 +36,37 @@ pub struct Config {
     pub state_file: PathBuf,
     #[serde(default)]
     pub removal_hold: RemovalHold,
+    /// The read-only HTTP endpoint (`/`, `/status`, `/metrics`): an address and port, or `off`.
+    #[serde(default)]
+    pub status: StatusListen,
+}
+
+/// Where the status endpoint listens: on `127.0.0.1:9271` unless proxymgr.yml says otherwise; `off` turns it
+/// off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StatusListen(pub Option<std::net::SocketAddr>);
+
+/// The status endpoint's port when proxymgr.yml names none.
+pub const DEFAULT_STATUS_PORT: u16 = 9271;
+
+impl Default for StatusListen {
+    fn default() -> Self {
+        StatusListen(Some(std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_STATUS_PORT))))
+    }
+}
+
+impl TryFrom<String> for StatusListen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if matches!(text.as_str(), "off" | "false" | "no") {
+            return Ok(StatusListen(None));
+        }
+        text.parse().map(|address| StatusListen(Some(address))).map_err(|_| {
+            format!("status: {text:?} is neither address:port (127.0.0.1:{DEFAULT_STATUS_PORT}) nor off")
+        })
+    }
 }
 
 fn default_state_file() -> PathBuf {

@@ -13,6 +13,8 @@ mod registry;
 mod service;
 mod slots;
 mod state;
+#[allow(dead_code)] // wired up in the next commits
+mod status;
 mod threads;
 mod watcher;
 mod zk;

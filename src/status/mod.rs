@@ -1,0 +1,28 @@
+//! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
+//!
+//! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//!
+//! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
+//! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
+//! reconciler, and sends it nothing.
+
+mod model;
+
+use std::sync::{Arc, Mutex};
+
+pub use model::*;
+
+/// The last `Status` the reconciler published. Publishing swaps an `Arc` under a lock held for that alone, so
+/// neither side waits on the other's work.
+#[derive(Clone, Default)]
+pub struct Published(Arc<Mutex<Arc<Status>>>);
+
+impl Published {
+    pub fn publish(&self, status: Arc<Status>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    pub fn latest(&self) -> Arc<Status> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

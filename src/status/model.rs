@@ -1,0 +1,315 @@
+//! What proxymgr shows of itself: the [`Status`] the reconciler publishes, served as `/status` (JSON), read
+//! back by `proxymgr status`, and the source of `/metrics` and the page at `/`. Plain data, both ways
+//! through serde; times are Unix seconds (`f64`) as the reconciler's clock put them when it published.
+//!
+//! Per server it holds both views: what the registry says ([`RegistryView`]) beside what the serving HAProxy
+//! has ([`HaproxyView`]), and, where they differ, why ([`Difference`]).
+
+use serde::{Deserialize, Serialize};
+
+/// The whole picture at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// proxymgr's own version.
+    pub version: String,
+    /// When the reconciler published this (Unix seconds).
+    pub published: f64,
+    /// When this proxymgr started (Unix seconds).
+    pub started: f64,
+    /// The HAProxy serving, if one does.
+    pub haproxy: Option<Serving>,
+    /// Every HAProxy process alive: the serving one and the older ones finishing their connections.
+    pub generations: Vec<Generation>,
+    pub last_reload: Option<Reload>,
+    /// The last config HAProxy rejected, while it is still the one proxymgr would serve (None once a config
+    /// served since).
+    pub rejected: Option<Rejected>,
+    /// The registry sessions (one per ZooKeeper ensemble followed; none for a directory source).
+    pub registry: Vec<Session>,
+    /// Where the services come from (`zookeeper zk1:2181 /services`, `directory /etc/proxymgr/services`).
+    pub source: String,
+    /// When a registry source or a watcher last reported a set (Unix seconds).
+    pub last_registry_read: Option<f64>,
+    /// By name.
+    pub services: Vec<Service>,
+    /// Services of the registry that are not served, with why.
+    pub blocked: Vec<Blocked>,
+    /// Counts since this proxymgr started, for `/metrics`.
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Serving {
+    pub pid: u32,
+    /// HAProxy's version, as `haproxy -v` gives it (`2.6.12`).
+    pub version: String,
+    /// When it started serving (Unix seconds).
+    pub since: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    pub pid: u32,
+    /// Whether it is the one serving; the others finish their connections.
+    pub serving: bool,
+    /// When proxymgr started it (Unix seconds); None for one a predecessor started.
+    pub started: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reload {
+    /// When the new process was started (Unix seconds).
+    pub at: f64,
+    /// Why, in the log's words (`new service web`, `server 10.0.0.1:80 of web has a host name`).
+    pub reasons: Vec<String>,
+    pub result: ReloadResult,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// Under way: started, not serving yet.
+    #[default]
+    Starting,
+    /// The new process serves.
+    Served,
+    /// HAProxy rejected the config; the old process serves on.
+    Rejected,
+    /// The new process failed for another reason (it died, timed out); it is started again with backoff.
+    Failed,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub at: f64,
+    /// HAProxy's complaint (its `[ALERT]` lines).
+    pub error: String,
+}
+
+/// One registry session: a ZooKeeper ensemble.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub ensemble: String,
+    pub connected: bool,
+    /// Since when it has been down (Unix seconds), during an outage.
+    pub outage_since: Option<f64>,
+    /// Outages that ended, since proxymgr started.
+    pub reconnects: u64,
+    /// Sessions that expired (or were given up) and were started anew.
+    pub expiries: u64,
+    /// When a read on it last succeeded (Unix seconds).
+    pub last_read: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    /// Its watcher and what it follows (`zookeeper zk1:2181 /services/web/servers`, `dns db.internal:5432`).
+    pub watcher: String,
+    pub watcher_state: WatcherState,
+    /// The removal hold under way, if one is.
+    pub hold: Option<HoldView>,
+    /// Whether HAProxy rejected this service's current spec and the one it served last stands in for it.
+    pub spec_rejected: bool,
+    /// Every server either view has, by name (`address:port`).
+    pub servers: Vec<ServerView>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatcherState {
+    /// Its watcher has not reported a server set yet.
+    #[default]
+    Awaiting,
+    /// Its watcher reported.
+    Reporting,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HoldView {
+    /// Until when (Unix seconds).
+    pub until: f64,
+    /// The removed servers kept in rotation.
+    pub kept: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerView {
+    /// `address:port`.
+    pub name: String,
+    /// What the registry says; None when the registry no longer has it.
+    pub registry: Option<RegistryView>,
+    /// What the serving HAProxy has; None when it has not got it (yet).
+    pub haproxy: Option<HaproxyView>,
+    /// Why the two differ; None when they agree.
+    pub difference: Option<Difference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegistryView {
+    pub weight: Option<u16>,
+    /// Where the registry holds it (a ZooKeeper node's path), when known.
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HaproxyView {
+    /// HAProxy's name for it: its address, or its slot on HAProxy 1.8 and 2.4.
+    pub name: String,
+    pub state: ServerState,
+    pub weight: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    /// In rotation.
+    #[default]
+    Ready,
+    /// In maintenance: out of rotation.
+    Maintenance,
+}
+
+/// Why the registry's view and HAProxy's differ for a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Difference {
+    /// HAProxy refused it; held out until its registration or its service's server options change.
+    Quarantined { reason: String },
+    /// Gone from the registry, kept in rotation by a removal hold until `until` (Unix seconds).
+    Held { until: f64 },
+    /// Gone from the registry: out of rotation, finishing its connections until the next reload.
+    Leaving,
+    /// Waits for a reload (a new server a slot or `add server` cannot take, or a change of its options).
+    PendingReload,
+    /// Not applied yet: a change under way.
+    Pending,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub service: String,
+    pub reason: String,
+}
+
+/// Counts and latencies since proxymgr started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Runtime commands sent, by kind (`disable`, `enable`, `weight`, `add`, `fill`, `delete`) and result.
+    pub commands: Vec<Count<CommandLabels>>,
+    /// Reloads, by reason kind and result.
+    pub reloads: Vec<Count<ReloadLabels>>,
+    /// Configs HAProxy rejected.
+    pub rejected_configs: u64,
+    /// Server states HAProxy had otherwise than proxymgr made them, corrected after a drift check.
+    pub drift_corrections: u64,
+    /// Seconds from a registry change reaching proxymgr to HAProxy applying it, by the runtime API.
+    pub converge_runtime: Histogram,
+    /// The same, for changes that took a reload (until the new process served).
+    pub converge_reload: Histogram,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CommandLabels {
+    pub kind: String,
+    /// `ok`, `refused` (HAProxy said no) or `failed` (the socket failed).
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReloadLabels {
+    /// The reason's kind (`new_service`, `no_slot_left`, ...; `several` when a reload had more than one).
+    pub reason: String,
+    /// `served`, `rejected` or `failed`.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count<L> {
+    pub labels: L,
+    pub value: u64,
+}
+
+/// A histogram with fixed buckets, as Prometheus keeps one: `counts[i]` observations were at most
+/// `bounds[i]` (not cumulative); `counts` has one more entry, for those above the last bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Seconds: from a few milliseconds (a runtime change) to a minute (a reload held back by many generations).
+pub const LATENCY_BOUNDS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram::new(LATENCY_BOUNDS)
+    }
+}
+
+impl Histogram {
+    pub fn new(bounds: &[f64]) -> Histogram {
+        Histogram { bounds: bounds.to_vec(), counts: vec![0; bounds.len() + 1], sum: 0.0, count: 0 }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        let bucket = self.bounds.iter().position(|&bound| value <= bound).unwrap_or(self.bounds.len());
+        self.counts[bucket] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// Each bound with the observations at most it, cumulative, ending with +Inf: Prometheus' buckets.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
+        bounds
+            .zip(&self.counts)
+            .map(|(bound, count)| {
+                (bound, {
+                    total += count;
+                    total
+                })
+            })
+            .collect()
+    }
+}
+
+impl Service {
+    /// Servers in rotation in HAProxy.
+    pub fn in_rotation(&self) -> usize {
+        self.servers
+            .iter()
+            .filter(|s| s.haproxy.as_ref().is_some_and(|h| h.state == ServerState::Ready))
+            .count()
+    }
+
+    pub fn quarantined(&self) -> impl Iterator<Item = &ServerView> {
+        self.servers.iter().filter(|s| matches!(s.difference, Some(Difference::Quarantined { .. })))
+    }
+
+    pub fn held(&self) -> impl Iterator<Item = &ServerView> {
+        self.servers.iter().filter(|s| matches!(s.difference, Some(Difference::Held { .. })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_counts_each_value_in_the_first_bucket_that_holds_it() {
+        let mut histogram = Histogram::new(&[0.01, 0.1, 1.0]);
+        for value in [0.002, 0.01, 0.05, 0.5, 3.0] {
+            histogram.observe(value);
+        }
+        assert_eq!(histogram.counts, [2, 1, 1, 1]);
+        assert_eq!(histogram.cumulative(), [(0.01, 2), (0.1, 3), (1.0, 4), (f64::INFINITY, 5)]);
+        assert_eq!(histogram.count, 5);
+        assert!((histogram.sum - 3.562).abs() < 1e-9);
+    }
+}

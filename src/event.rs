@@ -27,6 +27,11 @@ pub enum Event {
         servers: Arc<Vec<Server>>,
     },
     Signal(Signal),
+    /// News of a registry session (a ZooKeeper ensemble's), for what proxymgr shows of itself: it decides nothing.
+    Session {
+        ensemble: String,
+        news: SessionNews,
+    },
     /// A supervised thread ended when it should not have; the daemon stops with an error.
     ThreadDied {
         thread: String,
@@ -44,4 +49,19 @@ pub enum Signal {
     HandOver,
     /// SIGCHLD: some child process changed state.
     Child,
+}
+
+/// What happened to a registry session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionNews {
+    /// Connected: for the first time, or again after an outage.
+    Connected,
+    /// The connection is lost (or the session closed): an outage begins, the last known state is served.
+    Lost,
+    /// A new session replaced one that expired or was given up.
+    Renewed,
+    /// A round of reads succeeded.
+    Read,
+    /// Nothing follows it any more: it is closed.
+    Closed,
 }

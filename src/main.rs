@@ -135,8 +135,13 @@ fn run(args: &Args) -> u8 {
         Vec::new()
     });
 
+    let published = status::Published::default();
+    match config.status.0 {
+        Some(address) => status::server::start(address, published.clone()),
+        None => log::info!("status: off (proxymgr.yml)"),
+    }
     let watchers = watcher::Context { sessions: Arc::new(zk::Sessions::new(events.clone())), events };
-    match reconcile::run(args.config.clone(), config, binary, handed, inbox, watchers) {
+    match reconcile::run(args.config.clone(), config, binary, handed, inbox, watchers, published) {
         Outcome::Stopped => {
             log::info!("stopped");
             0

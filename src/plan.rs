@@ -146,6 +146,26 @@ impl ReloadReason {
     }
 }
 
+impl ReloadReason {
+    /// Its kind, as a metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReloadReason::FirstStart => "first_start",
+            ReloadReason::HeadChanged => "head_changed",
+            ReloadReason::ServiceAdded(_) => "service_added",
+            ReloadReason::ServiceRemoved(_) => "service_removed",
+            ReloadReason::Reshaped(_) => "service_reshaped",
+            ReloadReason::ServerOptionsChanged { .. } => "server_options_changed",
+            ReloadReason::NoDynamicServers { .. } => "no_dynamic_servers",
+            ReloadReason::TooOldToAdd { .. } => "too_old_to_add",
+            ReloadReason::NoSlotLeft { .. } => "no_slot_left",
+            ReloadReason::ByReload { .. } => "by_reload",
+            ReloadReason::DynamicRefused(_) => "dynamic_refused",
+            ReloadReason::RuntimeFailed(_) => "runtime_failed",
+        }
+    }
+}
+
 impl fmt::Display for ReloadReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -256,6 +276,20 @@ pub enum Step {
         service: String,
         server: String,
     },
+}
+
+impl Step {
+    /// Its kind, as a metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Disable { .. } => "disable",
+            Step::Enable { .. } => "enable",
+            Step::Reweight { .. } => "weight",
+            Step::Add { .. } => "add",
+            Step::Fill { .. } => "fill",
+            Step::Delete { .. } => "delete",
+        }
+    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

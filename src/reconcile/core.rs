@@ -29,6 +29,7 @@ use crate::plan::{effective_weight, plan, Desired, ReloadReason, Running, Runnin
 use crate::service::{Server, ServiceSpec};
 use crate::slots;
 use crate::state::SavedService;
+use crate::status;
 
 use super::hold::{Holding, Policy};
 use super::messages::{Action, CommandFailure, Generations, HandOverFailure, Input, StartFailure};
@@ -38,12 +39,14 @@ use super::services::{changes, Services};
 mod converge;
 mod drift;
 mod hold;
+mod observe;
 mod pacing;
 mod registry;
 mod render;
 mod start;
 
 use converge::{After, Carried, Steps};
+use observe::Observed;
 use registry::Following;
 use start::{Launch, Phase};
 
@@ -170,6 +173,10 @@ pub struct Core {
     /// Whether a hand-over was asked for and its outcome is not in yet: nothing else is taken meanwhile.
     handing_over: bool,
     outcome: Option<Outcome>,
+    /// What the core shows of itself (`observe.rs`).
+    observed: Observed,
+    /// HAProxy's version as `haproxy -v` gives it, for the status.
+    binary_version: String,
 }
 
 impl Core {
@@ -231,6 +238,8 @@ impl Core {
             actions,
             handing_over: false,
             outcome: None,
+            observed: Observed::default(),
+            binary_version: binary.version_text.clone(),
         }
     }
 
@@ -291,6 +300,7 @@ impl Core {
             self.holding.next_end(),
             state,
             file,
+            self.publish_due(),
         ]
         .into_iter()
         .flatten()
@@ -313,7 +323,15 @@ impl Core {
         if matches!(input, Input::Services { .. } | Input::Servers { .. } | Input::ConfigRead(_)) {
             self.pending_since.get_or_insert(now);
         }
+        if matches!(input, Input::Services { .. } | Input::Servers { .. }) {
+            self.observed.reported(now);
+        }
+        // Whether the state file was written shows nowhere.
+        if !matches!(input, Input::StateSaved(_)) {
+            self.observe_change();
+        }
         match input {
+            Input::Session { ensemble, news } => self.observed.session(ensemble, news, now),
             Input::Services { source, services } => {
                 if source == self.source {
                     self.registry = Some(services);
@@ -358,7 +376,9 @@ impl Core {
             }
             Input::Started { pid } => self.started(pid, now),
             Input::StartFailed(failure) => {
-                self.launch = None;
+                if let Some(launch) = self.launch.take() {
+                    self.observed.reloaded(&launch.reasons, status::ReloadResult::Failed, None, now);
+                }
                 if let StartFailure::Spawn { .. } = failure {
                     self.schedule_restart(now);
                 }
@@ -383,6 +403,8 @@ impl Core {
             }
         }
         self.resume(now);
+        // Here too, not only at the tick: an outcome that comes after it must not leave a publication overdue.
+        self.publish(now);
     }
 
     /// A batch of inputs is in, or a wake came: does what is due.
@@ -403,6 +425,7 @@ impl Core {
         self.end_holds(now);
         self.converge(now);
         self.save_state(now);
+        self.publish(now);
     }
 
     /// The desired state as the planner reads it, borrowed from the services (see `Services::desired`).

@@ -119,6 +119,16 @@ impl Hold {
         self.held.as_ref().map(|held| held.until)
     }
 
+    /// The removed servers the hold under way keeps in rotation; none when no hold is under way.
+    pub fn kept(&self) -> &[Server] {
+        self.held.as_ref().map_or(&[], |held| &held.kept)
+    }
+
+    /// The registry's last set, as it reported it (without the servers a hold keeps); None before its first.
+    pub fn registry(&self) -> Option<&Arc<Vec<Server>>> {
+        self.reported.as_ref()
+    }
+
     /// A report of the watcher `generation` at `now`: the set to serve (the registry's, with the removed servers
     /// a hold keeps) and what was decided.
     pub fn report(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, HaproxyConfig, ServiceConfigSource};
+use crate::event::SessionNews;
 use crate::haproxy::command::{Command, Refusal};
 pub use crate::haproxy::instance::{HandOverFailure, StartFailure};
 use crate::haproxy::listeners::ListenerError;
@@ -34,6 +35,11 @@ pub enum Input {
         service: String,
         generation: u64,
         servers: Arc<Vec<Server>>,
+    },
+    /// News of a registry session (see `Event::Session`): only shown, never acted on.
+    Session {
+        ensemble: String,
+        news: SessionNews,
     },
     /// SIGTERM or SIGINT.
     Terminate,
@@ -153,4 +159,6 @@ pub enum Action {
     /// keeper that waits for the next proxymgr beside the state file. Answered by `Input::HandedOver`; on
     /// success nothing follows.
     HandOver { state_file: PathBuf, services: BTreeMap<String, SavedService> },
+    /// Show this status from now on (`/status`, `/metrics`, the page); nothing answers.
+    Publish(Arc<crate::status::Status>),
 }

@@ -17,7 +17,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{never, select, Receiver};
 
@@ -27,6 +27,7 @@ use crate::haproxy::instance::Instance;
 use crate::haproxy::process::Binary;
 use crate::registry;
 use crate::state::State;
+use crate::status::Published;
 use crate::watcher::{self, Watcher};
 
 use self::core::Core;
@@ -42,13 +43,15 @@ pub fn run(
     handed: Vec<OwnedFd>,
     events: Receiver<Event>,
     context: watcher::Context,
+    published: Published,
 ) -> Outcome {
     let saved = State::load(&config.state_file).unwrap_or_default();
     let events_out = context.events.clone();
     let mut instance =
         Instance::new(binary.clone(), config.haproxy.clone(), &saved.haproxy_pids, handed, events_out);
-    let mut sources = Sources { config_file, context, source: None, watchers: BTreeMap::new() };
+    let mut sources = Sources { config_file, context, source: None, watchers: BTreeMap::new(), published };
     let mut core = Core::new(config, &binary, saved.services, Instant::now(), Instant::now);
+    core.set_epoch(Instant::now(), SystemTime::now());
     execute_all(&mut core, &mut instance, &mut sources);
     loop {
         let timer = core.next_wake().map(crossbeam_channel::at).unwrap_or_else(never);
@@ -65,6 +68,8 @@ pub fn run(
             let Ok(event) = events.try_recv() else { break };
             feed(&mut core, &mut instance, &mut sources, input_of(event));
         }
+        // The wall clock read afresh, so that the status's Unix times follow its adjustments.
+        core.set_epoch(Instant::now(), SystemTime::now());
         core.tick(Instant::now());
         execute_all(&mut core, &mut instance, &mut sources);
         if let Some(outcome) = core.outcome() {
@@ -86,6 +91,7 @@ fn input_of(event: Event) -> Input {
         Event::Signal(Signal::HandOver) => Input::HandOver,
         Event::Signal(Signal::Child) => Input::Child,
         Event::ThreadDied { thread, reason } => Input::ThreadDied { thread, reason },
+        Event::Session { ensemble, news } => Input::Session { ensemble, news },
     }
 }
 
@@ -173,6 +179,10 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             instance.stop(timeout, save);
             return None;
         }
+        Action::Publish(status) => {
+            sources.published.publish(status);
+            return None;
+        }
         Action::HandOver { state_file, services } => {
             // Watchers and the source stop when their handles drop: the next proxymgr reads the registry afresh.
             sources.watchers.clear();
@@ -182,13 +192,14 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
     })
 }
 
-/// Where services and servers come from: the `service_config` source and each service's watcher, which stop
-/// when their handles here are dropped.
+/// What the loop drives besides HAProxy: where services and servers come from (the `service_config` source
+/// and each service's watcher, which stop when their handles here are dropped), and where the status goes.
 struct Sources {
     config_file: PathBuf,
     context: watcher::Context,
     source: Option<registry::Source>,
     watchers: BTreeMap<String, Watcher>,
+    published: Published,
 }
 
 impl Sources {

@@ -207,6 +207,8 @@ struct Entry {
     /// Its service's server options then.
     shared: Vec<String>,
     out: bool,
+    /// HAProxy's words, for what proxymgr shows of itself.
+    reason: String,
 }
 
 /// The servers held out or sent by reload, and the service specs HAProxy rejected.
@@ -222,16 +224,45 @@ pub struct Quarantine {
 static NONE: BTreeSet<String> = BTreeSet::new();
 
 impl Quarantine {
-    /// Holds `server` of `service` out (`out`) or sends it by reload, until it or the service's server options
-    /// change. Returns false when it already was.
-    pub fn hold(&mut self, service: &str, spec: &ServiceSpec, server: &Server, out: bool) -> bool {
-        let entry = Entry { server: server.clone(), shared: spec.server_options.clone(), out };
+    /// Holds `server` of `service` out (`out`) or sends it by reload, for HAProxy's `reason`, until it or the
+    /// service's server options change. Returns false when it already was.
+    pub fn hold(
+        &mut self,
+        service: &str,
+        spec: &ServiceSpec,
+        server: &Server,
+        out: bool,
+        reason: &str,
+    ) -> bool {
+        let entry = Entry {
+            server: server.clone(),
+            shared: spec.server_options.clone(),
+            out,
+            reason: reason.to_string(),
+        };
         let name = server.name();
         if !out {
             self.by_reload.entry(service.to_string()).or_default().insert(name.clone());
         }
         let entries = self.servers.entry(service.to_string()).or_default();
-        entries.insert(name, entry.clone()) != Some(entry)
+        let before = entries.insert(name, entry.clone());
+        before.map_or(true, |b| (b.server, b.shared, b.out) != (entry.server, entry.shared, entry.out))
+    }
+
+    /// The servers of `service` held out, by name, with HAProxy's reason.
+    pub fn held_out(&self, service: &str) -> impl Iterator<Item = (&str, &str)> {
+        let entries = self.servers.get(service).into_iter().flatten();
+        entries.filter(|(_, e)| e.out).map(|(name, e)| (name.as_str(), e.reason.as_str()))
+    }
+
+    /// Whether HAProxy rejected some service's current spec.
+    pub fn any_spec_rejected(&self) -> bool {
+        !self.specs.is_empty()
+    }
+
+    /// Whether HAProxy rejected `service`'s current spec (the one it served last stands in for it).
+    pub fn spec_rejected(&self, service: &str) -> bool {
+        self.specs.contains_key(service)
     }
 
     /// `reported` without the servers held out, and forgetting those that changed (or left): they are tried
@@ -427,18 +458,23 @@ mod tests {
         let web = spec(&["check"]);
         let (good, bad) = (server(1, &[]), server(2, &["chekc"]));
         let reported = Arc::new(vec![good.clone(), bad.clone()]);
-        assert!(q.hold("web", &web, &bad, true));
-        assert!(!q.hold("web", &web, &bad, true), "held already");
+        assert!(q.hold("web", &web, &bad, true, "refused"));
+        assert!(!q.hold("web", &web, &bad, true, "refused"), "held already");
+        assert_eq!(
+            q.held_out("web").collect::<Vec<_>>(),
+            [("10.0.0.1:2", "refused")],
+            "shown with the reason"
+        );
         let (servers, again) = q.admit("web", &web, &reported);
         assert_eq!((servers.as_slice(), again.len()), (&[good.clone()][..], 0));
         let fixed = Arc::new(vec![good.clone(), server(2, &["check"])]);
         let (servers, again) = q.admit("web", &web, &fixed);
         assert!(Arc::ptr_eq(&servers, &fixed) && again == ["10.0.0.1:2"], "its registration changed");
-        q.hold("web", &web, &bad, true);
+        q.hold("web", &web, &bad, true, "refused");
         let (servers, _) = q.admit("web", &spec(&["check", "inter 1s"]), &reported);
         assert_eq!(servers.len(), 2, "the service's server options changed");
         // By reload: served, and named for the planner, until it changes.
-        q.hold("web", &web, &bad, false);
+        q.hold("web", &web, &bad, false, "refused");
         assert!(q.by_reload("web").contains("10.0.0.1:2"));
         assert_eq!(q.admit("web", &web, &reported).0.len(), 2);
         q.admit("web", &web, &Arc::new(vec![good]));

@@ -1,12 +1,14 @@
 //! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//! - `server.rs`: the HTTP endpoint that serves it, on threads of its own.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
 mod model;
+pub mod server;
 
 use std::sync::{Arc, Mutex};
 

@@ -24,7 +24,7 @@ use super::read::{Readers, Stalled};
 use super::tree::{path_of, Answer, Call, Note, Owner, Trees};
 use super::Error;
 use crate::backoff::Backoff;
-use crate::event::Event;
+use crate::event::{Event, SessionNews};
 use crate::threads;
 
 /// The session timeout we ask for; ZooKeeper clamps it to 2..20 × its tickTime.
@@ -72,9 +72,10 @@ impl Sessions {
         .ok_or_else(|| Error::NoFollower { ensemble: ensemble.to_string() })?;
         let (inbox_tx, inbox) = crossbeam_channel::unbounded();
         let link = Arc::new(Mutex::new(Link::Starting(Instant::now())));
-        let client = new_client(ensemble, 0, &inbox_tx, &link)?;
+        let client = new_client(ensemble, 0, &inbox_tx, &link, &self.events)?;
         let _ = start.send(Follower {
             ensemble: ensemble.to_string(),
+            events: self.events.clone(),
             generation: 0,
             readers: readers(&client.zk, &inbox_tx),
             unwatch: Vec::new(),
@@ -219,10 +220,15 @@ fn new_client(
     generation: u64,
     inbox: &Sender<Message>,
     link: &Arc<Mutex<Link>>,
+    events: &Sender<Event>,
 ) -> Result<Client, Error> {
     let zk = ZooKeeper::connect(ensemble, SESSION_TIMEOUT, |_: WatchedEvent| {})
         .map_err(|source| Error::Connect { ensemble: ensemble.to_string(), source })?;
     let (inbox, link, name) = (inbox.clone(), link.clone(), ensemble.to_string());
+    let events = events.clone();
+    let tell = move |name: &str, news| {
+        let _ = events.send(Event::Session { ensemble: name.to_string(), news });
+    };
     let seen = Arc::new(Mutex::new(Seen { state: ZkState::Connecting, connected: false, retired: false }));
     let listener_seen = seen.clone();
     zk.add_listener(move |state| {
@@ -248,6 +254,7 @@ fn new_client(
                     Link::Up => {}
                 }
                 *link = Link::Up;
+                tell(&name, SessionNews::Connected);
                 if seen.connected {
                     let _ = inbox.send(Message::Reconnected { generation });
                 }
@@ -257,11 +264,13 @@ fn new_client(
                 if let Link::Up = *link {
                     *link = Link::Down(Instant::now());
                 }
+                tell(&name, SessionNews::Lost);
                 log::warn!("zookeeper {name}: session closed; starting a new one, serving the last known state meanwhile");
                 let _ = inbox.send(Message::Expired { generation });
             }
             (ZkState::Connecting, Link::Up) => {
                 *link = Link::Down(Instant::now());
+                tell(&name, SessionNews::Lost);
                 log::warn!("zookeeper {name}: connection lost; serving the last known state until it is back");
             }
             _ => {}
@@ -334,6 +343,8 @@ fn make(client: &ZooKeeper, inbox: &Sender<Message>, call: Call) -> Answer {
 /// The thread of one session: owns its client (and renews it), every tree on it and their owners.
 struct Follower {
     ensemble: String,
+    /// The reconciler's channel, for news of the session (what proxymgr shows of itself).
+    events: Sender<Event>,
     /// The client and its generation, which goes up with every renewal.
     generation: u64,
     client: Client,
@@ -403,11 +414,16 @@ impl Follower {
     /// call returns.
     fn close(self) {
         log::info!("zookeeper {}: followed by nothing any more; closing its session", self.ensemble);
+        self.tell(SessionNews::Closed);
         let client = self.client.retire();
         drop(self.readers);
         // On this thread, which has nothing else to do: it ends once the client is closed. A client that never
         // connected fails its close (ConnectionLoss) once the crate gives the attempt up; nothing to tell.
         let _ = client.close();
+    }
+
+    fn tell(&self, news: SessionNews) {
+        let _ = self.events.send(Event::Session { ensemble: self.ensemble.clone(), news });
     }
 
     fn note(&mut self, message: Message) {
@@ -479,6 +495,7 @@ impl Follower {
         let Some(e) = first_error else {
             self.failing = None;
             self.backoff.reset();
+            self.tell(SessionNews::Read);
             return;
         };
         // A client that fails for longer than a session lasts while it says it is connected is as good as
@@ -515,8 +532,9 @@ impl Follower {
         if generation != self.generation {
             return;
         }
-        match new_client(&self.ensemble, generation + 1, &self.inbox_tx, &self.link) {
+        match new_client(&self.ensemble, generation + 1, &self.inbox_tx, &self.link, &self.events) {
             Ok(client) => {
+                self.tell(SessionNews::Renewed);
                 log::info!("zookeeper {}: new client (generation {})", self.ensemble, generation + 1);
                 self.generation = generation + 1;
                 self.readers = readers(&client.zk, &self.inbox_tx);

@@ -97,7 +97,15 @@ impl Proxymgr {
     ) -> Proxymgr {
         let dir = temp_dir("proxymgr-");
         let config_path = dir.path().join("proxymgr.yml");
-        let yaml = config(dir.path());
+        let mut yaml = config(dir.path());
+        // The status endpoint gets a port of its own: two tests must never read each other's status (nor
+        // fight for the default port).
+        if !yaml.starts_with("status:") && !yaml.contains("\nstatus:") {
+            if !yaml.ends_with('\n') {
+                yaml.push('\n');
+            }
+            yaml.push_str(&format!("status: 127.0.0.1:{}\n", super::reserve_port()));
+        }
         fs::write(&config_path, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let child = spawn(dir.path(), &command);
         Proxymgr {
@@ -136,6 +144,56 @@ impl Proxymgr {
     /// The config file proxymgr reads: `<dir>/proxymgr.yml`.
     pub fn config_path(&self) -> PathBuf {
         self.dir().join("proxymgr.yml")
+    }
+
+    /// Where its status endpoint listens, as its proxymgr.yml says (`launch` gives each one a port of its own);
+    /// None when it is off.
+    pub fn status_address(&self) -> Option<std::net::SocketAddr> {
+        let yaml = fs::read_to_string(self.config_path()).unwrap_or_default();
+        let line = yaml.lines().find_map(|l| l.strip_prefix("status:"))?;
+        line.trim().trim_matches('"').parse().ok()
+    }
+
+    /// GET `path` from its status endpoint: the status code and the body; None while nothing answers.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        super::fetch(self.status_address()?, path)
+    }
+
+    /// `/status`, parsed; None while nothing answers or the body is not JSON.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let (code, body) = self.http_get("/status")?;
+        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// Waits until `/status` satisfies `check`, and returns it. Panics at the deadline with the last one seen.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = None;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.status_json() {
+                if check(&status) {
+                    return status;
+                }
+                last = Some(status);
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for /status to show {what}; the last one: {last:#?}\nlog:\n{}", tail(&self.log(), 4000));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `proxymgr status -c <its proxymgr.yml>`: the exit code and what it printed.
+    pub fn status_command(&self) -> (i32, String) {
+        let config = self.config_path();
+        let output = run_proxymgr(&["status", "-c", &config.display().to_string()]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code().unwrap_or(-1), text)
     }
 
     /// The pids of every running `haproxy` process whose arguments mention this fixture's directory (its

@@ -24,6 +24,8 @@ pub(super) struct Converging {
     /// The services whose servers were compared; None for every one.
     pub(super) changed: Option<BTreeSet<String>>,
     pub(super) steps: usize,
+    /// Since when the registry changes this converge brings waited.
+    pub(super) changes_since: Option<Instant>,
     pub(super) plan_time: Duration,
     pub(super) render_time: Duration,
 }
@@ -94,6 +96,7 @@ impl Core {
             awaiting,
             changed: (!servers_all).then_some(dirty),
             steps: plan.steps.len(),
+            changes_since: self.observed.take_changed_since(),
             plan_time,
             render_time,
         };
@@ -120,6 +123,7 @@ impl Core {
         };
         let Work::Steps(steps) = &mut self.work else { return };
         let Some(step) = steps.sent.take() else { return };
+        self.observed.ran(&step, &result);
         match result {
             Ok(()) => {
                 if let Some(running) = self.running.as_mut() {
@@ -178,7 +182,11 @@ impl Core {
 
     /// The end of a converge, once its steps are carried out: rewrite the file, or wait for a reload, or reload.
     pub(super) fn converged(&mut self, converging: Converging, carried: Carried, now: Instant) {
-        let Converging { mut reasons, awaiting, changed, steps, plan_time, render_time } = converging;
+        let Converging { mut reasons, awaiting, changed, steps, changes_since, plan_time, render_time } =
+            converging;
+        if let Some(since) = changes_since.filter(|_| carried.applied > 0) {
+            self.observed.applied(since, now);
+        }
         // The changed services' server lines, for the file: after HAProxy got the change, not before. (With
         // slots they are rendered as the file is written: they change with the serving process too.)
         let started = (self.measure)();
@@ -202,7 +210,7 @@ impl Core {
         for (service, server, how, reason) in carried.servers {
             let Some(s) = self.services.map.get(&service) else { continue };
             let out = how == Refused::Server;
-            if self.quarantine.hold(&service, &s.spec, &server, out) {
+            if self.quarantine.hold(&service, &s.spec, &server, out, &reason) {
                 let origin = server.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
                 let what = if out { "held out until its registration changes" } else { "it goes by reload" };
                 log::warn!("service {service}: server {server}{origin}: {reason}; {what}");

@@ -77,6 +77,7 @@ impl Core {
                     state(ready)
                 ),
             }
+            self.observed.counters.drift_corrections += 1;
             // HAProxy's word on its state and weight; its options are what proxymgr last gave it.
             let options = believed.get(&server).map(|b| b.options.clone()).unwrap_or_default();
             let running = RunningServer { weight: Some(status.weight), options, ready, slot };
@@ -84,6 +85,7 @@ impl Core {
         }
         for server in believed.keys().filter(|s| !service.servers.contains_key(*s)) {
             log::warn!("drift: service {name} server {server} is missing from HAProxy");
+            self.observed.counters.drift_corrections += 1;
         }
     }
 

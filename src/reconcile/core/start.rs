@@ -3,6 +3,7 @@
 //! it changes).
 
 use super::*;
+use crate::status::ReloadResult;
 
 /// Where reloading stands.
 pub(super) enum Phase {
@@ -28,6 +29,9 @@ pub(super) struct Starting {
     pub(super) since: Instant,
     pub(super) next_poll: Instant,
     pub(super) asked: bool,
+    pub(super) reasons: Vec<ReloadReason>,
+    /// Since when the registry changes it brings waited; None for a start that brings none (the first).
+    pub(super) changes_since: Option<Instant>,
 }
 
 /// A start asked of the executor, until it says whether the process runs.
@@ -38,13 +42,16 @@ pub(super) struct Launch {
     pub(super) slots: BTreeMap<String, slots::Layout>,
     pub(super) ports: BTreeSet<u16>,
     pub(super) skeleton: String,
+    pub(super) reasons: Vec<ReloadReason>,
+    pub(super) changes_since: Option<Instant>,
 }
 
 impl Core {
     /// Asks for a new process on the whole desired config, which tells the serving ones to finish once it serves.
     pub(super) fn reload(&mut self, reasons: Vec<ReloadReason>) {
         self.phase = Phase::Idle;
-        self.pending_since = None;
+        let first = reasons.contains(&ReloadReason::FirstStart);
+        let changes_since = self.pending_since.take().filter(|_| !first);
         self.enforce_cap();
         let slots = self.slot_layouts(true);
         let (text, layout) = self.candidate_text(&slots);
@@ -55,12 +62,18 @@ impl Core {
                 ports.insert(service.spec.port);
             }
         }
-        self.launch = Some(Launch { layout, slots, ports, skeleton: self.skeleton() });
+        let launch_reasons = reasons.clone();
+        let skeleton = self.skeleton();
+        self.launch = Some(Launch { layout, slots, ports, skeleton, reasons: launch_reasons, changes_since });
         self.actions.push_back(Action::Start { text, fds, reasons });
     }
 
     pub(super) fn started(&mut self, pid: u32, now: Instant) {
-        let Some(Launch { layout, slots, ports, skeleton }) = self.launch.take() else { return };
+        let Some(Launch { layout, slots, ports, skeleton, reasons, changes_since }) = self.launch.take()
+        else {
+            return;
+        };
+        self.observed.reloading(&reasons, now);
         // What it runs, modelled once it started rather than before: 8-10 ms at 1000 services × 50 servers that
         // HAProxy spends starting on the other core meanwhile. Nothing changed since `reload`: a start's outcome
         // comes back before any other input.
@@ -70,8 +83,19 @@ impl Core {
         self.born.insert(pid, now);
         self.restart_due = None;
         let next_poll = now + START_POLL;
-        let starting =
-            Starting { pid, state, specs, layout, ports, skeleton, since: now, next_poll, asked: false };
+        let starting = Starting {
+            pid,
+            state,
+            specs,
+            layout,
+            ports,
+            skeleton,
+            since: now,
+            next_poll,
+            asked: false,
+            reasons,
+            changes_since,
+        };
         self.phase = Phase::Starting(Box::new(starting));
         // The new pid must reach the state file before anything else: a proxymgr killed now must be able to
         // take it over.
@@ -97,6 +121,7 @@ impl Core {
         }
         let Phase::Starting(starting) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         // HAProxy serves it: now it is haproxy.cfg.
+        self.observed.reloaded(&starting.reasons, ReloadResult::Served, starting.changes_since, now);
         self.actions.push_back(Action::Accept);
         self.rejected = None;
         self.file_stale = false;
@@ -160,7 +185,7 @@ impl Core {
                     let Some(found) = s.servers.iter().find(|s| s.name() == server).cloned() else {
                         continue;
                     };
-                    if self.quarantine.hold(&service, &s.spec, &found, true) {
+                    if self.quarantine.hold(&service, &s.spec, &found, true, &reason) {
                         let origin = found.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
                         log::error!(
                             "service {service}: server {server}{origin}: HAProxy rejects it: {reason}; \
@@ -209,6 +234,8 @@ impl Core {
         let Phase::Starting(starting) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         match result {
             Err(reason) => {
+                self.observed.reloaded(&starting.reasons, ReloadResult::Rejected, None, now);
+                self.observed.rejected(reason.to_string(), now);
                 self.actions.push_back(Action::Reject { reason: reason.to_string() });
                 // The serving process's state is what it was; the pids are back to what they were.
                 self.dirty_all = true;
@@ -224,6 +251,7 @@ impl Core {
                 }
             }
             Ok(()) => {
+                self.observed.reloaded(&starting.reasons, ReloadResult::Failed, None, now);
                 self.actions.push_back(Action::Accept);
                 self.crashed(pid, &how, ran, now);
             }

@@ -233,10 +233,15 @@ impl Story {
         Story::with_binary(CONFIG, BTreeMap::new(), &binary)
     }
 
+    /// With `yaml` as proxymgr.yml; its status endpoint is off unless `yaml` says otherwise, so that the
+    /// stories of other concerns see no `Publish`.
     fn with_binary(yaml: &str, saved: BTreeMap<String, SavedService>, binary: &Binary) -> Story {
-        let config = Config::parse(Path::new("proxymgr.yml"), yaml).unwrap();
+        let yaml =
+            if yaml.contains("\nstatus:") { yaml.to_string() } else { format!("{yaml}\nstatus: off\n") };
+        let config = Config::parse(Path::new("proxymgr.yml"), &yaml).unwrap();
         let t0 = Instant::now();
-        let core = Core::new(config, binary, saved, t0, Instant::now);
+        let mut core = Core::new(config, binary, saved, t0, Instant::now);
+        core.set_epoch(t0, std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let mut story = Story { core, world: World::default(), t0 };
         let first = story.drain(0);
         assert!(matches!(&first[..], [Action::FollowSource { generation: 0, .. }]), "{first:?}");
@@ -362,6 +367,7 @@ fn kinds(actions: &[Action]) -> Vec<&'static str> {
             Action::SaveState { .. } => "SaveState",
             Action::Stop { .. } => "Stop",
             Action::HandOver { .. } => "HandOver",
+            Action::Publish(_) => "Publish",
         })
         .collect()
 }
@@ -425,6 +431,7 @@ mod deaths;
 mod drift;
 mod first_start;
 mod hold;
+mod observe;
 mod quarantine;
 mod registry;
 mod rejected;

@@ -1,0 +1,189 @@
+//! The status endpoint: a small synchronous HTTP server (`tiny_http`) on threads of its own, serving the last
+//! published [`Status`] as `/status` (JSON), `/metrics` (Prometheus' text format) and `/` (the page).
+//!
+//! It never waits on the reconciler: it reads the last `Status` published, and renders each view of it once
+//! per publication (`/metrics` and the page, which show ages, at most once a second), however often it is
+//! scraped. It is read-only: any method but GET and HEAD is refused with 405.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use super::{Published, Status};
+
+/// How often a port that could not be bound (another program holds it, or the proxymgr handing over to this
+/// one still does) is tried again.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+/// Threads answering requests: a slow reader of a large `/status` does not hold up a scrape.
+const WORKERS: usize = 2;
+/// The longest a rendered view that shows ages is served again.
+const AGE_LIMIT: Duration = Duration::from_secs(1);
+
+/// The views the endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Status,
+    Metrics,
+    Page,
+}
+
+impl View {
+    fn of(path: &str) -> Option<View> {
+        match path.split('?').next().unwrap_or_default() {
+            "/status" => Some(View::Status),
+            "/metrics" => Some(View::Metrics),
+            "/" => Some(View::Page),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            View::Status => "application/json",
+            View::Metrics => "text/plain; version=0.0.4; charset=utf-8",
+            View::Page => "text/html; charset=utf-8",
+        }
+    }
+
+    /// Whether it shows ages, which go stale as time passes even while the status does not change.
+    fn ages(self) -> bool {
+        !matches!(self, View::Status)
+    }
+
+    fn render(self, status: &Status) -> Vec<u8> {
+        let now = unix_now();
+        match self {
+            View::Status => serde_json::to_vec(status).unwrap_or_default(),
+            // Until their modules land.
+            View::Metrics | View::Page => format!("{now}\n").into_bytes(),
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// A view rendered from one publication, and when.
+struct Rendered {
+    status: Arc<Status>,
+    at: Instant,
+    body: Arc<Vec<u8>>,
+}
+
+/// The last rendering of each view.
+#[derive(Default)]
+struct Cache {
+    views: Mutex<Vec<(View, Rendered)>>,
+}
+
+impl Cache {
+    fn get(&self, view: View, status: Arc<Status>) -> Arc<Vec<u8>> {
+        let fresh =
+            |r: &Rendered| Arc::ptr_eq(&r.status, &status) && (!view.ages() || r.at.elapsed() < AGE_LIMIT);
+        {
+            let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, r)) = views.iter().find(|(v, r)| *v == view && fresh(r)) {
+                return r.body.clone();
+            }
+        }
+        // Rendered outside the lock: two requests at once may both render; neither waits.
+        let body = Arc::new(view.render(&status));
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        views.retain(|(v, _)| *v != view);
+        views.push((view, Rendered { status, at: Instant::now(), body: body.clone() }));
+        body
+    }
+}
+
+/// Serves `published` on `address` from now on, on threads of their own. A port that cannot be bound is
+/// logged and tried again every second; nothing else waits for it.
+pub fn start(address: SocketAddr, published: Published) {
+    let spawned = std::thread::Builder::new().name("status".into()).spawn(move || {
+        let Some(server) = bind(address) else { return };
+        log::info!("status: serving /, /status and /metrics on http://{address}/");
+        let (server, cache) = (Arc::new(server), Arc::new(Cache::default()));
+        for n in 1..WORKERS {
+            let (server, cache, published) = (server.clone(), cache.clone(), published.clone());
+            let _ = std::thread::Builder::new()
+                .name(format!("status-{n}"))
+                .spawn(move || answer_all(&server, &cache, &published));
+        }
+        answer_all(&server, &cache, &published);
+    });
+    if let Err(e) = spawned {
+        log::error!("status: cannot create its thread: {e}; serving without the status endpoint");
+    }
+}
+
+fn bind(address: SocketAddr) -> Option<Server> {
+    let mut logged = false;
+    loop {
+        match TcpListener::bind(address)
+            .and_then(|l| Server::from_listener(l, None).map_err(io::Error::other))
+        {
+            Ok(server) => return Some(server),
+            Err(e) if !logged => {
+                log::error!("status: cannot listen on {address}: {e}; trying again every {BIND_RETRY:?}");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(BIND_RETRY);
+    }
+}
+
+fn answer_all(server: &Server, cache: &Cache, published: &Published) {
+    while let Ok(request) = server.recv() {
+        // A bug in a view costs that request, not the endpoint.
+        let answered = catch_unwind(AssertUnwindSafe(|| answer(request, cache, published)));
+        if answered.is_err() {
+            log::error!("status: a request failed (a bug); serving on");
+        }
+    }
+}
+
+fn answer(request: Request, cache: &Cache, published: &Published) {
+    let header = |name: &str, value: &str| Header::from_bytes(name, value).expect("a valid header");
+    let response = match (request.method(), View::of(request.url())) {
+        (Method::Get | Method::Head, Some(view)) => {
+            let body = cache.get(view, published.latest());
+            Response::from_data(body.as_slice()).with_header(header("Content-Type", view.content_type()))
+        }
+        (Method::Get | Method::Head, None) => {
+            Response::from_data(&b"not found: try /, /status or /metrics\n"[..]).with_status_code(404)
+        }
+        _ => Response::from_data(&b"read-only: GET or HEAD only\n"[..])
+            .with_status_code(405)
+            .with_header(header("Allow", "GET, HEAD")),
+    };
+    let response = response.with_header(header("Cache-Control", "no-store"));
+    if let Err(e) = request.respond(response) {
+        log::debug!("status: answering a request: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_has_its_view_and_the_rest_none() {
+        let table = [
+            ("/", Some(View::Page)),
+            ("/status", Some(View::Status)),
+            ("/status?pretty", Some(View::Status)),
+            ("/metrics", Some(View::Metrics)),
+            ("/metrics/", None),
+            ("/admin", None),
+            ("", None),
+        ];
+        for (path, view) in table {
+            assert_eq!(View::of(path), view, "{path:?}");
+        }
+    }
+}

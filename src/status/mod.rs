@@ -1,12 +1,14 @@
 //! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//! - `page.rs`: the page at `/`, a `Status` as HTML for a person, what is wrong first.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
 mod model;
+pub mod page;
 
 use std::sync::{Arc, Mutex};
 

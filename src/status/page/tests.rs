@@ -319,6 +319,13 @@ fn problems_are_found_most_severe_first() {
     assert_eq!(texts[6], "no server in rotation: the registry lists none");
     assert_eq!(texts[7], "no server in rotation: its watcher has not reported yet");
     assert_eq!(texts[8], "not served: port 80 is taken");
+    // A blocked service has no section to link to.
+    let page = render(&status, NOW);
+    at(
+        &page,
+        r#"<li class="problem blocked" data-service="old"><span class="kind">blocked</span> <span class="name">old</span>: not served"#,
+    );
+    at(&page, r##"<a class="name" href="#service-assets">assets</a>: HAProxy rejected its current spec"##);
 }
 
 #[test]
@@ -359,5 +366,62 @@ fn unix_seconds_read_as_utc() {
     ];
     for (unix, expected) in cases {
         assert_eq!(iso_utc(unix), expected, "{unix}");
+    }
+}
+
+/// The branches `troubled` and `healthy` leave out render too (tinytemplate finds a missing field only when it
+/// renders the branch that names it).
+#[test]
+fn every_branch_of_the_template_renders() {
+    let mut status = troubled();
+    status.generations[1].started = Some(NOW - 3600.0);
+    status.registry[1].last_read = None;
+    status.services[1].servers = vec![
+        server("10.0.2.2:80", false, Some(ServerState::Maintenance), Some(Difference::Leaving)),
+        server("10.0.2.3:80", true, None, Some(Difference::PendingReload)),
+        server("10.0.2.4:80", true, None, Some(Difference::Pending)),
+    ];
+    status.services[1].servers[1].registry.as_mut().unwrap().origin = None;
+    status.services[2].servers.clear();
+    status.services[2].watcher_state = WatcherState::Awaiting;
+    let page = render(&status, NOW);
+    for text in [
+        r#"<span class="generation">pid 4100, started <time datetime="2024-05-01T11:00:00Z""#,
+        r#"<td>never</td></tr>"#,
+        r#"<tr class="server leaving" data-server="10.0.2.2:80">"#,
+        "leaving: out of rotation, finishing its connections until the next reload",
+        r#"<tr class="server pending-reload" data-server="10.0.2.3:80"><td class="mono nowrap">10.0.2.3:80</td><td>yes</td>"#,
+        r#"<td class="no" colspan="3">not in HAProxy</td><td class="difference">pending reload: waits for a reload</td>"#,
+        r#"<tr class="server pending" data-server="10.0.2.4:80">"#,
+        "<p>No server in either view.</p>",
+        r#"<dd class="watcher-state awaiting">awaiting its first report</dd>"#,
+    ] {
+        at(&page, text);
+    }
+
+    let bare = Status { version: "0.1.0".to_string(), ..Default::default() };
+    let page = render(&bare, NOW);
+    for text in [
+        r#"<li class="problem no-haproxy"><span class="kind">no-haproxy</span> no HAProxy serves</li>"#,
+        r#"<p class="down">No HAProxy serves.</p>"#,
+        "<p>None since proxymgr started.</p>",
+        "<dt>last read</dt><dd>never</dd>",
+        "<p>No services.</p>",
+    ] {
+        at(&page, text);
+    }
+    assert!(!page.contains("<table class=\"sessions\">"));
+
+    for (result, class) in [
+        (ReloadResult::Starting, "result-starting"),
+        (ReloadResult::Served, "result-served"),
+        (ReloadResult::Rejected, "result-rejected"),
+        (ReloadResult::Failed, "result-failed"),
+    ] {
+        let mut status = healthy();
+        status.last_reload = Some(Reload { at: NOW - 3.0, reasons: vec![], result });
+        let page = render(&status, NOW);
+        at(&page, &format!(r#"<dd class="{class}">"#));
+        at(&page, "<dt>reasons</dt><dd>none given</dd>");
     }
 }

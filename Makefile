@@ -18,18 +18,26 @@ export PATH := $(PATH):/usr/sbin:/sbin
 all: build
 
 # haproxy, ZooKeeper (whose package brings Java), curl (the demo prints a curl command) and systemd for
-# systemd-analyze (the unit's security score; systemd need not run).
+# systemd-analyze (the unit's security score; systemd need not run). And Debian's headless Chromium, which the
+# tests load the status page in (tests/support/browser.rs): the package chromium-headless-shell (Debian 12 has
+# it in bookworm and bookworm-security), its binary /usr/bin/chromium-headless-shell, with fonts-liberation for
+# the page's text. It goes without its Recommends: those are the desktop's (udev, upower, mesa's GPU drivers,
+# a printer dialog, ...), over a hundred packages that a headless shell run with --disable-gpu never loads.
 deps:
-	@missing=""; \
+	@missing=""; lean=""; \
 	command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
 	[ -f /usr/share/java/zookeeper.jar ] || missing="$$missing zookeeper"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
+	command -v chromium-headless-shell >/dev/null 2>&1 || lean="$$lean chromium-headless-shell"; \
+	[ -d /usr/share/fonts/truetype/liberation ] || lean="$$lean fonts-liberation"; \
+	if [ -n "$$missing$$lean" ]; then \
+		echo "installing:$$missing$$lean"; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+		{ [ -z "$$missing" ] || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; } && \
+		{ [ -z "$$lean" ] || \
+		  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$lean; }; \
 	fi
 
 build:

@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{self, http_get, Backend, Zk};
@@ -266,4 +267,82 @@ fn backend_serves_through_haproxy_and_the_runtime_socket_answers() {
 
     let state = support::haproxy_command(&socket, "show servers state web").unwrap();
     assert!(state.contains(" s1 127.0.0.1 "), "{state}");
+}
+
+/// An HTML page served at `/` on a reserved port, by tiny_http on a thread, until dropped; other paths are 404.
+struct StaticPage {
+    port: u16,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StaticPage {
+    fn serve(html: &'static str) -> StaticPage {
+        let listener = support::reserved_listener();
+        let port = listener.local_addr().expect("local_addr of a reserved listener").port();
+        let server = Arc::new(tiny_http::Server::from_listener(listener, None).expect("serve on a listener"));
+        let thread = std::thread::Builder::new()
+            .name("static-page".to_string())
+            .spawn({
+                let server = Arc::clone(&server);
+                move || {
+                    let html_type = tiny_http::Header::from_bytes("Content-Type", "text/html; charset=utf-8")
+                        .expect("a valid header");
+                    for request in server.incoming_requests() {
+                        let response = if request.url() == "/" {
+                            tiny_http::Response::from_string(html).with_header(html_type.clone())
+                        } else {
+                            tiny_http::Response::from_string("not found").with_status_code(404)
+                        };
+                        let _ = request.respond(response);
+                    }
+                }
+            })
+            .expect("spawn the page's thread");
+        StaticPage { port, server, thread: Some(thread) }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for StaticPage {
+    fn drop(&mut self) {
+        // Ends incoming_requests(); the server itself closes when its last Arc goes.
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn chromium_dumps_the_dom_it_built_from_a_served_page() {
+    if !support::require("chromium") {
+        return;
+    }
+    let page = StaticPage::serve("Caf&eacute; &amp; <b id=\"bold\">tea");
+    let dom = support::browser::dump_dom(&page.url());
+    // Only a parser gives this: the html, head and body elements put around bare text, the entity decoded
+    // (and `&` written back as the markup needs it), the unclosed <b> closed.
+    assert!(
+        dom.contains("<html><head></head><body>Café &amp; <b id=\"bold\">tea</b></body></html>"),
+        "{dom}"
+    );
+}
+
+#[test]
+fn chromium_screenshots_a_served_page_at_the_window_size() {
+    if !support::require("chromium") {
+        return;
+    }
+    let page = StaticPage::serve("<p style=\"font-size: 40px\">proxymgr</p>");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("page.png");
+    support::browser::screenshot(&page.url(), &path, 640, 360);
+    let png = std::fs::read(&path).expect("read the screenshot");
+    // The IHDR chunk, first after the signature: width and height, big-endian, at bytes 16 and 20.
+    let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().expect("four bytes"));
+    assert_eq!((size(16), size(20)), (640, 360));
 }

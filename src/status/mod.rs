@@ -1,6 +1,7 @@
 //! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//! - `page.rs`: the page at `/`, a `Status` as HTML for a person, what is wrong first.
 //! - `server.rs`: the HTTP endpoint that serves it, on threads of its own.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
@@ -8,6 +9,7 @@
 //! reconciler, and sends it nothing.
 
 mod model;
+pub mod page;
 pub mod server;
 
 use std::sync::{Arc, Mutex};

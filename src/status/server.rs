@@ -58,8 +58,9 @@ impl View {
         let now = unix_now();
         match self {
             View::Status => serde_json::to_vec(status).unwrap_or_default(),
-            // Until their modules land.
-            View::Metrics | View::Page => format!("{now}\n").into_bytes(),
+            View::Page => super::page::render(status, now).into_bytes(),
+            // Until its module lands.
+            View::Metrics => format!("{now}\n").into_bytes(),
         }
     }
 }

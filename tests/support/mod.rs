@@ -1,6 +1,6 @@
 //! Test fixtures: a real ZooKeeper (a standalone server or a quorum ensemble), tiny HTTP backends, a TCP relay a
 //! test can cut, the proxymgr daemon and bounded load loops, each started on a port picked at run time and
-//! cleaned up on `Drop`, plus deadline-bound waits.
+//! cleaned up on `Drop`, plus deadline-bound waits, and a headless browser that loads a page (`browser.rs`).
 //!
 //! Ports: every port a test uses comes from `reserve_port()` (a port to give to ZooKeeper, a service, ...) or
 //! `reserved_listener()` (a socket already listening, for backends and relays), never from `bind(0)` or a
@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 mod backend;
+pub mod browser;
 pub mod load;
 mod ports;
 mod proxymgr;
@@ -53,12 +54,14 @@ pub fn port_is_free(port: u16) -> bool {
 }
 
 /// True when `tool` is installed: an executable of that name on `PATH`, for `"zookeeper"` java on `PATH` and
-/// `/usr/share/java/zookeeper.jar`, and for `"haproxy"` the binary `haproxy()` names. When it is missing, panics
-/// if `PROXYMGR_TEST_REQUIRE=1`, else prints `skipping: <tool> not installed` and returns false.
+/// `/usr/share/java/zookeeper.jar`, for `"haproxy"` the binary `haproxy()` names, and for `"chromium"` one of
+/// `browser::BINARIES` on `PATH`. When it is missing, panics if `PROXYMGR_TEST_REQUIRE=1`, else prints
+/// `skipping: <tool> not installed` and returns false.
 pub fn require(tool: &str) -> bool {
     let installed = match tool {
         "zookeeper" => find_on_path("java").is_some() && Path::new(zk::ZOOKEEPER_JAR).is_file(),
         "haproxy" => haproxy_installed(),
+        "chromium" => browser::binary().is_some(),
         _ => find_on_path(tool).is_some(),
     };
     if installed {

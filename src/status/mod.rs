@@ -1,11 +1,13 @@
 //! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//! - `metrics.rs`: the `Status` as `/metrics`, in Prometheus' text format.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
+pub mod metrics;
 mod model;
 
 use std::sync::{Arc, Mutex};

@@ -3,8 +3,9 @@
 //!
 //! [`families`] says what each metric is, from the status alone; the `prometheus-client` crate (the Prometheus
 //! project's Rust client) writes them: the `# HELP`/`# TYPE` lines, the `_total` suffix of counters, the
-//! cumulative buckets of histograms and the escaping of label values, which come from the registry and so may
-//! hold anything (`"`, `\`, a newline). The metrics are encoded from values the status already holds, through
+//! cumulative buckets of histograms and the escaping of label values (`"`, `\`, a newline), which come from
+//! outside: service names from the registry (`service::check_name` limits them today; this does not rely on
+//! it), ensembles from proxymgr.yml. The metrics are encoded from values the status already holds, through
 //! a [`Collector`] built for each scrape, rather than kept in the crate's atomic metrics: the reconciler's
 //! counts live in the `Status` it publishes, and one source of truth is enough.
 //!

@@ -98,6 +98,9 @@ pub struct HaproxyConfig {
     /// The most HAProxy processes alive at once, the serving one and the older ones still finishing their
     /// connections; a reload that would pass it stops the oldest at once, cutting their connections. 0: no cap.
     pub max_generations: u32,
+    /// Where HAProxy serves its own Prometheus exporter (`/metrics`, HAProxy 2.0+ built with it); None: not
+    /// rendered.
+    pub prometheus_exporter: Option<std::net::SocketAddr>,
 }
 
 impl Default for HaproxyConfig {
@@ -136,6 +139,7 @@ impl Default for HaproxyConfig {
             reload_interval: 0.5,
             drift_check_interval: 30.0,
             max_generations: 0,
+            prometheus_exporter: None,
         }
     }
 }
@@ -278,6 +282,10 @@ impl Config {
                 "must be UTF-8 with no white space (it goes on a config line)".into(),
             ));
         }
+        if let Some(exporter) = h.prometheus_exporter {
+            check_exporter(exporter, self.status.0)
+                .map_err(|reason| ("haproxy.prometheus_exporter".to_string(), reason))?;
+        }
         if h.path.as_os_str().is_empty() {
             return Err(("haproxy.path".into(), "must not be empty".into()));
         }
@@ -333,6 +341,24 @@ pub fn check_config_line(line: &str) -> Result<(), String> {
     }
     if line.trim().is_empty() {
         return Err("is empty".into());
+    }
+    Ok(())
+}
+
+/// HAProxy's exporter binds `exporter` itself: it needs a port, and not the one proxymgr's status endpoint
+/// listens on (both would bind, with SO_REUSEPORT, and share the connections).
+fn check_exporter(
+    exporter: std::net::SocketAddr,
+    status: Option<std::net::SocketAddr>,
+) -> Result<(), String> {
+    if exporter.port() == 0 {
+        return Err(format!("{exporter} names no port"));
+    }
+    let overlap = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
+    if let Some(status) = status.filter(|s| s.port() == exporter.port() && overlap(s.ip(), exporter.ip())) {
+        return Err(format!(
+            "{exporter} is where proxymgr's status endpoint listens ({status}, the key status)"
+        ));
     }
     Ok(())
 }
@@ -508,6 +534,44 @@ mod tests {
         assert_eq!(c.removal_hold, RemovalHold { threshold_percent: 50, hold_time: 2.5 });
         assert_eq!(c.removal_hold.hold_time(), Duration::from_millis(2500));
         assert_eq!(parse(MINIMAL).unwrap().removal_hold, RemovalHold::default());
+    }
+
+    #[test]
+    fn the_prometheus_exporter_takes_an_address_and_port() {
+        let exporter = |text: &str| parse(&format!("{MINIMAL}{text}")).map(|c| c.haproxy.prometheus_exporter);
+        let at = |text: &str| Ok(Some(text.parse::<std::net::SocketAddr>().unwrap()));
+        let cases = [
+            ("", Ok(None)),
+            ("haproxy:\n  prometheus_exporter: ~\n", Ok(None)),
+            ("haproxy:\n  prometheus_exporter: 127.0.0.1:8405\n", at("127.0.0.1:8405")),
+            ("haproxy:\n  prometheus_exporter: \"[::1]:8405\"\n", at("[::1]:8405")),
+            // Beside the status endpoint: another address, or the endpoint off.
+            ("haproxy:\n  prometheus_exporter: 127.0.0.2:9271\n", at("127.0.0.2:9271")),
+            ("status: off\nhaproxy:\n  prometheus_exporter: 0.0.0.0:9271\n", at("0.0.0.0:9271")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(exporter(text), want, "{text:?}");
+        }
+        let refused = [
+            ("haproxy:\n  prometheus_exporter: 8405\n", "haproxy.prometheus_exporter"),
+            ("haproxy:\n  prometheus_exporter: localhost:8405\n", "haproxy.prometheus_exporter"),
+            (
+                "haproxy:\n  prometheus_exporter: 127.0.0.1:0\n",
+                "haproxy.prometheus_exporter: 127.0.0.1:0 names no port",
+            ),
+            (
+                "haproxy:\n  prometheus_exporter: 0.0.0.0:9271\n",
+                "haproxy.prometheus_exporter: 0.0.0.0:9271 is where proxymgr's status endpoint listens",
+            ),
+            (
+                "status: \"[::]:9300\"\nhaproxy:\n  prometheus_exporter: 10.0.0.1:9300\n",
+                "status endpoint listens ([::]:9300",
+            ),
+        ];
+        for (text, fragment) in refused {
+            let err = exporter(text).unwrap_err();
+            assert!(err.contains(fragment), "{text:?}: {err}");
+        }
     }
 
     #[test]

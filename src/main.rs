@@ -127,6 +127,9 @@ fn run(args: &Args) -> u8 {
     for line in haproxy::capabilities::summary(binary.version) {
         log::info!("HAProxy {major}.{minor}: {line}");
     }
+    for line in caps.unmet(&config.haproxy) {
+        log::warn!("HAProxy {major}.{minor}: {line}");
+    }
 
     // A restart or an upgrade: the proxymgr before this one left HAProxy serving and its listeners with a keeper.
     let socket = haproxy::handover::socket_path(&config.state_file);
@@ -156,6 +159,9 @@ fn run(args: &Args) -> u8 {
 
 /// `--check`: the file parsed and validated; now HAProxy must accept the global and defaults it yields.
 fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
+    for line in haproxy::Capabilities::of(binary.version).unmet(&config.haproxy) {
+        log::warn!("HAProxy {}: {line}", binary.version_text);
+    }
     match haproxy::check_head(&config.haproxy, binary) {
         Ok(()) => {
             println!(

@@ -200,8 +200,14 @@ fn interval(seconds: Option<f64>) -> Result<Duration, SpecError> {
     }
 }
 
-/// HAProxy's rule for proxy and server names: letters, digits, `-`, `_`, `.` and `:`.
+/// HAProxy's rule for proxy and server names: letters, digits, `-`, `_`, `.` and `:`; and not the name of
+/// proxymgr's own frontend, which HAProxy would refuse beside a service's `listen` of the same name.
 pub fn check_name(name: &str) -> Result<(), SpecError> {
+    if name == crate::haproxy::render::EXPORTER_NAME {
+        return Err(SpecError::Invalid(format!(
+            "name {name:?} is proxymgr's own (the frontend of haproxy.prometheus_exporter)"
+        )));
+    }
     if name.is_empty() || name.len() > 100 {
         return Err(SpecError::Invalid(format!("name {name:?} must be 1 to 100 characters long")));
     }
@@ -561,7 +567,7 @@ mod tests {
         for good in ["web", "web-1", "a_b.c:d", "X9"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "we b", "a/b", "a\nb", "é", &"a".repeat(101)] {
+        for bad in ["", "we b", "a/b", "a\nb", "é", &"a".repeat(101), "proxymgr-prometheus"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }

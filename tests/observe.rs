@@ -237,7 +237,7 @@ fn a_held_removal_shows_in_every_view() {
     let web = service(&status, "web");
     assert!(web["hold"]["until"].as_f64().is_some(), "{web:#}");
     assert_eq!(differing(&status, "web", "held").len(), 1, "one of three kept, at 50 %: {web:#}");
-    wait_sample(&pm, "proxymgr_servers", &[("service", "web"), ("state", "held")], 1.0);
+    wait_sample(&pm, "proxymgr_servers_held", &[("service", "web")], 1.0);
     let text = wait_status_command(&pm, 1);
     assert!(text.starts_with("PROXYMGR WARNING") && text.lines().next().unwrap().contains("held"), "{text}");
     let dom = page(&pm);

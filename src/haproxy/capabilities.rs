@@ -7,6 +7,8 @@
 #[cfg(test)]
 use std::fmt::Write;
 
+use crate::config::HaproxyConfig;
+
 /// One thing HAProxy has from a version on, and what proxymgr does with it and without it.
 pub struct Feature {
     pub since: (u32, u32),
@@ -22,10 +24,11 @@ const SET_SERVER_STATE: usize = 0;
 const HARD_STOP_AFTER: usize = 1;
 const INIT_ADDR: usize = 2;
 const SLOTS: usize = 3;
-const ADD_SERVER: usize = 4;
-const IDLE_CLOSE: usize = 5;
+const PROMETHEUS_EXPORTER: usize = 4;
+const ADD_SERVER: usize = 5;
+const IDLE_CLOSE: usize = 6;
 
-pub const FEATURES: [Feature; 6] = [
+pub const FEATURES: [Feature; 7] = [
     Feature {
         since: (1, 6),
         haproxy: "`set server <b>/<s> state ready|maint`, `show servers state`",
@@ -49,6 +52,12 @@ pub const FEATURES: [Feature; 6] = [
         haproxy: "`server-template`, `set server <b>/<s> addr <ip> port <port>`",
         with: "new servers fill spare slots at run time, no reload (where `add server` is missing)",
         without: "every new server takes a reload",
+    },
+    Feature {
+        since: (2, 0),
+        haproxy: "`http-request use-service prometheus-exporter` (in builds with the exporter)",
+        with: "rendered when `haproxy.prometheus_exporter` is set: HAProxy's own metrics at `/metrics` there",
+        without: "not rendered; proxymgr warns at start when `haproxy.prometheus_exporter` is set",
     },
     Feature {
         since: (2, 5),
@@ -84,6 +93,8 @@ pub struct Capabilities {
     pub add_server: bool,
     /// `option idle-close-on-response` (2.6).
     pub idle_close_on_response: bool,
+    /// `http-request use-service prometheus-exporter` (2.0), where HAProxy was built with it.
+    pub prometheus_exporter: bool,
 }
 
 impl Capabilities {
@@ -96,7 +107,21 @@ impl Capabilities {
             slots: has(version, SLOTS) && !add_server,
             add_server,
             idle_close_on_response: has(version, IDLE_CLOSE),
+            prometheus_exporter: has(version, PROMETHEUS_EXPORTER),
         }
+    }
+
+    /// What `config` asks of HAProxy that this version lacks and so goes unrendered, a line each, for a warning
+    /// at start.
+    pub fn unmet(&self, config: &HaproxyConfig) -> Vec<String> {
+        let mut unmet = Vec::new();
+        if let Some(address) = config.prometheus_exporter.filter(|_| !self.prometheus_exporter) {
+            unmet.push(format!(
+                "haproxy.prometheus_exporter ({address}) is not rendered: HAProxy has no Prometheus exporter \
+                 before 2.0"
+            ));
+        }
+        unmet
     }
 
     /// How new servers reach HAProxy, in a few words for the log.
@@ -157,15 +182,16 @@ mod tests {
     #[test]
     fn capabilities_by_version() {
         let table = [
-            ((1, 5), [false, false, false, false, false, false]),
-            ((1, 7), [true, true, true, false, false, false]),
-            ((1, 8), [true, true, true, true, false, false]),
-            ((2, 4), [true, true, true, true, false, false]),
-            ((2, 5), [true, true, true, false, true, false]),
-            ((2, 6), [true, true, true, false, true, true]),
-            ((3, 4), [true, true, true, false, true, true]),
+            ((1, 5), [false, false, false, false, false, false, false]),
+            ((1, 7), [true, true, true, false, false, false, false]),
+            ((1, 8), [true, true, true, true, false, false, false]),
+            ((2, 0), [true, true, true, true, false, false, true]),
+            ((2, 4), [true, true, true, true, false, false, true]),
+            ((2, 5), [true, true, true, false, true, false, true]),
+            ((2, 6), [true, true, true, false, true, true, true]),
+            ((3, 4), [true, true, true, false, true, true, true]),
         ];
-        for (version, [state, hard_stop, init_addr, slots, add, idle]) in table {
+        for (version, [state, hard_stop, init_addr, slots, add, idle, exporter]) in table {
             let caps = Capabilities::of(version);
             let want = Capabilities {
                 set_server_state: state,
@@ -174,6 +200,7 @@ mod tests {
                 slots,
                 add_server: add,
                 idle_close_on_response: idle,
+                prometheus_exporter: exporter,
             };
             assert_eq!(caps, want, "{version:?}");
         }
@@ -188,6 +215,22 @@ mod tests {
         assert_eq!(lines.len(), FEATURES.len());
         assert!(lines[SLOTS].contains(": yes: new servers fill spare slots"), "{lines:?}");
         assert!(lines[ADD_SERVER].contains(": no: slots"), "{lines:?}");
+    }
+
+    #[test]
+    fn an_exporter_asked_of_a_haproxy_without_one_is_unmet() {
+        let asked = HaproxyConfig {
+            prometheus_exporter: Some(([127, 0, 0, 1], 8405).into()),
+            ..HaproxyConfig::default()
+        };
+        let unmet = Capabilities::of((1, 8)).unmet(&asked);
+        assert_eq!(
+            unmet,
+            ["haproxy.prometheus_exporter (127.0.0.1:8405) is not rendered: HAProxy has no Prometheus exporter \
+              before 2.0"]
+        );
+        assert!(Capabilities::of((2, 0)).unmet(&asked).is_empty());
+        assert!(Capabilities::of((1, 8)).unmet(&HaproxyConfig::default()).is_empty(), "not asked");
     }
 
     /// The README shows the same table as the code: a change to one without the other fails here.

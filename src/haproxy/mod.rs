@@ -310,6 +310,34 @@ mod tests {
         assert!(binary.check(&path, &[]).is_err());
     }
 
+    /// The exporter's frontend, after the defaults proxymgr.yml gives by default, passes `haproxy -c` without
+    /// a warning, on a HAProxy built with the exporter.
+    #[test]
+    fn the_prometheus_exporter_frontend_passes_haproxy_check() {
+        let Some(binary) = haproxy() else { return };
+        let vv = std::process::Command::new(&binary.path).arg("-vv").output().unwrap();
+        if !String::from_utf8_lossy(&vv.stdout).contains("prometheus-exporter") {
+            eprintln!("skipping: {} is built without the Prometheus exporter", binary.path.display());
+            return;
+        }
+        let config = HaproxyConfig {
+            socket_path: "/tmp/proxymgr-test.sock".into(),
+            global: vec!["maxconn 100".into()],
+            prometheus_exporter: Some(([127, 0, 0, 1], 8405).into()),
+            ..HaproxyConfig::default()
+        };
+        let text = Renderer::default().head(&config, &Capabilities::of(binary.version));
+        assert!(text.contains("frontend proxymgr-prometheus"), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, &text).unwrap();
+        let output =
+            std::process::Command::new(&binary.path).arg("-c").arg("-f").arg(&path).output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr) + String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{said}");
+        assert!(!said.contains("[WARNING]") && !said.contains("[ALERT]"), "{said}");
+    }
+
     #[test]
     fn the_config_writer_keeps_the_order_it_was_given() {
         let dir = tempfile::tempdir().unwrap();

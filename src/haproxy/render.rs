@@ -21,7 +21,13 @@ global
 {{ endfor }}
 defaults
 {{ for line in defaults }}  {line}
-{{ endfor }}";
+{{ endfor }}{{ if prometheus_exporter }}
+frontend {exporter_name}
+  bind {prometheus_exporter}
+  mode http
+  no log
+  http-request use-service prometheus-exporter if \\{ path /metrics }
+{{ endif }}";
 
 const LISTEN: &str = "
 listen {name}
@@ -35,6 +41,10 @@ const SERVERS: &str = "\
 {{ endfor }}{{ for run in empty_slots }}  server-template {slot_prefix} {run} {placeholder}{slot_options} disabled
 {{ endfor }}";
 
+/// The name of the frontend that serves HAProxy's Prometheus exporter (`haproxy.prometheus_exporter`); no
+/// service may take it (`service::check_name`).
+pub const EXPORTER_NAME: &str = "proxymgr-prometheus";
+
 #[derive(Serialize)]
 struct Head<'a> {
     socket_path: String,
@@ -42,6 +52,9 @@ struct Head<'a> {
     hard_stop_after: String,
     global: &'a [String],
     defaults: &'a [String],
+    /// The exporter frontend's `address:port`; empty when it is not rendered.
+    prometheus_exporter: String,
+    exporter_name: &'static str,
 }
 
 #[derive(Serialize)]
@@ -101,6 +114,11 @@ impl Renderer {
             hard_stop_after,
             global: &config.global,
             defaults: &config.defaults,
+            prometheus_exporter: match config.prometheus_exporter {
+                Some(address) if caps.prometheus_exporter => address.to_string(),
+                _ => String::new(),
+            },
+            exporter_name: EXPORTER_NAME,
         };
         self.templates.render("head", &head).expect("the head renders: its context has no optional field")
     }
@@ -278,6 +296,35 @@ mod tests {
         assert!(!old.contains("hard-stop-after"), "{old}");
         let own = HaproxyConfig { global: vec!["hard-stop-after 5s".into()], ..config() };
         assert_eq!(Renderer::default().head(&own, &V26).matches("hard-stop-after").count(), 1);
+    }
+
+    #[test]
+    fn the_prometheus_exporter_frontend_follows_defaults() {
+        let r = Renderer::default();
+        let exporter = HaproxyConfig { prometheus_exporter: Some(([127, 0, 0, 1], 8405).into()), ..config() };
+        expect![[r#"
+            # Written by proxymgr from its registry; any edit here is overwritten.
+            global
+              stats socket /run/proxymgr/haproxy.sock mode 600 level admin
+              hard-stop-after 60000ms
+              maxconn 4096
+
+            defaults
+              mode tcp
+              timeout client 1m
+
+            frontend proxymgr-prometheus
+              bind 127.0.0.1:8405
+              mode http
+              no log
+              http-request use-service prometheus-exporter if { path /metrics }
+        "#]]
+        .assert_eq(&r.head(&exporter, &V26));
+        let v6 = HaproxyConfig { prometheus_exporter: Some("[::1]:8405".parse().unwrap()), ..config() };
+        assert!(r.head(&v6, &V26).contains("\n  bind [::1]:8405\n"));
+        let v18 = Capabilities::of((1, 8));
+        assert_eq!(r.head(&exporter, &v18), r.head(&config(), &v18), "HAProxy 1.8 has no exporter");
+        assert!(!r.head(&config(), &V26).contains("frontend"), "not asked for");
     }
 
     #[test]

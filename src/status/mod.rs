@@ -1,6 +1,7 @@
 //! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//! - `metrics.rs`: the `Status` as `/metrics`, in Prometheus' text format.
 //! - `page.rs`: the page at `/`, a `Status` as HTML for a person, what is wrong first.
 //! - `server.rs`: the HTTP endpoint that serves it, on threads of its own.
 //!
@@ -8,6 +9,7 @@
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
+pub mod metrics;
 mod model;
 pub mod page;
 pub mod server;

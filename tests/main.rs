@@ -14,13 +14,13 @@ mod field;
 mod hitless;
 /// Issue 12 §3: a mass removal of servers is held at the threshold for the hold time.
 mod holds;
-/// Issue 15: what proxymgr sees in /status, /metrics, `proxymgr status` and the page (in headless Chromium).
-mod observe;
 /// Issue 14 §4: the init script on EL's layout and on Debian's, laid over the machine in private namespaces.
 mod init_script;
 /// Issue 14: the scenarios that depend on HAProxy's version, on the HAProxy `PROXYMGR_TEST_HAPROXY` names
 /// (`make test-matrix VERSION=x.y`; every version 1.8 to 3.4 under `make test`).
 mod matrix;
+/// Issue 15: what proxymgr sees in /status, /metrics, `proxymgr status` and the page (in headless Chromium).
+mod observe;
 /// Issue 6: the deb through its init script (as root), the rpm's contents, the scripts' syntax; issue 13: restarts,
 /// upgrades and the systemd unit's restart are hand-overs that fail no request.
 mod packaging;

@@ -18,7 +18,8 @@ fn start(extra: &str) -> Option<(Zk, Proxymgr)> {
     }
     let zk = Zk::start();
     zk.create("/service_config", "");
-    let pm = Proxymgr::start_with(|dir| format!("{}{extra}", Proxymgr::config_yaml(dir, &zk.connect_string())));
+    let pm =
+        Proxymgr::start_with(|dir| format!("{}{extra}", Proxymgr::config_yaml(dir, &zk.connect_string())));
     Some((zk, pm))
 }
 
@@ -34,7 +35,10 @@ fn blob(zk: &Zk, service: &str, port: u16, listen_options: &[&str]) -> String {
 
 /// A Nerve registration of `backend` with `options` as its `haproxy_server_options`.
 fn nerve(backend: &Backend, options: &str) -> String {
-    format!(r#"{{"host":"127.0.0.1","port":{},"name":"x","haproxy_server_options":"{options}"}}"#, backend.port())
+    format!(
+        r#"{{"host":"127.0.0.1","port":{},"name":"x","haproxy_server_options":"{options}"}}"#,
+        backend.port()
+    )
 }
 
 /// `web` served by `backends` on a port of its own; returns the port.
@@ -53,10 +57,13 @@ fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
     services.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no service {name} in {status:#}"))
 }
 
-/// The servers of `service` in `/status` whose difference is of `kind` (`quarantined`, `held`, ...).
+/// The servers of `service` in `/status` whose difference is of `kind` (`quarantined`, `held`, ...); none
+/// while the service is not there yet.
 fn differing<'a>(status: &'a Value, name: &str, kind: &str) -> Vec<&'a Value> {
-    let servers = service(status, name)["servers"].as_array().expect("servers");
-    servers.iter().filter(|s| s["difference"]["kind"] == kind).collect()
+    let services = status["services"].as_array().into_iter().flatten();
+    let servers =
+        services.filter(|s| s["name"] == name).flat_map(|s| s["servers"].as_array().into_iter().flatten());
+    servers.filter(|s| s["difference"]["kind"] == kind).collect()
 }
 
 /// `/metrics`, parsed by a Prometheus text-format parser.
@@ -68,9 +75,10 @@ fn metrics(pm: &Proxymgr) -> prometheus_parse::Scrape {
 
 /// The value of the sample `name` whose labels include `labels`; None when there is none.
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let found = scrape.samples.iter().find(|s| {
-        s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-    })?;
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
     match found.value {
         prometheus_parse::Value::Counter(v)
         | prometheus_parse::Value::Gauge(v)
@@ -127,7 +135,10 @@ fn a_healthy_service_is_seen_from_both_sides_in_every_view() {
     assert_eq!(status["last_reload"]["result"], "served");
 
     let scrape = metrics(&pm);
-    assert_eq!(sample(&scrape, "proxymgr_servers", &[("service", "web"), ("state", "in_rotation")]), Some(2.0));
+    assert_eq!(
+        sample(&scrape, "proxymgr_servers", &[("service", "web"), ("state", "in_rotation")]),
+        Some(2.0)
+    );
     assert_eq!(sample(&scrape, "proxymgr_registry_connected", &[]), Some(1.0));
     assert!(sample(&scrape, "proxymgr_build_info", &[]).is_some());
 
@@ -181,7 +192,11 @@ fn a_registry_outage_shows_in_every_view_and_clears() {
 
     zk.restart();
     let status = pm.wait_status("the session back", SETTLE, |s| s["registry"][0]["connected"] == true);
-    assert!(status["registry"][0]["reconnects"].as_u64() >= Some(1) || status["registry"][0]["expiries"].as_u64() >= Some(1), "{status:#}");
+    assert!(
+        status["registry"][0]["reconnects"].as_u64() >= Some(1)
+            || status["registry"][0]["expiries"].as_u64() >= Some(1),
+        "{status:#}"
+    );
     wait_status_command(&pm, 0);
 }
 
@@ -211,13 +226,17 @@ fn a_quarantined_server_shows_in_every_view_with_haproxys_reason() {
     let port = serving_web(&zk, &[&a]);
 
     zk.create("/services/web/typo", &nerve(&b, "chekc"));
-    let status = pm.wait_status("the typo quarantined", SETTLE, |s| !differing(s, "web", "quarantined").is_empty());
+    let status =
+        pm.wait_status("the typo quarantined", SETTLE, |s| !differing(s, "web", "quarantined").is_empty());
     let typo = differing(&status, "web", "quarantined")[0];
     assert!(typo["difference"]["reason"].as_str().unwrap().contains("chekc"), "{typo:#}");
     assert!(typo["haproxy"].is_null() && typo["registry"].is_object(), "{typo:#}");
     wait_sample(&pm, "proxymgr_servers", &[("service", "web"), ("state", "quarantined")], 1.0);
     let text = wait_status_command(&pm, 1);
-    assert!(text.starts_with("PROXYMGR WARNING") && text.lines().next().unwrap().contains("quarantined"), "{text}");
+    assert!(
+        text.starts_with("PROXYMGR WARNING") && text.lines().next().unwrap().contains("quarantined"),
+        "{text}"
+    );
     let dom = page(&pm);
     assert!(dom.contains("quarantined") && dom.contains("chekc"), "{dom}");
     wait_answers(port, &["a"]);
@@ -228,7 +247,9 @@ fn a_held_removal_shows_in_every_view() {
     let Some((zk, pm)) = start("removal_hold:\n  hold_time: 30\n") else { return };
     let backends: Vec<Backend> = ["a", "b", "c", "d"].into_iter().map(Backend::start).collect();
     let port = serving_web(&zk, &backends.iter().collect::<Vec<_>>());
-    pm.wait_status("four servers", SETTLE, |s| s["services"][0]["servers"].as_array().is_some_and(|v| v.len() == 4));
+    pm.wait_status("four servers", SETTLE, |s| {
+        s["services"][0]["servers"].as_array().is_some_and(|v| v.len() == 4)
+    });
 
     for gone in ["b", "c", "d"] {
         zk.delete(&format!("/services/web/{gone}"));
@@ -243,7 +264,8 @@ fn a_held_removal_shows_in_every_view() {
     let dom = page(&pm);
     assert!(dom.contains("held"), "{dom}");
     wait_until(SETTLE, "two servers answer", || {
-        (0..20).filter_map(|_| support::http_get(port).ok()).collect::<std::collections::BTreeSet<_>>().len() == 2
+        (0..20).filter_map(|_| support::http_get(port).ok()).collect::<std::collections::BTreeSet<_>>().len()
+            == 2
     });
 }
 

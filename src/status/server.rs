@@ -59,7 +59,9 @@ impl View {
         match self {
             View::Status => serde_json::to_vec(status).unwrap_or_default(),
             View::Page => super::page::render(status, now).into_bytes(),
-            View::Metrics => super::metrics::encode(status, now, &super::metrics::resident_bytes).into_bytes(),
+            View::Metrics => {
+                super::metrics::encode(status, now, &super::metrics::resident_bytes).into_bytes()
+            }
         }
     }
 }

@@ -1,11 +1,14 @@
 //! What proxymgr shows of itself, read-only: the [`Status`] the reconciler publishes and the views of it.
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
+//! - `check.rs`: the verdict on a `Status` for monitoring (a Nagios level, its problems, one line) and the
+//!   table for a person; pure.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
+pub mod check;
 mod model;
 
 use std::sync::{Arc, Mutex};

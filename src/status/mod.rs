@@ -3,12 +3,14 @@
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
 //! - `check.rs`: the verdict on a `Status` for monitoring (a Nagios level, its problems, one line) and the
 //!   table for a person; pure.
+//! - `client.rs`: `GET /status` from a running proxymgr over HTTP/1.0, with a timeout and typed errors.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
 pub mod check;
+pub mod client;
 mod model;
 
 use std::sync::{Arc, Mutex};

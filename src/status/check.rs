@@ -9,7 +9,7 @@
 //!
 //! Text from the registry and from HAProxy (service names, reasons, HAProxy's complaints) is untrusted: it is
 //! kept to one line, without control characters (no newline can split the verdict, no escape sequence reaches
-//! a terminal), and the first line has no `|` but the one before the perfdata.
+//! a terminal) and without `|` (Nagios reads perfdata after the first `|` of any line).
 
 use std::cmp::Reverse;
 use std::fmt::{self, Write as _};
@@ -216,7 +216,7 @@ impl Verdict {
             let texts: Vec<String> = self.problems.iter().map(Problem::to_string).collect();
             texts.join("; ")
         };
-        let mut line = format!("PROXYMGR {} - {}", self.level, text.replace('|', "/"));
+        let mut line = format!("PROXYMGR {} - {text}", self.level);
         if let Some(t) = self.totals {
             let _ = write!(
                 line,
@@ -230,7 +230,7 @@ impl Verdict {
 
 /// `PROXYMGR UNKNOWN - <reason>`, one line: for when there is no `Status` to judge.
 pub fn unknown_line(reason: &str) -> String {
-    format!("PROXYMGR {} - {}", Level::Unknown, one_line(reason).replace('|', "/"))
+    format!("PROXYMGR {} - {}", Level::Unknown, one_line(reason))
 }
 
 /// Judges `status` at `now_unix` (Unix seconds).
@@ -526,7 +526,8 @@ fn columns(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-/// `text` on one line: every run of control characters (newlines, tabs, escapes) becomes one space.
+/// `text` on one line: every run of control characters (newlines, tabs, escapes) becomes one space, and `|`,
+/// which starts perfdata anywhere in a plugin's output (the table is its long output), becomes `/`.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_control = false;
@@ -537,7 +538,7 @@ pub fn one_line(text: &str) -> String {
             }
             in_control = true;
         } else {
-            out.push(c);
+            out.push(if c == '|' { '/' } else { c });
             in_control = false;
         }
     }

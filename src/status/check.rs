@@ -526,23 +526,21 @@ fn columns(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-/// `text` on one line: every run of control characters (newlines, tabs, escapes) becomes one space, and `|`,
-/// which starts perfdata anywhere in a plugin's output (the table is its long output), becomes `/`.
+/// `text` on one line: every run of spaces and control characters (newlines, tabs, escapes) becomes one space,
+/// and `|`, which starts perfdata anywhere in a plugin's output (the table is its long output), becomes `/`.
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut in_control = false;
     for c in text.chars() {
-        if c.is_control() {
-            if !in_control {
+        if c.is_control() || c.is_whitespace() {
+            if !out.is_empty() && !out.ends_with(' ') {
                 out.push(' ');
             }
-            in_control = true;
         } else {
             out.push(if c == '|' { '/' } else { c });
-            in_control = false;
         }
     }
-    out.trim().to_string()
+    out.truncate(out.trim_end().len());
+    out
 }
 
 /// `one_line`, cut at [`TEXT_LIMIT`] characters.
@@ -915,6 +913,7 @@ mod tests {
     #[test]
     fn unknown_lines_are_one_line() {
         assert_eq!(unknown_line("a\nb | c"), "PROXYMGR UNKNOWN - a b / c");
+        assert_eq!(unknown_line(" \t a \r\n  b\u{1b}\u{7f} "), "PROXYMGR UNKNOWN - a b");
     }
 
     #[test]

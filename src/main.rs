@@ -13,7 +13,6 @@ mod registry;
 mod service;
 mod slots;
 mod state;
-#[allow(dead_code)] // wired up in the next commits
 mod status;
 mod threads;
 mod watcher;
@@ -23,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use crossbeam_channel::Sender;
 use log::LevelFilter;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
@@ -35,6 +34,7 @@ use reconcile::Outcome;
 
 /// Exit codes, documented in README.md: 0 stopped or handed over on request, 1 failed while running, 2 bad command line
 /// (clap's), 3 the configuration or the HAProxy binary is unusable, 4 another proxymgr owns the state file.
+/// `proxymgr status` has Nagios' instead (status/cli.rs).
 const EXIT_FAILED: u8 = 1;
 const EXIT_CONFIG: u8 = 3;
 const EXIT_OWNED: u8 = 4;
@@ -42,10 +42,10 @@ const EXIT_OWNED: u8 = 4;
 /// Keeps HAProxy in step with a service registry: services and servers from ZooKeeper, applied without
 /// dropping connections.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, disable_help_subcommand = true)]
 struct Args {
     /// proxymgr.yml to read.
-    #[arg(short, long, value_name = "PATH", default_value = "/etc/proxymgr/proxymgr.yml")]
+    #[arg(short, long, value_name = "PATH", default_value = "/etc/proxymgr/proxymgr.yml", global = true)]
     config: PathBuf,
     /// Log debug messages.
     #[arg(short, long)]
@@ -57,10 +57,28 @@ struct Args {
     /// fd and the listeners' fds, all inherited.
     #[arg(long, hide = true, num_args = 2.., value_name = "ARG", conflicts_with = "check")]
     hand_over_keeper: Vec<std::ffi::OsString>,
+    /// Without one, proxymgr runs as the daemon.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Ask the running proxymgr (at proxymgr.yml's status: address) how it is: a Nagios plugin's line, then a
+    /// table. Exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Status,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Status) = args.command {
+        // clap's own `args_conflicts_with_subcommands` would refuse the global -c before `status` too.
+        if args.check || args.debug || !args.hand_over_keeper.is_empty() {
+            let message = "`status` takes no option but -c/--config";
+            Args::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+        }
+        return ExitCode::from(status::cli::run(&args.config));
+    }
     init_logging(args.debug);
     ExitCode::from(run(&args))
 }

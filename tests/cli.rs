@@ -1,9 +1,10 @@
 //! The command line: the original's `-c/--config` and `-d/--debug`, plus `--help`, `--version` and `--check`
-//! for init scripts, with exit codes and errors that name the file and the key.
+//! for init scripts, with exit codes and errors that name the file and the key, and `proxymgr status` (a Nagios
+//! plugin: its exit codes are Nagios').
 
 use std::path::Path;
 
-use crate::support::{self, run_proxymgr};
+use crate::support::{self, reserve_port, run_proxymgr};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -22,7 +23,7 @@ fn help_and_version() {
     let help = run_proxymgr(&["--help"]);
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--config", "--debug", "--check", "--version"] {
+    for flag in ["--config", "--debug", "--check", "--version", "status"] {
         assert!(text.contains(flag), "--help lacks {flag}: {text}");
     }
     let version = run_proxymgr(&["--version"]);
@@ -134,4 +135,39 @@ fn make_demo_serves_a_request() {
     assert!(output.status.success(), "{stdout}\n{}", stderr(&output));
     assert!(stdout.contains("demo ready"), "{stdout}");
     assert!(stdout.contains("curl http://127.0.0.1:"), "{stdout}");
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `proxymgr status` with nothing to ask: UNKNOWN (3), and the first line says why in the plugin's format,
+/// whether -c comes before `status` or after it.
+#[test]
+fn status_without_an_endpoint_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = write(dir.path(), "off.yml", &format!("{GOOD}status: off\n"));
+    // A port reserved for this test that nothing listens on: no proxymgr runs there.
+    let port = reserve_port();
+    let nobody = write(dir.path(), "nobody.yml", &format!("{GOOD}status: 127.0.0.1:{port}\n"));
+    let missing = dir.path().join("missing.yml").display().to_string();
+    let cases = [
+        (vec!["status", "-c", &off], format!("PROXYMGR UNKNOWN - {off}: status: off")),
+        (vec!["-c", &off, "status"], format!("PROXYMGR UNKNOWN - {off}: status: off")),
+        (
+            vec!["status", "--config", &nobody],
+            format!("PROXYMGR UNKNOWN - proxymgr is not running or its status endpoint is off at 127.0.0.1:{port}"),
+        ),
+        (vec!["status", "-c", &missing], format!("PROXYMGR UNKNOWN - {missing}: cannot read")),
+    ];
+    for (args, expected) in cases {
+        let out = run_proxymgr(&args);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(3), "proxymgr {}: {text}{}", args.join(" "), stderr(&out));
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.starts_with(&expected), "proxymgr {}: {first:?}, not {expected:?}", args.join(" "));
+    }
+    // Options of the daemon's are refused with it, as any bad command line is (2).
+    let out = run_proxymgr(&["--check", "status", "-c", &off]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

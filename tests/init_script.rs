@@ -18,18 +18,24 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::support::{self, all_processes, find_on_path, http_get, reserve_port, wait_until, Backend};
+use crate::support::{
+    self, all_processes, find_on_path, http_get, reserve_port, reserved_listener, wait_for, wait_until,
+    Backend,
+};
 
 /// One init script action or shell step inside the namespaces.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a change may take to show in what HAProxy serves.
 const SETTLE: Duration = Duration::from_secs(30);
+/// The binary inside the namespaces.
+const DAEMON: &str = "/usr/bin/proxymgr";
 
 /// A family's layout.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -155,23 +161,50 @@ fn init_script_on(family: Family) {
     // A proxymgr that serves: start, status, reload, restart (a hand-over), stop.
     let backend = Backend::start(&format!("{family:?}"));
     let port = reserve_port();
-    layout.write_config(port, backend.port(), 1000);
+
+    // `proxymgr status -c CONFIG` (as monitoring runs it) is not the daemon: held waiting on a status endpoint
+    // that never answers, it is neither reported as running nor stopped.
+    let silent = reserved_listener();
+    layout.write_config(port, backend.port(), 1000, silent.local_addr().expect("its address").port());
+    let asking = format!("{DAEMON} status -c {} >/dev/null 2>&1 &", layout.config.display());
+    ns.sh(&asking);
+    let connection = accept_within(&silent, STEP_TIMEOUT);
+    ns.expect(&[init, "status"], 3, "proxymgr is not running");
+    ns.expect(&[init, "stop"], 0, "proxymgr is not running");
+    drop(connection);
+
+    let status_port = reserve_port();
+    layout.write_config(port, backend.port(), 1000, status_port);
     ns.expect(&[init, "check"], 0, "OK");
     layout.set_enabled(true);
     ns.expect(&[init, "start"], 0, "Starting proxymgr: proxymgr (pid ");
     let status = ns.expect(&[init, "status"], 0, "proxymgr is running (pid ");
     let pid = status
         .stdout
-        .trim()
+        .lines()
+        .next()
+        .unwrap_or_default()
         .trim_start_matches("proxymgr is running (pid ")
         .trim_end_matches(')')
         .to_string();
+    assert!(pid.parse::<u32>().is_ok(), "the first line names the pid: {status:?}");
     wait_serves(port, &backend);
+    // Then what `proxymgr status` says: its verdict's line (UNKNOWN while nothing answers at the status
+    // address, the daemon's endpoint not being up yet), and its table once the endpoint answers. The exit
+    // code stays the LSB's 0.
+    let status = ns.expect(&[init, "status"], 0, "proxymgr is running (pid ");
+    let verdict = status.stdout.lines().nth(1).unwrap_or_default();
+    assert!(verdict.starts_with("PROXYMGR "), "status prints the verdict's line second: {status:?}");
+    if verdict.starts_with("PROXYMGR UNKNOWN") {
+        assert!(verdict.contains(&format!("127.0.0.1:{status_port}")), "names the status address: {verdict}");
+    } else {
+        assert!(status.stdout.contains("\nweb "), "the table has the service web: {status:?}");
+    }
     let lock = ns.sh("test -e /var/lock/subsys/proxymgr").status.success();
     assert_eq!(lock, family == Family::El, "start keeps EL's subsys lock, and only there");
     ns.expect(&[init, "start"], 0, &format!("proxymgr is already running (pid {pid})"));
 
-    layout.write_config(port, backend.port(), 1001);
+    layout.write_config(port, backend.port(), 1001, status_port);
     ns.expect(&[init, "reload"], 0, &format!("Reloading proxymgr configuration: proxymgr (pid {pid})."));
     wait_until(SETTLE, "the reload to reach haproxy.cfg", || {
         fs::read_to_string(&layout.haproxy_cfg).is_ok_and(|cfg| cfg.contains("maxconn 1001"))
@@ -266,8 +299,9 @@ impl Layout {
         layout
     }
 
-    /// proxymgr.yml: one service, `web`, on `port`, its one server read from a file (no ZooKeeper).
-    fn write_config(&self, port: u16, backend: u16, maxconn: u32) {
+    /// proxymgr.yml: one service, `web`, on `port`, its one server read from a file (no ZooKeeper), and the
+    /// status endpoint on `status_port`.
+    fn write_config(&self, port: u16, backend: u16, maxconn: u32, status_port: u16) {
         let servers = self.services.parent().expect("the test's directory").join("servers.txt");
         fs::write(&servers, format!("127.0.0.1:{backend}\n")).expect("write servers.txt");
         fs::write(
@@ -282,7 +316,7 @@ impl Layout {
             "haproxy:\n  path: {}\n  config_path: {}\n  socket_path: /run/proxymgr/haproxy.sock\n  \
              bind_address: 127.0.0.1\n  stop_timeout: 5\n  global:\n    - maxconn {maxconn}\n  defaults:\n    \
              - mode http\n    - timeout connect 2s\n    - timeout client 10s\n    - timeout server 10s\n\
-             state_file: {}\nservice_config:\n  type: directory\n  path: {}\n",
+             state_file: {}\nservice_config:\n  type: directory\n  path: {}\nstatus: 127.0.0.1:{status_port}\n",
             self.haproxy.display(),
             self.haproxy_cfg.display(),
             self.state.display(),
@@ -448,6 +482,12 @@ fn wait_serves(port: u16, backend: &Backend) {
     wait_until(SETTLE, &format!("port {port} to serve through the init script's proxymgr"), || {
         http_get(port).is_ok() && backend.hits() > start
     });
+}
+
+/// The first connection to `listener` within `timeout`, kept open (and never answered) by the caller.
+fn accept_within(listener: &TcpListener, timeout: Duration) -> TcpStream {
+    listener.set_nonblocking(true).expect("a non-blocking listener");
+    wait_for(timeout, "a connection to the silent status endpoint", || listener.accept().ok().map(|(s, _)| s))
 }
 
 /// Whether this process runs as root (effective uid 0).

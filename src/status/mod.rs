@@ -4,11 +4,19 @@
 //! - `metrics.rs`: the `Status` as `/metrics`, in Prometheus' text format.
 //! - `page.rs`: the page at `/`, a `Status` as HTML for a person, what is wrong first.
 //! - `server.rs`: the HTTP endpoint that serves it, on threads of its own.
+//! - `check.rs`: the verdict on a `Status` for monitoring (a Nagios level, its problems, one line) and the
+//!   table for a person; pure.
+//! - `client.rs`: `GET /status` from a running proxymgr over HTTP/1.0, with a timeout and typed errors.
+//! - `cli.rs`: `proxymgr status`: proxymgr.yml's `status:` address, the fetch, the verdict and the table, and
+//!   the verdict's level as the exit code.
 //!
 //! **Architecture Invariant:** nothing here can change what proxymgr or HAProxy does: the reconciler publishes
 //! a whole `Status` now and then, and a reader only ever sees the last one published, never waits on the
 //! reconciler, and sends it nothing.
 
+pub mod check;
+pub mod cli;
+pub mod client;
 pub mod metrics;
 mod model;
 pub mod page;

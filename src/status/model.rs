@@ -262,21 +262,6 @@ impl Histogram {
         self.sum += value;
         self.count += 1;
     }
-
-    /// Each bound with the observations at most it, cumulative, ending with +Inf: Prometheus' buckets.
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        let bounds = self.bounds.iter().copied().chain([f64::INFINITY]);
-        bounds
-            .zip(&self.counts)
-            .map(|(bound, count)| {
-                (bound, {
-                    total += count;
-                    total
-                })
-            })
-            .collect()
-    }
 }
 
 impl Service {
@@ -308,7 +293,6 @@ mod tests {
             histogram.observe(value);
         }
         assert_eq!(histogram.counts, [2, 1, 1, 1]);
-        assert_eq!(histogram.cumulative(), [(0.01, 2), (0.1, 3), (1.0, 4), (f64::INFINITY, 5)]);
         assert_eq!(histogram.count, 5);
         assert!((histogram.sum - 3.562).abs() < 1e-9);
     }

@@ -1,0 +1,990 @@
+//! The verdict on a [`Status`] for monitoring, in the Nagios plugin convention (a [`Level`] as the exit code, one
+//! line of text, perfdata after `|`), and the table `proxymgr status` prints for a person. Pure: a `Status` and
+//! the time in, a level and text out.
+//!
+//! The levels are an operator's. CRITICAL: clients are failing, or the registry's changes no longer reach
+//! HAProxy, so clients will fail as soon as a server goes away; someone should act now. WARNING: proxymgr holds
+//! something back on purpose (a refused registration, a held removal, a service it cannot set up), traffic
+//! flows, and a person should look during the day. UNKNOWN: there is nothing to judge yet.
+//!
+//! Text from the registry and from HAProxy (service names, reasons, HAProxy's complaints) is untrusted: it is
+//! kept to one line, without control characters (no newline can split the verdict, no escape sequence reaches
+//! a terminal) and without `|` (Nagios reads perfdata after the first `|` of any line).
+
+use std::cmp::Reverse;
+use std::fmt::{self, Write as _};
+
+use super::model::{Difference, ReloadResult, ServerState, ServerView, Service, Status, WatcherState};
+
+/// How long after proxymgr's start a service whose watcher has not reported yet, and that has no server in
+/// rotation, is still taken for one starting up rather than for one without servers. Twice the longest
+/// proxymgr's first start waits for the registry (30 s, `STARTUP_WAIT_MAX`): a watcher still silent then is
+/// not slow but stuck, and its port refuses every request.
+pub const AWAITING_GRACE: f64 = 60.0;
+
+/// The most characters of one untrusted text (HAProxy's complaint, a reason) on the first line: HAProxy may
+/// give a screenful, and Nagios keeps a few kilobytes of a plugin's output.
+const TEXT_LIMIT: usize = 200;
+
+/// A plugin's state, its exit code as the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Level {
+    /// The exit code (0 to 3).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// How bad, for "worst first": CRITICAL above UNKNOWN above WARNING, as Nagios' aggregating checks
+    /// (check_multi, check_cluster) rank them. Not the exit code, where UNKNOWN is 3.
+    fn severity(self) -> u8 {
+        match self {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Unknown => 2,
+            Level::Critical => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One thing wrong, as monitoring sees it. Times are whole seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The reconciler has published nothing yet: proxymgr is starting. UNKNOWN: nothing is known to be wrong
+    /// or right.
+    NothingPublished,
+    /// No HAProxy serves: every service's port refuses connections (or nobody answers on them). CRITICAL.
+    NoHaproxy,
+    /// A ZooKeeper ensemble is unreachable. CRITICAL: HAProxy serves on with the servers it had, but a server
+    /// that goes away meanwhile stays in rotation and its requests fail, and new servers get no traffic; the
+    /// longer it lasts, the staler the picture. Nagios' retries (`max_check_attempts`) are where a blip of a
+    /// few seconds is let pass, not here.
+    RegistryOutage { ensemble: String, for_seconds: u64 },
+    /// HAProxy rejected the config proxymgr would serve. CRITICAL: the old config serves on, and every change
+    /// that needs a reload (new services, new servers HAProxy cannot add at run time) waits until someone
+    /// fixes what HAProxy complains about.
+    ConfigRejected { error: String },
+    /// A service has no server in rotation: every request to its port fails. CRITICAL, whether the registry
+    /// has no server for it or HAProxy has them all out.
+    NoServerInRotation { service: String },
+    /// A service's watcher has not reported in the [`AWAITING_GRACE`] after proxymgr's start, and it has no
+    /// server in rotation (none from the state file either). CRITICAL, as `NoServerInRotation`: its port
+    /// refuses every request; the cause to look at is its watcher (its source unreachable, its path wrong).
+    NeverReported { service: String, for_seconds: u64 },
+    /// The last reload failed for another reason than a rejected config (the new HAProxy died or did not come
+    /// up) and is being tried again with backoff. WARNING: the HAProxy before it serves on (when none does,
+    /// `NoHaproxy` says so), but the change that needed the reload waits.
+    ReloadFailed { ago_seconds: u64 },
+    /// HAProxy rejected a service's current spec; the one it served last stands in. WARNING: the service
+    /// serves, but not as the registry now says, until its spec is fixed.
+    SpecRejected { service: String },
+    /// HAProxy refused some of a service's registrations (a bad address, say), held out until they change.
+    /// WARNING: the service serves on its other servers; the registrations are to be fixed, and the service
+    /// has less capacity than the registry says.
+    Quarantined { service: String, servers: usize },
+    /// Many of a service's servers left the registry at once, and a removal hold keeps them in rotation for
+    /// `until_seconds` more. WARNING: either the registry lost them by mistake (the hold saves the service) or
+    /// they are really gone (their requests fail until the hold ends); a person should tell which before it
+    /// ends.
+    Held { service: String, servers: usize, until_seconds: u64 },
+    /// A service of the registry cannot be set up (its port is another service's, or cannot be bound).
+    /// WARNING: it never served, so nothing that worked has stopped working, and every other service serves;
+    /// its registration is to be fixed.
+    Blocked { service: String, reason: String },
+}
+
+impl Problem {
+    pub fn level(&self) -> Level {
+        match self {
+            Problem::NothingPublished => Level::Unknown,
+            Problem::NoHaproxy
+            | Problem::RegistryOutage { .. }
+            | Problem::ConfigRejected { .. }
+            | Problem::NoServerInRotation { .. }
+            | Problem::NeverReported { .. } => Level::Critical,
+            Problem::ReloadFailed { .. }
+            | Problem::SpecRejected { .. }
+            | Problem::Quarantined { .. }
+            | Problem::Held { .. }
+            | Problem::Blocked { .. } => Level::Warning,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::NothingPublished => f.write_str("nothing published yet: proxymgr is starting"),
+            Problem::NoHaproxy => f.write_str("no HAProxy serving"),
+            Problem::RegistryOutage { ensemble, for_seconds } => {
+                write!(f, "registry {} down for {}", one_line(ensemble), duration(*for_seconds))
+            }
+            Problem::ConfigRejected { error } => write!(f, "config rejected: {}", short(error)),
+            Problem::NoServerInRotation { service } => {
+                write!(f, "{}: no server in rotation", one_line(service))
+            }
+            Problem::NeverReported { service, for_seconds } => write!(
+                f,
+                "{}: no server in rotation, its watcher silent for {} since start",
+                one_line(service),
+                duration(*for_seconds)
+            ),
+            Problem::ReloadFailed { ago_seconds } => {
+                write!(f, "last reload failed {} ago, retrying", duration(*ago_seconds))
+            }
+            Problem::SpecRejected { service } => {
+                write!(f, "{}: spec rejected, the last one served stands in", one_line(service))
+            }
+            Problem::Quarantined { service, servers } => {
+                write!(
+                    f,
+                    "{}: {servers} {} quarantined",
+                    one_line(service),
+                    plural(*servers as u64, "server", "servers")
+                )
+            }
+            Problem::Held { service, servers, until_seconds } => write!(
+                f,
+                "{}: {servers} removed {} held in rotation for {} more",
+                one_line(service),
+                plural(*servers as u64, "server", "servers"),
+                duration(*until_seconds)
+            ),
+            Problem::Blocked { service, reason } => {
+                write!(f, "{}: not served: {}", one_line(service), short(reason))
+            }
+        }
+    }
+}
+
+/// What the first line counts, as Nagios perfdata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub services: usize,
+    pub servers_in_rotation: usize,
+    pub quarantined: usize,
+    pub held: usize,
+}
+
+/// The verdict: the worst problem's level (OK without any) and the problems, worst first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub level: Level,
+    pub problems: Vec<Problem>,
+    /// None when nothing was published.
+    pub totals: Option<Totals>,
+}
+
+impl Verdict {
+    /// `PROXYMGR CRITICAL - registry zk1:2181 down for 42s; web: no server in rotation | services=12 ...`: one
+    /// line, whatever the registry and HAProxy said.
+    pub fn first_line(&self) -> String {
+        let text = if self.problems.is_empty() {
+            match self.totals {
+                Some(t) => format!(
+                    "{} {}, {} {} in rotation",
+                    t.services,
+                    plural(t.services as u64, "service", "services"),
+                    t.servers_in_rotation,
+                    plural(t.servers_in_rotation as u64, "server", "servers")
+                ),
+                None => String::from("nothing to report"),
+            }
+        } else {
+            let texts: Vec<String> = self.problems.iter().map(Problem::to_string).collect();
+            texts.join("; ")
+        };
+        let mut line = format!("PROXYMGR {} - {text}", self.level);
+        if let Some(t) = self.totals {
+            let _ = write!(
+                line,
+                " | services={} servers_in_rotation={} quarantined={} held={}",
+                t.services, t.servers_in_rotation, t.quarantined, t.held
+            );
+        }
+        line
+    }
+}
+
+/// `PROXYMGR UNKNOWN - <reason>`, one line: for when there is no `Status` to judge.
+pub fn unknown_line(reason: &str) -> String {
+    format!("PROXYMGR {} - {}", Level::Unknown, one_line(reason))
+}
+
+/// Judges `status` at `now_unix` (Unix seconds).
+///
+/// While HAProxy does not serve, services are not also called "no server in rotation": `NoHaproxy` says it
+/// for all of them. A service whose watcher has not reported and that has no server in rotation counts only
+/// once proxymgr has run [`AWAITING_GRACE`], as [`Problem::NeverReported`]; one that has servers in rotation
+/// meanwhile (from the state file) is fine. The model has no time per service for when its watcher started,
+/// so a service added while proxymgr runs gets no such grace: the check that catches it in its first
+/// second says CRITICAL, and Nagios' retries let it pass.
+pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
+    if status.published <= 0.0 {
+        return Verdict { level: Level::Unknown, problems: vec![Problem::NothingPublished], totals: None };
+    }
+    let since = |at: f64| seconds(now_unix - at);
+    let mut problems = Vec::new();
+    if status.haproxy.is_none() {
+        problems.push(Problem::NoHaproxy);
+    }
+    for session in status.registry.iter().filter(|s| !s.connected) {
+        // A session that never connected has been down since proxymgr started.
+        let down_since = session.outage_since.unwrap_or(status.started);
+        problems.push(Problem::RegistryOutage {
+            ensemble: session.ensemble.clone(),
+            for_seconds: since(down_since),
+        });
+    }
+    if let Some(rejected) = &status.rejected {
+        problems.push(Problem::ConfigRejected { error: rejected.error.clone() });
+    }
+    if let Some(reload) = &status.last_reload {
+        if reload.result == ReloadResult::Failed && status.haproxy.is_some() {
+            problems.push(Problem::ReloadFailed { ago_seconds: since(reload.at) });
+        }
+    }
+    for service in &status.services {
+        let name = || service.name.clone();
+        if status.haproxy.is_some() && service.in_rotation() == 0 {
+            match service.watcher_state {
+                WatcherState::Reporting => problems.push(Problem::NoServerInRotation { service: name() }),
+                WatcherState::Awaiting if now_unix - status.started >= AWAITING_GRACE => problems
+                    .push(Problem::NeverReported { service: name(), for_seconds: since(status.started) }),
+                WatcherState::Awaiting => {}
+            }
+        }
+        if service.spec_rejected {
+            problems.push(Problem::SpecRejected { service: name() });
+        }
+        let quarantined = service.quarantined().count();
+        if quarantined > 0 {
+            problems.push(Problem::Quarantined { service: name(), servers: quarantined });
+        }
+        if let Some((servers, until)) = held(service) {
+            problems.push(Problem::Held {
+                service: name(),
+                servers,
+                until_seconds: seconds(until - now_unix),
+            });
+        }
+    }
+    for blocked in &status.blocked {
+        problems.push(Problem::Blocked { service: blocked.service.clone(), reason: blocked.reason.clone() });
+    }
+    // Stable: within a level, the order above (HAProxy, registry, config, then services by name).
+    problems.sort_by_key(|p| Reverse(p.level().severity()));
+    let level = problems.iter().map(Problem::level).max_by_key(|l| l.severity()).unwrap_or(Level::Ok);
+    let totals = Totals {
+        services: status.services.len(),
+        servers_in_rotation: status.services.iter().map(Service::in_rotation).sum(),
+        quarantined: status.services.iter().map(|s| s.quarantined().count()).sum(),
+        held: status.services.iter().map(|s| held(s).map_or(0, |(n, _)| n)).sum(),
+    };
+    Verdict { level, problems, totals: Some(totals) }
+}
+
+/// The servers a removal hold keeps in rotation and until when: the hold's own view, else (should the two ever
+/// disagree) the servers marked held.
+fn held(service: &Service) -> Option<(usize, f64)> {
+    match &service.hold {
+        Some(hold) if !hold.kept.is_empty() => Some((hold.kept.len(), hold.until)),
+        _ => {
+            let until = service.held().filter_map(|s| match s.difference {
+                Some(Difference::Held { until }) => Some(until),
+                _ => None,
+            });
+            let (count, until) = until.fold((0, f64::MIN), |(n, latest), until| (n + 1, latest.max(until)));
+            (count > 0).then_some((count, until))
+        }
+    }
+}
+
+/// The table for a person: proxymgr, HAProxy, the last reload and the registry, one row per service, and
+/// below, for each service with servers whose views differ, those servers with both views.
+pub fn table(status: &Status, now_unix: f64) -> String {
+    let ago = |at: f64| duration(seconds(now_unix - at));
+    let mut out = String::new();
+    let mut head: Vec<Vec<String>> = Vec::new();
+    let mut row = |label: &str, text: String| head.push(vec![label.to_string(), text]);
+
+    let published = if status.published > 0.0 {
+        format!("published {} ago", ago(status.published))
+    } else {
+        String::from("nothing published yet")
+    };
+    let version = if status.version.is_empty() { "?" } else { &status.version };
+    let up = if status.started > 0.0 { format!(", up {}", ago(status.started)) } else { String::new() };
+    row("proxymgr", format!("{}{up}, {published}", one_line(version)));
+
+    match &status.haproxy {
+        Some(serving) => row(
+            "HAProxy",
+            format!(
+                "pid {}, HAProxy {}, serving for {}",
+                serving.pid,
+                one_line(&serving.version),
+                ago(serving.since)
+            ),
+        ),
+        None => row("HAProxy", String::from("none serving")),
+    }
+    for generation in status.generations.iter().filter(|g| !g.serving) {
+        let started = generation.started.map(|at| format!(" (started {} ago)", ago(at))).unwrap_or_default();
+        row("", format!("pid {} finishing its connections{started}", generation.pid));
+    }
+    match &status.last_reload {
+        Some(reload) => {
+            let result = match reload.result {
+                ReloadResult::Starting => "starting",
+                ReloadResult::Served => "served",
+                ReloadResult::Rejected => "rejected by HAProxy",
+                ReloadResult::Failed => "failed",
+            };
+            let reasons: Vec<String> = reload.reasons.iter().map(|r| one_line(r)).collect();
+            let why = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+            row("Last reload", format!("{} ago, {result}{why}", ago(reload.at)));
+        }
+        None => row("Last reload", String::from("none since start")),
+    }
+    if let Some(rejected) = &status.rejected {
+        row("Rejected", format!("{} ago: {}", ago(rejected.at), one_line(&rejected.error)));
+    }
+    let last_read =
+        status.last_registry_read.map(|at| format!(", last read {} ago", ago(at))).unwrap_or_default();
+    let source = if status.source.is_empty() { "?" } else { &status.source };
+    row("Registry", format!("{}{last_read}", one_line(source)));
+    for session in &status.registry {
+        let state = if session.connected {
+            String::from("connected")
+        } else {
+            let down_since = session.outage_since.unwrap_or(status.started);
+            format!("DOWN for {}", ago(down_since))
+        };
+        let read = session.last_read.map(|at| format!(", last read {} ago", ago(at))).unwrap_or_default();
+        row(
+            "",
+            format!(
+                "{}: {state}, {} {}, {} {}{read}",
+                one_line(&session.ensemble),
+                session.reconnects,
+                plural(session.reconnects, "reconnect", "reconnects"),
+                session.expiries,
+                plural(session.expiries, "expiry", "expiries"),
+            ),
+        );
+    }
+    out.push_str(&columns(&head, ""));
+    out.push('\n');
+
+    if status.services.is_empty() {
+        out.push_str("No services.\n");
+    } else {
+        let mut rows = vec![["SERVICE", "PORT", "IN ROTATION", "QUARANTINED", "HELD", "WATCHER"]
+            .map(String::from)
+            .to_vec()];
+        for service in &status.services {
+            let state = match service.watcher_state {
+                WatcherState::Awaiting => "awaiting",
+                WatcherState::Reporting => "reporting",
+            };
+            rows.push(vec![
+                one_line(&service.name),
+                service.port.to_string(),
+                format!("{}/{}", service.in_rotation(), service.servers.len()),
+                service.quarantined().count().to_string(),
+                service.held().count().to_string(),
+                format!("{state}: {}", one_line(&service.watcher)),
+            ]);
+        }
+        out.push_str(&columns(&rows, ""));
+    }
+    if !status.blocked.is_empty() {
+        out.push_str("\nNot served:\n");
+        for blocked in &status.blocked {
+            let _ = writeln!(out, "  {}: {}", one_line(&blocked.service), one_line(&blocked.reason));
+        }
+    }
+
+    for service in &status.services {
+        let differing: Vec<&ServerView> = service.servers.iter().filter(|s| s.difference.is_some()).collect();
+        if differing.is_empty() && !service.spec_rejected && service.hold.is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}:", one_line(&service.name));
+        if service.spec_rejected {
+            out.push_str("  its spec was rejected by HAProxy: the last one served stands in\n");
+        }
+        if let Some(hold) = &service.hold {
+            let _ = writeln!(
+                out,
+                "  removal hold: {} {} kept in rotation for {} more",
+                hold.kept.len(),
+                plural(hold.kept.len() as u64, "server", "servers"),
+                duration(seconds(hold.until - now_unix))
+            );
+        }
+        if differing.is_empty() {
+            continue;
+        }
+        let mut rows = vec![["SERVER", "REGISTRY", "HAPROXY", "WHY THEY DIFFER"].map(String::from).to_vec()];
+        for server in differing {
+            rows.push(vec![
+                one_line(&server.name),
+                registry_view(server),
+                haproxy_view(server),
+                server.difference.as_ref().map(|d| difference(d, now_unix)).unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&columns(&rows, "  "));
+    }
+    out
+}
+
+fn registry_view(server: &ServerView) -> String {
+    let Some(registry) = &server.registry else {
+        return String::from("not registered");
+    };
+    let mut text = match registry.weight {
+        Some(weight) => format!("weight {weight}"),
+        None => String::from("registered"),
+    };
+    if let Some(origin) = &registry.origin {
+        let _ = write!(text, " ({})", one_line(origin));
+    }
+    text
+}
+
+fn haproxy_view(server: &ServerView) -> String {
+    let Some(haproxy) = &server.haproxy else {
+        return String::from("not in HAProxy");
+    };
+    let mut text = String::from(match haproxy.state {
+        ServerState::Ready => "ready",
+        ServerState::Maintenance => "maintenance",
+    });
+    if let Some(weight) = haproxy.weight {
+        let _ = write!(text, ", weight {weight}");
+    }
+    if haproxy.name != server.name {
+        let _ = write!(text, ", as {}", one_line(&haproxy.name));
+    }
+    text
+}
+
+fn difference(difference: &Difference, now_unix: f64) -> String {
+    match difference {
+        Difference::Quarantined { reason } => format!("quarantined: {}", one_line(reason)),
+        Difference::Held { until } => format!("held for {} more", duration(seconds(until - now_unix))),
+        Difference::Leaving => String::from("leaving: finishing its connections"),
+        Difference::PendingReload => String::from("waits for a reload"),
+        Difference::Pending => String::from("being applied"),
+    }
+}
+
+/// Rows as columns two spaces apart, each line starting with `indent`; the last column is not padded.
+fn columns(rows: &[Vec<String>], indent: &str) -> String {
+    let count = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::from(indent);
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` on one line: every run of spaces and control characters (newlines, tabs, escapes) becomes one space,
+/// and `|`, which starts perfdata anywhere in a plugin's output (the table is its long output), becomes `/`.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || c.is_whitespace() {
+            if !out.is_empty() && !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(if c == '|' { '/' } else { c });
+        }
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// `one_line`, cut at [`TEXT_LIMIT`] characters.
+fn short(text: &str) -> String {
+    let line = one_line(text);
+    match line.char_indices().nth(TEXT_LIMIT) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
+    }
+}
+
+/// Whole seconds from a difference of Unix times; 0 for a negative one (clocks a little apart).
+fn seconds(difference: f64) -> u64 {
+    if difference.is_finite() && difference > 0.0 {
+        difference as u64
+    } else {
+        0
+    }
+}
+
+/// `42s`, `5m10s`, `3h12m`, `2d4h`.
+fn duration(seconds: u64) -> String {
+    let (m, s) = (seconds / 60, seconds % 60);
+    let (h, d) = (seconds / 3600, seconds / 86400);
+    match seconds {
+        0..=59 => format!("{s}s"),
+        60..=3599 if s == 0 => format!("{m}m"),
+        60..=3599 => format!("{m}m{s}s"),
+        3600..=86399 => format!("{h}h{}m", m % 60),
+        _ => format!("{d}d{}h", h % 24),
+    }
+}
+
+/// `one` for a count of 1, else `many`.
+fn plural<'a>(count: u64, one: &'a str, many: &'a str) -> &'a str {
+    if count == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::model::{
+        Blocked, Generation, HaproxyView, HoldView, RegistryView, Rejected, Reload, Serving, Session,
+    };
+
+    const NOW: f64 = 1_700_000_000.0;
+
+    fn server(name: &str, state: Option<ServerState>) -> ServerView {
+        ServerView {
+            name: name.into(),
+            registry: Some(RegistryView { weight: Some(10), origin: None }),
+            haproxy: state.map(|state| HaproxyView { name: name.into(), state, weight: Some(10) }),
+            difference: None,
+        }
+    }
+
+    fn ready(name: &str) -> ServerView {
+        server(name, Some(ServerState::Ready))
+    }
+
+    fn service(name: &str, port: u16, servers: Vec<ServerView>) -> Service {
+        Service {
+            name: name.into(),
+            port,
+            watcher: format!("zookeeper zk1:2181 /services/{name}"),
+            watcher_state: WatcherState::Reporting,
+            hold: None,
+            spec_rejected: false,
+            servers,
+        }
+    }
+
+    /// Everything well: HAProxy serves, the registry is connected, both services have servers in rotation.
+    fn healthy() -> Status {
+        Status {
+            version: "0.1.0".into(),
+            published: NOW - 1.0,
+            started: NOW - 3600.0,
+            haproxy: Some(Serving { pid: 4242, version: "2.6.12".into(), since: NOW - 600.0 }),
+            generations: vec![Generation { pid: 4242, serving: true, started: Some(NOW - 600.0) }],
+            last_reload: Some(Reload {
+                at: NOW - 600.0,
+                reasons: vec!["new service web".into()],
+                result: ReloadResult::Served,
+            }),
+            rejected: None,
+            registry: vec![Session {
+                ensemble: "zk1:2181".into(),
+                connected: true,
+                outage_since: None,
+                reconnects: 1,
+                expiries: 0,
+                last_read: Some(NOW - 3.0),
+            }],
+            source: "zookeeper zk1:2181 /services".into(),
+            last_registry_read: Some(NOW - 3.0),
+            services: vec![
+                service("api", 8081, vec![ready("10.0.0.1:80"), ready("10.0.0.2:80")]),
+                service("web", 8080, vec![ready("10.0.0.3:80"), ready("10.0.0.4:80")]),
+            ],
+            blocked: Vec::new(),
+            counters: Default::default(),
+        }
+    }
+
+    fn web(status: &mut Status) -> &mut Service {
+        status.services.iter_mut().find(|s| s.name == "web").expect("web")
+    }
+
+    fn api(status: &mut Status) -> &mut Service {
+        status.services.iter_mut().find(|s| s.name == "api").expect("api")
+    }
+
+    fn outage(status: &mut Status) {
+        status.registry[0].connected = false;
+        status.registry[0].outage_since = Some(NOW - 42.0);
+    }
+
+    fn nothing_in_rotation(status: &mut Status) {
+        for server in &mut web(status).servers {
+            server.haproxy.as_mut().expect("in HAProxy").state = ServerState::Maintenance;
+        }
+    }
+
+    fn quarantine(status: &mut Status) {
+        let server = &mut api(status).servers[1];
+        server.haproxy = None;
+        server.difference = Some(Difference::Quarantined { reason: "bad address".into() });
+    }
+
+    fn hold(status: &mut Status) {
+        let web = web(status);
+        for name in ["10.0.0.5:80", "10.0.0.6:80"] {
+            let mut server = ready(name);
+            server.registry = None;
+            server.difference = Some(Difference::Held { until: NOW + 120.0 });
+            web.servers.push(server);
+        }
+        web.hold =
+            Some(HoldView { until: NOW + 120.0, kept: vec!["10.0.0.5:80".into(), "10.0.0.6:80".into()] });
+    }
+
+    fn block(status: &mut Status) {
+        status.blocked.push(Blocked {
+            service: "db".into(),
+            reason: "port 8080 is already used by service web".into(),
+        });
+    }
+
+    fn web_awaiting(status: &mut Status) {
+        let web = web(status);
+        web.watcher_state = WatcherState::Awaiting;
+        web.servers.clear();
+    }
+
+    fn s(text: &str) -> String {
+        text.into()
+    }
+
+    #[test]
+    fn verdicts() {
+        type Change = fn(&mut Status);
+        let cases: Vec<(&str, Change, Level, Vec<Problem>)> = vec![
+            ("all well", |_| {}, Level::Ok, vec![]),
+            (
+                "nothing published",
+                |s| *s = Status::default(),
+                Level::Unknown,
+                vec![Problem::NothingPublished],
+            ),
+            // Not also "no server in rotation" for every service.
+            ("no HAProxy", |s| s.haproxy = None, Level::Critical, vec![Problem::NoHaproxy]),
+            (
+                "a registry outage",
+                outage,
+                Level::Critical,
+                vec![Problem::RegistryOutage { ensemble: s("zk1:2181"), for_seconds: 42 }],
+            ),
+            (
+                "a session never connected: down since the start",
+                |s| s.registry[0].connected = false,
+                Level::Critical,
+                vec![Problem::RegistryOutage { ensemble: s("zk1:2181"), for_seconds: 3600 }],
+            ),
+            (
+                "a rejected config",
+                |s| s.rejected = Some(Rejected { at: NOW - 5.0, error: "[ALERT] bad".into() }),
+                Level::Critical,
+                vec![Problem::ConfigRejected { error: s("[ALERT] bad") }],
+            ),
+            (
+                "a failed reload, the old HAProxy serving",
+                |s| s.last_reload.as_mut().expect("a reload").result = ReloadResult::Failed,
+                Level::Warning,
+                vec![Problem::ReloadFailed { ago_seconds: 600 }],
+            ),
+            (
+                "every server in maintenance",
+                nothing_in_rotation,
+                Level::Critical,
+                vec![Problem::NoServerInRotation { service: s("web") }],
+            ),
+            (
+                "no server in the registry",
+                |s| web(s).servers.clear(),
+                Level::Critical,
+                vec![Problem::NoServerInRotation { service: s("web") }],
+            ),
+            (
+                "a watcher not reported yet, in the first seconds",
+                |s| {
+                    web_awaiting(s);
+                    s.started = NOW - 10.0;
+                },
+                Level::Ok,
+                vec![],
+            ),
+            (
+                "a watcher not reported past the grace",
+                web_awaiting,
+                Level::Critical,
+                vec![Problem::NeverReported { service: s("web"), for_seconds: 3600 }],
+            ),
+            (
+                "a watcher not reported, the state file's servers in rotation",
+                |s| web(s).watcher_state = WatcherState::Awaiting,
+                Level::Ok,
+                vec![],
+            ),
+            (
+                "a rejected spec",
+                |s| web(s).spec_rejected = true,
+                Level::Warning,
+                vec![Problem::SpecRejected { service: s("web") }],
+            ),
+            (
+                "a quarantined server",
+                quarantine,
+                Level::Warning,
+                vec![Problem::Quarantined { service: s("api"), servers: 1 }],
+            ),
+            (
+                "held removals",
+                hold,
+                Level::Warning,
+                vec![Problem::Held { service: s("web"), servers: 2, until_seconds: 120 }],
+            ),
+            (
+                "held servers without the hold's view",
+                |s| {
+                    hold(s);
+                    web(s).hold = None;
+                },
+                Level::Warning,
+                vec![Problem::Held { service: s("web"), servers: 2, until_seconds: 120 }],
+            ),
+            (
+                "a blocked service",
+                block,
+                Level::Warning,
+                vec![Problem::Blocked {
+                    service: s("db"),
+                    reason: s("port 8080 is already used by service web"),
+                }],
+            ),
+            (
+                "several: worst first, then in order",
+                |s| {
+                    block(s);
+                    quarantine(s);
+                    nothing_in_rotation(s);
+                    outage(s);
+                },
+                Level::Critical,
+                vec![
+                    Problem::RegistryOutage { ensemble: s("zk1:2181"), for_seconds: 42 },
+                    Problem::NoServerInRotation { service: s("web") },
+                    Problem::Quarantined { service: s("api"), servers: 1 },
+                    Problem::Blocked {
+                        service: s("db"),
+                        reason: s("port 8080 is already used by service web"),
+                    },
+                ],
+            ),
+            (
+                "warnings alone stay a warning",
+                |s| {
+                    hold(s);
+                    quarantine(s);
+                },
+                Level::Warning,
+                vec![
+                    Problem::Quarantined { service: s("api"), servers: 1 },
+                    Problem::Held { service: s("web"), servers: 2, until_seconds: 120 },
+                ],
+            ),
+        ];
+        for (name, change, level, problems) in cases {
+            let mut status = healthy();
+            change(&mut status);
+            let verdict = verdict(&status, NOW);
+            assert_eq!((verdict.level, verdict.problems), (level, problems), "{name}");
+        }
+    }
+
+    #[test]
+    fn levels_are_the_exit_codes() {
+        let cases = [(Level::Ok, 0, "OK"), (Level::Warning, 1, "WARNING"), (Level::Critical, 2, "CRITICAL")];
+        for (level, code, name) in cases.into_iter().chain([(Level::Unknown, 3, "UNKNOWN")]) {
+            assert_eq!((level.code(), level.to_string()), (code, name.to_string()));
+        }
+    }
+
+    #[test]
+    fn first_lines() {
+        type Change = fn(&mut Status);
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                |_| {},
+                "PROXYMGR OK - 2 services, 4 servers in rotation \
+                 | services=2 servers_in_rotation=4 quarantined=0 held=0",
+            ),
+            (|s| *s = Status::default(), "PROXYMGR UNKNOWN - nothing published yet: proxymgr is starting"),
+            (
+                |s| {
+                    outage(s);
+                    s.rejected = Some(Rejected { at: NOW, error: "[ALERT] a\n[ALERT] b | c\r\n".into() });
+                },
+                "PROXYMGR CRITICAL - registry zk1:2181 down for 42s; config rejected: [ALERT] a [ALERT] b / c \
+                 | services=2 servers_in_rotation=4 quarantined=0 held=0",
+            ),
+            (
+                |s| {
+                    hold(s);
+                    quarantine(s);
+                    block(s);
+                },
+                "PROXYMGR WARNING - api: 1 server quarantined; web: 2 removed servers held in rotation for 2m \
+                 more; db: not served: port 8080 is already used by service web \
+                 | services=2 servers_in_rotation=5 quarantined=1 held=2",
+            ),
+            (
+                |s| {
+                    web_awaiting(s);
+                    web(s).name = "w\u{1b}[31meb\nX".into();
+                },
+                "PROXYMGR CRITICAL - w [31meb X: no server in rotation, its watcher silent for 1h0m since start \
+                 | services=2 servers_in_rotation=2 quarantined=0 held=0",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut status = healthy();
+            change(&mut status);
+            assert_eq!(verdict(&status, NOW).first_line(), expected);
+        }
+    }
+
+    #[test]
+    fn a_long_complaint_is_cut() {
+        let mut status = healthy();
+        status.rejected = Some(Rejected { at: NOW, error: "x".repeat(1000) });
+        let line = verdict(&status, NOW).first_line();
+        assert!(line.contains(&format!("config rejected: {}... |", "x".repeat(TEXT_LIMIT))), "{line}");
+    }
+
+    #[test]
+    fn unknown_lines_are_one_line() {
+        assert_eq!(unknown_line("a\nb | c"), "PROXYMGR UNKNOWN - a b / c");
+        assert_eq!(unknown_line(" \t a \r\n  b\u{1b}\u{7f} "), "PROXYMGR UNKNOWN - a b");
+    }
+
+    #[test]
+    fn durations() {
+        let cases = [(0, "0s"), (42, "42s"), (60, "1m"), (310, "5m10s"), (3600, "1h0m"), (11_520, "3h12m")];
+        for (seconds, text) in cases.into_iter().chain([(86_400 * 2 + 3600 * 4 + 5, "2d4h")]) {
+            assert_eq!(duration(seconds), text, "{seconds}");
+        }
+        assert_eq!(super::seconds(-3.0), 0, "clocks a little apart");
+        assert_eq!(super::seconds(f64::NAN), 0);
+    }
+
+    #[test]
+    fn the_table() {
+        let mut status = healthy();
+        quarantine(&mut status);
+        hold(&mut status);
+        block(&mut status);
+        status.generations.push(Generation { pid: 4100, serving: false, started: Some(NOW - 4000.0) });
+        status.registry.push(Session {
+            ensemble: "zk2:2181".into(),
+            connected: false,
+            outage_since: Some(NOW - 42.0),
+            ..Default::default()
+        });
+        web(&mut status).servers[0].registry.as_mut().expect("registered").origin =
+            Some("/services/web/n_0001".into());
+        web(&mut status).servers[0].difference = Some(Difference::PendingReload);
+        web(&mut status).servers[1].haproxy.as_mut().expect("in HAProxy").name = "slot3".into();
+        web(&mut status).servers[1].difference = Some(Difference::Pending);
+        expect_test::expect![[r#"
+            proxymgr     0.1.0, up 1h0m, published 1s ago
+            HAProxy      pid 4242, HAProxy 2.6.12, serving for 10m
+                         pid 4100 finishing its connections (started 1h6m ago)
+            Last reload  10m ago, served (new service web)
+            Registry     zookeeper zk1:2181 /services, last read 3s ago
+                         zk1:2181: connected, 1 reconnect, 0 expiries, last read 3s ago
+                         zk2:2181: DOWN for 42s, 0 reconnects, 0 expiries
+
+            SERVICE  PORT  IN ROTATION  QUARANTINED  HELD  WATCHER
+            api      8081  1/2          1            0     reporting: zookeeper zk1:2181 /services/api
+            web      8080  4/4          0            2     reporting: zookeeper zk1:2181 /services/web
+
+            Not served:
+              db: port 8080 is already used by service web
+
+            api:
+              SERVER       REGISTRY   HAPROXY         WHY THEY DIFFER
+              10.0.0.2:80  weight 10  not in HAProxy  quarantined: bad address
+
+            web:
+              removal hold: 2 servers kept in rotation for 2m more
+              SERVER       REGISTRY                          HAPROXY                     WHY THEY DIFFER
+              10.0.0.3:80  weight 10 (/services/web/n_0001)  ready, weight 10            waits for a reload
+              10.0.0.4:80  weight 10                         ready, weight 10, as slot3  being applied
+              10.0.0.5:80  not registered                    ready, weight 10            held for 2m more
+              10.0.0.6:80  not registered                    ready, weight 10            held for 2m more
+        "#]]
+        .assert_eq(&table(&status, NOW));
+    }
+
+    #[test]
+    fn the_table_of_a_proxymgr_starting() {
+        expect_test::expect![[r#"
+            proxymgr     ?, nothing published yet
+            HAProxy      none serving
+            Last reload  none since start
+            Registry     ?
+
+            No services.
+        "#]]
+        .assert_eq(&table(&Status::default(), NOW));
+    }
+}

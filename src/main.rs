@@ -140,7 +140,7 @@ fn run(args: &Args) -> u8 {
         binary.version_text,
         binary.path.display()
     );
-    let caps = haproxy::Capabilities::of(binary.version);
+    let caps = haproxy::Capabilities::of_binary(&binary);
     log::info!("HAProxy {major}.{minor}: {}", caps.new_servers());
     for line in haproxy::capabilities::summary(binary.version) {
         log::info!("HAProxy {major}.{minor}: {line}");
@@ -177,7 +177,7 @@ fn run(args: &Args) -> u8 {
 
 /// `--check`: the file parsed and validated; now HAProxy must accept the global and defaults it yields.
 fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
-    for line in haproxy::Capabilities::of(binary.version).unmet(&config.haproxy) {
+    for line in haproxy::Capabilities::of_binary(binary).unmet(&config.haproxy) {
         log::warn!("HAProxy {}: {line}", binary.version_text);
     }
     match haproxy::check_head(&config.haproxy, binary) {

@@ -7,6 +7,7 @@
 #[cfg(test)]
 use std::fmt::Write;
 
+use super::process::Binary;
 use crate::config::HaproxyConfig;
 
 /// One thing HAProxy has from a version on, and what proxymgr does with it and without it.
@@ -111,6 +112,15 @@ impl Capabilities {
         }
     }
 
+    /// What `binary` can do: its version's capabilities, less the exporter where it was built without it.
+    pub fn of_binary(binary: &Binary) -> Capabilities {
+        let version = Capabilities::of(binary.version);
+        Capabilities {
+            prometheus_exporter: version.prometheus_exporter && binary.prometheus_exporter,
+            ..version
+        }
+    }
+
     /// What `config` asks of HAProxy that this version lacks and so goes unrendered, a line each, for a warning
     /// at start.
     pub fn unmet(&self, config: &HaproxyConfig) -> Vec<String> {
@@ -118,7 +128,7 @@ impl Capabilities {
         if let Some(address) = config.prometheus_exporter.filter(|_| !self.prometheus_exporter) {
             unmet.push(format!(
                 "haproxy.prometheus_exporter ({address}) is not rendered: HAProxy has no Prometheus exporter \
-                 before 2.0"
+                 (before 2.0, or built without USE_PROMEX: `haproxy -vv` lists no prometheus-exporter service)"
             ));
         }
         unmet
@@ -227,9 +237,22 @@ mod tests {
         assert_eq!(
             unmet,
             ["haproxy.prometheus_exporter (127.0.0.1:8405) is not rendered: HAProxy has no Prometheus exporter \
-              before 2.0"]
+              (before 2.0, or built without USE_PROMEX: `haproxy -vv` lists no prometheus-exporter service)"]
         );
         assert!(Capabilities::of((2, 0)).unmet(&asked).is_empty());
+        let binary = |version, prometheus_exporter| Binary {
+            path: "/usr/sbin/haproxy".into(),
+            version,
+            version_text: String::new(),
+            prometheus_exporter,
+        };
+        assert_eq!(
+            Capabilities::of_binary(&binary((2, 6), false)).unmet(&asked).len(),
+            1,
+            "built without it"
+        );
+        assert!(Capabilities::of_binary(&binary((2, 6), true)).unmet(&asked).is_empty());
+        assert_eq!(Capabilities::of_binary(&binary((1, 8), true)).unmet(&asked).len(), 1, "too old");
         assert!(Capabilities::of((1, 8)).unmet(&HaproxyConfig::default()).is_empty(), "not asked");
     }
 

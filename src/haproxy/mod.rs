@@ -215,7 +215,7 @@ pub fn rejected_path(path: &Path) -> PathBuf {
 /// `proxymgr --check`: whether HAProxy accepts the global and defaults sections `config` renders to; HAProxy's
 /// complaint when it does not.
 pub fn check_head(config: &crate::config::HaproxyConfig, binary: &process::Binary) -> Result<(), String> {
-    let text = render::Renderer::default().head(config, &Capabilities::of(binary.version));
+    let text = render::Renderer::default().head(config, &Capabilities::of_binary(binary));
     let file = tempfile::Builder::new()
         .prefix("proxymgr-check.")
         .suffix(".cfg")
@@ -326,7 +326,7 @@ mod tests {
             prometheus_exporter: Some(([127, 0, 0, 1], 8405).into()),
             ..HaproxyConfig::default()
         };
-        let text = Renderer::default().head(&config, &Capabilities::of(binary.version));
+        let text = Renderer::default().head(&config, &Capabilities::of_binary(&binary));
         assert!(text.contains("frontend proxymgr-prometheus"), "{text}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.cfg");

@@ -43,10 +43,12 @@ pub struct Binary {
     pub path: PathBuf,
     pub version: (u32, u32),
     pub version_text: String,
+    /// Whether it was built with the Prometheus exporter (`USE_PROMEX`): `-vv` lists it among its services.
+    pub prometheus_exporter: bool,
 }
 
 impl Binary {
-    /// Finds `path` (a file, or a name on PATH), runs `-v` and refuses versions older than 1.5.
+    /// Finds `path` (a file, or a name on PATH), runs `-vv` and refuses versions older than 1.5.
     pub fn locate(path: &Path) -> Result<Binary, ProcessError> {
         let resolved = resolve(path).ok_or_else(|| {
             if path.exists() {
@@ -56,7 +58,7 @@ impl Binary {
             }
         })?;
         let output = Command::new(&resolved)
-            .arg("-v")
+            .arg("-vv")
             .stdin(Stdio::null())
             .output()
             .map_err(|source| ProcessError::Run { path: resolved.clone(), source })?;
@@ -66,7 +68,8 @@ impl Binary {
         if version < MIN_VERSION {
             return Err(ProcessError::TooOld { path: resolved, version: version_text });
         }
-        Ok(Binary { path: resolved, version, version_text })
+        let prometheus_exporter = text.contains("prometheus-exporter");
+        Ok(Binary { path: resolved, version, version_text, prometheus_exporter })
     }
 
     /// `haproxy -c -f cfg` with the listeners passed, as a start would have them (without them HAProxy refuses

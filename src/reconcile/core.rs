@@ -193,7 +193,7 @@ impl Core {
         let mut actions = VecDeque::new();
         actions.push_back(Action::FollowSource { source: config.service_config.clone(), generation: 0 });
         Core {
-            caps: Capabilities::of(binary.version),
+            caps: Capabilities::of_binary(binary),
             config,
             renderer: Renderer::default(),
             measure,

@@ -188,7 +188,7 @@ impl Core {
         self.config.state_file = config.state_file;
         // Holds under way that it turns off end at the next tick.
         self.config.removal_hold = config.removal_hold;
-        self.caps = Capabilities::of(binary.version);
+        self.caps = Capabilities::of_binary(&binary);
         self.actions.push_back(Action::UseHaproxy { binary, haproxy: config.haproxy.clone() });
         self.config.haproxy = config.haproxy;
         self.forget_renders();

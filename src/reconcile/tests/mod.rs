@@ -305,7 +305,12 @@ impl Story {
 }
 
 fn binary() -> Binary {
-    Binary { path: "/usr/sbin/haproxy".into(), version: (2, 6), version_text: "2.6.12".into() }
+    Binary {
+        path: "/usr/sbin/haproxy".into(),
+        version: (2, 6),
+        version_text: "2.6.12".into(),
+        prometheus_exporter: true,
+    }
 }
 
 fn spec(port: u16) -> ServiceSpec {

@@ -149,10 +149,6 @@ fn a_healthy_service_is_seen_from_both_sides_in_every_view() {
 
     let dom = page(&pm);
     assert!(dom.contains(&format!("127.0.0.1:{}", a.port())) && dom.contains("web"), "{dom}");
-    if let Some(path) = std::env::var_os("PROXYMGR_SCREENSHOT") {
-        let address = pm.status_address().unwrap();
-        browser::screenshot(&format!("http://{address}/"), std::path::Path::new(&path), 1200, 900);
-    }
 
     // Read-only: nothing changes through it.
     let address = pm.status_address().unwrap();
@@ -239,6 +235,12 @@ fn a_quarantined_server_shows_in_every_view_with_haproxys_reason() {
     );
     let dom = page(&pm);
     assert!(dom.contains("quarantined") && dom.contains("chekc"), "{dom}");
+    // The screenshot in the README: `PROXYMGR_SCREENSHOT=docs/status-page.png cargo test --test integration
+    // observe::a_quarantined`.
+    if let Some(path) = std::env::var_os("PROXYMGR_SCREENSHOT") {
+        let address = pm.status_address().unwrap();
+        browser::screenshot(&format!("http://{address}/"), std::path::Path::new(&path), 1200, 1250);
+    }
     wait_answers(port, &["a"]);
 }
 
@@ -279,4 +281,43 @@ fn the_endpoint_can_be_turned_off_with_one_line() {
     let (code, text) = pm.status_command();
     assert_eq!(code, 3, "{text}");
     assert!(text.starts_with("PROXYMGR UNKNOWN"), "{text}");
+}
+
+#[test]
+fn haproxys_own_exporter_serves_beside_proxymgrs_metrics() {
+    let has_exporter = std::process::Command::new(support::haproxy())
+        .arg("-vv")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("prometheus-exporter"));
+    if !has_exporter {
+        eprintln!("skipped: {} was built without the Prometheus exporter", support::haproxy().display());
+        return;
+    }
+    if !support::require("zookeeper") {
+        return;
+    }
+    let exporter = reserve_port();
+    let zk = Zk::start();
+    zk.create("/service_config", "");
+    let pm = Proxymgr::start_with(|dir| {
+        let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
+        yaml.replacen("haproxy:\n", &format!("haproxy:\n  prometheus_exporter: 127.0.0.1:{exporter}\n"), 1)
+    });
+    let a = Backend::start("a");
+    serving_web(&zk, &[&a]);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], exporter));
+    let mut body = String::new();
+    wait_until(SETTLE, "HAProxy's exporter answers", || {
+        body = support::fetch(address, "/metrics").filter(|r| r.0 == 200).map(|r| r.1).unwrap_or_default();
+        !body.is_empty()
+    });
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("it parses");
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("haproxy_backend_") && s.labels.get("proxy") == Some("web")),
+        "HAProxy's figures for web: {body:.2000}"
+    );
+    assert!(sample(&metrics(&pm), "proxymgr_build_info", &[]).is_some(), "and proxymgr's beside them");
 }

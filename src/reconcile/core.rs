@@ -330,6 +330,7 @@ impl Core {
         if !matches!(input, Input::StateSaved(_)) {
             self.observe_change();
         }
+        self.observed.stale_after(&input);
         match input {
             Input::Session { ensemble, news } => self.observed.session(ensemble, news, now),
             Input::Services { source, services } => {
@@ -412,6 +413,12 @@ impl Core {
         self.now = now;
         if self.outcome.is_some() {
             return;
+        }
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        // What the tick may change of the services as published: who is set up, what is served, a hold's end.
+        if due(self.retry_blocked_at) || due(self.holding.next_end()) || self.saved.is_some() {
+            self.observed.all_stale();
+            self.observe_change();
         }
         if self.retry_blocked_at.is_some_and(|at| at <= now) {
             // Set again if some service is still blocked; what came from the state file is not retried.

@@ -299,7 +299,7 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
     let level = problems.iter().map(Problem::level).max_by_key(|l| l.severity()).unwrap_or(Level::Ok);
     let totals = Totals {
         services: status.services.len(),
-        servers_in_rotation: status.services.iter().map(Service::in_rotation).sum(),
+        servers_in_rotation: status.services.iter().map(|s| s.in_rotation()).sum(),
         quarantined: status.services.iter().map(|s| s.quarantined().count()).sum(),
         held: status.services.iter().map(|s| held(s).map_or(0, |(n, _)| n)).sum(),
     };
@@ -488,8 +488,8 @@ fn haproxy_view(server: &ServerView) -> String {
     if let Some(weight) = haproxy.weight {
         let _ = write!(text, ", weight {weight}");
     }
-    if haproxy.name != server.name {
-        let _ = write!(text, ", as {}", one_line(&haproxy.name));
+    if let Some(name) = &haproxy.name {
+        let _ = write!(text, ", as {}", one_line(name));
     }
     text
 }
@@ -589,6 +589,7 @@ mod tests {
     use crate::status::model::{
         Blocked, Generation, HaproxyView, HoldView, RegistryView, Rejected, Reload, Serving, Session,
     };
+    use std::sync::Arc;
 
     const NOW: f64 = 1_700_000_000.0;
 
@@ -596,7 +597,7 @@ mod tests {
         ServerView {
             name: name.into(),
             registry: Some(RegistryView { weight: Some(10), origin: None }),
-            haproxy: state.map(|state| HaproxyView { name: name.into(), state, weight: Some(10) }),
+            haproxy: state.map(|state| HaproxyView { name: None, state, weight: Some(10) }),
             difference: None,
         }
     }
@@ -642,8 +643,8 @@ mod tests {
             source: "zookeeper zk1:2181 /services".into(),
             last_registry_read: Some(NOW - 3.0),
             services: vec![
-                service("api", 8081, vec![ready("10.0.0.1:80"), ready("10.0.0.2:80")]),
-                service("web", 8080, vec![ready("10.0.0.3:80"), ready("10.0.0.4:80")]),
+                Arc::new(service("api", 8081, vec![ready("10.0.0.1:80"), ready("10.0.0.2:80")])),
+                Arc::new(service("web", 8080, vec![ready("10.0.0.3:80"), ready("10.0.0.4:80")])),
             ],
             blocked: Vec::new(),
             counters: Default::default(),
@@ -651,11 +652,11 @@ mod tests {
     }
 
     fn web(status: &mut Status) -> &mut Service {
-        status.services.iter_mut().find(|s| s.name == "web").expect("web")
+        status.services.iter_mut().find(|s| s.name == "web").map(Arc::make_mut).expect("web")
     }
 
     fn api(status: &mut Status) -> &mut Service {
-        status.services.iter_mut().find(|s| s.name == "api").expect("api")
+        status.services.iter_mut().find(|s| s.name == "api").map(Arc::make_mut).expect("api")
     }
 
     fn outage(status: &mut Status) {
@@ -942,7 +943,7 @@ mod tests {
         web(&mut status).servers[0].registry.as_mut().expect("registered").origin =
             Some("/services/web/n_0001".into());
         web(&mut status).servers[0].difference = Some(Difference::PendingReload);
-        web(&mut status).servers[1].haproxy.as_mut().expect("in HAProxy").name = "slot3".into();
+        web(&mut status).servers[1].haproxy.as_mut().expect("in HAProxy").name = Some("slot3".into());
         web(&mut status).servers[1].difference = Some(Difference::Pending);
         expect_test::expect![[r#"
             proxymgr     0.1.0, up 1h0m, published 1s ago

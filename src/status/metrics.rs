@@ -150,7 +150,7 @@ fn families(status: &Status, now_unix: f64, memory: &dyn Fn(u32) -> Option<u64>)
     let ensemble = |name: &str| vec![("ensemble", name.to_string())];
     let sessions = &status.registry;
     let per_service = |f: &dyn Fn(&super::Service) -> Vec<(Labels, u64)>| -> Vec<(Labels, u64)> {
-        status.services.iter().flat_map(f).collect()
+        status.services.iter().flat_map(|s| f(s)).collect()
     };
     let counters = &status.counters;
     vec![
@@ -380,6 +380,7 @@ mod tests {
         ReloadLabels, ReloadResult, Service, Serving, Session,
     };
     use prometheus_parse::{LineInfo, Scrape, Value};
+    use std::sync::Arc;
 
     const NOW: f64 = 2000.0;
 
@@ -387,7 +388,7 @@ mod tests {
         ServerView {
             name: name.into(),
             registry: Some(RegistryView::default()),
-            haproxy: state.map(|state| HaproxyView { name: name.into(), state, weight: None }),
+            haproxy: state.map(|state| HaproxyView { name: None, state, weight: None }),
             difference,
         }
     }
@@ -436,7 +437,7 @@ mod tests {
             ],
             source: "zookeeper zk1:2181 /services".into(),
             last_registry_read: Some(1995.5),
-            services: vec![
+            services: [
                 service(
                     "web",
                     vec![
@@ -450,7 +451,9 @@ mod tests {
                 ),
                 service("api", vec![server("10.0.1.1:80", Some(Maintenance), None)]),
                 service("empty", vec![]),
-            ],
+            ]
+            .map(Arc::new)
+            .to_vec(),
             blocked: vec![Blocked { service: "db".into(), reason: "no port".into() }],
             counters: Counters {
                 commands: vec![
@@ -631,7 +634,8 @@ mod tests {
     fn label_values_are_escaped() {
         let name = "we\"b\\x\ny";
         let mut hostile = status();
-        hostile.services = vec![service(name, vec![server("10.0.0.1:80", Some(ServerState::Ready), None)])];
+        hostile.services =
+            vec![Arc::new(service(name, vec![server("10.0.0.1:80", Some(ServerState::Ready), None)]))];
         let text = encode(&hostile, NOW, &memory);
         for line in text.lines() {
             let parsed = LineInfo::parse(line);

@@ -5,6 +5,8 @@
 //! Per server it holds both views: what the registry says ([`RegistryView`]) beside what the serving HAProxy
 //! has ([`HaproxyView`]), and, where they differ, why ([`Difference`]).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The whole picture at one moment.
@@ -30,8 +32,9 @@ pub struct Status {
     pub source: String,
     /// When a registry source or a watcher last reported a set (Unix seconds).
     pub last_registry_read: Option<f64>,
-    /// By name.
-    pub services: Vec<Service>,
+    /// By name. Each is shared with the statuses published before it until it changes, so that a publication
+    /// at 1000 services × 50 servers builds only the services that changed.
+    pub services: Vec<Arc<Service>>,
     /// Services of the registry that are not served, with why.
     pub blocked: Vec<Blocked>,
     /// Counts since this proxymgr started, for `/metrics`.
@@ -138,25 +141,31 @@ pub struct HoldView {
 pub struct ServerView {
     /// `address:port`.
     pub name: String,
-    /// What the registry says; None when the registry no longer has it.
+    /// What the registry says; None (left out) when the registry no longer has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<RegistryView>,
-    /// What the serving HAProxy has; None when it has not got it (yet).
+    /// What the serving HAProxy has; None (left out) when it has not got it (yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyView>,
-    /// Why the two differ; None when they agree.
+    /// Why the two differ; None (left out) when they agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difference: Option<Difference>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegistryView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u16>,
     /// Where the registry holds it (a ZooKeeper node's path), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaproxyView {
-    /// HAProxy's name for it: its address, or its slot on HAProxy 1.8 and 2.4.
-    pub name: String,
+    /// HAProxy's name for it where that is not its `address:port`: its slot, on HAProxy 1.8 and 2.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub state: ServerState,
     pub weight: Option<u16>,
 }

@@ -27,7 +27,8 @@
 //!   the registry's view beside HAProxy's: one `<tr class="server DIFF" data-server="ADDRESS:PORT">` each, its
 //!   class `server` alone when the views agree, else DIFF is `quarantined`, `held`, `leaving`, `pending-reload`
 //!   or `pending`; in the row, HAProxy's state is a `<td class="ready|maintenance">` and the difference's text
-//!   a `<td class="difference">`.
+//!   a `<td class="difference">`. Beyond `LISTED_SERVERS` servers in all, only the servers whose views differ
+//!   are rows, and a `<p class="unlisted">` says how many more each service has.
 
 use serde::Serialize;
 use tinytemplate::TinyTemplate;
@@ -288,7 +289,14 @@ struct ServicePart {
     in_rotation: String,
     hold: Option<HoldPart>,
     servers: Vec<ServerPart>,
+    /// What says the servers left out of the table (those whose two views agree, when there are too many to
+    /// list); empty when none is.
+    unlisted: String,
 }
+
+/// The most servers the page lists in all: beyond it, only those whose two views differ are (a page of 50 000
+/// rows helps nobody, and would cost the daemon tens of megabytes to render); `/status` has every one.
+pub const LISTED_SERVERS: usize = 2000;
 
 #[derive(Serialize)]
 struct HoldPart {
@@ -315,9 +323,10 @@ impl Page {
     fn new(status: &Status, now: f64) -> Page {
         let problems = problems(status);
         let troubled: Vec<&str> = problems.iter().filter_map(Problem::service).collect();
+        let all = status.services.iter().map(|s| s.servers.len()).sum::<usize>() <= LISTED_SERVERS;
         let ok = problems.is_empty();
         let summary = if ok {
-            let servers: usize = status.services.iter().map(Service::in_rotation).sum();
+            let servers: usize = status.services.iter().map(|s| s.in_rotation()).sum();
             format!(
                 "OK: {}, {} in rotation",
                 count(status.services.len(), "service", "services"),
@@ -340,7 +349,7 @@ impl Page {
             })
             .collect();
 
-        let mut services: Vec<&Service> = status.services.iter().collect();
+        let mut services: Vec<&Service> = status.services.iter().map(|s| &**s).collect();
         services.sort_by_key(|s| (!troubled.contains(&s.name.as_str()), &s.name));
 
         Page {
@@ -387,7 +396,7 @@ impl Page {
             sessions: status.registry.iter().map(|s| SessionPart::new(s, now)).collect(),
             services: services
                 .into_iter()
-                .map(|s| ServicePart::new(s, troubled.contains(&s.name.as_str()), now))
+                .map(|s| ServicePart::new(s, troubled.contains(&s.name.as_str()), all, now))
                 .collect(),
         }
     }
@@ -421,7 +430,8 @@ impl SessionPart {
 }
 
 impl ServicePart {
-    fn new(service: &Service, has_problems: bool, now: f64) -> ServicePart {
+    /// With every server in the table, or (`all` false) only those whose two views differ.
+    fn new(service: &Service, has_problems: bool, all: bool, now: f64) -> ServicePart {
         let (watcher_state, watcher_state_text) = match service.watcher_state {
             WatcherState::Awaiting => ("awaiting", "awaiting its first report"),
             WatcherState::Reporting => ("reporting", "reporting"),
@@ -442,7 +452,20 @@ impl ServicePart {
                 .hold
                 .as_ref()
                 .map(|hold| HoldPart { until: When::new(hold.until, now), kept: hold.kept.join(", ") }),
-            servers: service.servers.iter().map(|s| ServerPart::new(s, now)).collect(),
+            servers: service
+                .servers
+                .iter()
+                .filter(|s| all || s.difference.is_some())
+                .map(|s| ServerPart::new(s, now))
+                .collect(),
+            unlisted: match service.servers.iter().filter(|s| !all && s.difference.is_none()).count() {
+                0 => String::new(),
+                n => format!(
+                    "{} whose two views agree, not listed: the page lists every server only up to {LISTED_SERVERS} \
+                     in all (/status has every one).",
+                    count(n, "more server", "more servers")
+                ),
+            },
         }
     }
 }
@@ -475,7 +498,8 @@ impl ServerPart {
             registry_weight: registry.map_or_else(String::new, |r| weight(r.weight)),
             origin: registry.and_then(|r| r.origin.clone()).unwrap_or_default(),
             in_haproxy: haproxy.is_some(),
-            haproxy_name: haproxy.map_or_else(String::new, |h| h.name.clone()),
+            haproxy_name: haproxy
+                .map_or_else(String::new, |h| h.name.clone().unwrap_or_else(|| server.name.clone())),
             state: match haproxy.map(|h| h.state) {
                 None => "",
                 Some(ServerState::Ready) => "ready",
@@ -651,8 +675,9 @@ td.down, p.down \{ color: #8a1c1c; font-weight: 600; }
 {{ for server in service.servers }}<tr class="server{{ if server.class }} {server.class}{{ endif }}" data-server="{server.name}"><td class="mono nowrap">{server.name}</td>{{ if server.in_registry }}<td>yes{{ if server.origin }}<span class="origin mono">{server.origin}</span>{{ endif }}</td><td class="num">{server.registry_weight}</td>{{ else }}<td class="no">no</td><td></td>{{ endif }}{{ if server.in_haproxy }}<td class="mono nowrap">{server.haproxy_name}</td><td class="{server.state}">{server.state}</td><td class="num">{server.haproxy_weight}</td>{{ else }}<td class="no" colspan="3">not in HAProxy</td>{{ endif }}<td class="difference">{server.difference}</td></tr>
 {{ endfor }}</tbody>
 </table>
-{{ else }}<p>No server in either view.</p>
-{{ endif }}</section>
+{{ endif }}{{ if service.unlisted }}<p class="unlisted">{service.unlisted}</p>
+{{ else }}{{ if service.servers }}{{ else }}<p>No server in either view.</p>
+{{ endif }}{{ endif }}</section>
 {{ endfor }}{{ else }}<p>No services.</p>
 {{ endif }}</section>
 </body>

@@ -1,17 +1,22 @@
 //! The status endpoint: a small synchronous HTTP server (`tiny_http`) on threads of its own, serving the last
 //! published [`Status`] as `/status` (JSON), `/metrics` (Prometheus' text format) and `/` (the page).
 //!
-//! It never waits on the reconciler: it reads the last `Status` published, and renders each view of it once
-//! per publication (`/metrics` and the page, which show ages, at most once a second), however often it is
-//! scraped. It is read-only: any method but GET and HEAD is refused with 405.
+//! It never waits on the reconciler: it reads the last `Status` published. `/metrics` and the page are rendered
+//! once per publication and at most once a second (they show ages), however often they are scraped, and sent
+//! from the one rendering shared by every request. `/status`, megabytes at 1000 services × 50 servers, is not
+//! kept: its length is counted by serializing it into nothing, then it is serialized again into the response
+//! through a pipe, so no request holds it whole in memory. It is read-only: any method but GET and HEAD is
+//! refused with 405.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Cursor, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tiny_http::{Header, Method, Request, Response, Server};
+use nix::fcntl::OFlag;
+use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 use super::{Published, Status};
 
@@ -49,21 +54,56 @@ impl View {
         }
     }
 
-    /// Whether it shows ages, which go stale as time passes even while the status does not change.
-    fn ages(self) -> bool {
-        !matches!(self, View::Status)
-    }
-
+    /// A rendering of the views kept and shared (all but `/status`, which is streamed).
     fn render(self, status: &Status) -> Vec<u8> {
         let now = unix_now();
         match self {
-            View::Status => serde_json::to_vec(status).unwrap_or_default(),
             View::Page => super::page::render(status, now).into_bytes(),
             View::Metrics => {
                 super::metrics::encode(status, now, &super::metrics::resident_bytes).into_bytes()
             }
+            View::Status => serde_json::to_vec(status).unwrap_or_default(),
         }
     }
+}
+
+/// A rendering shared by every request that sends it.
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Counts what is written to it, and keeps nothing.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `status` as JSON: its length, and a reader of it that a thread of its own fills through a pipe
+/// (close-on-exec: a HAProxy started meanwhile must not hold its end open). A reader that stops reading ends
+/// the thread.
+fn streamed(status: Arc<Status>) -> io::Result<(usize, File)> {
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, &*status).map_err(io::Error::other)?;
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    std::thread::Builder::new().name("status-json".into()).spawn(move || {
+        let mut out = io::BufWriter::with_capacity(64 * 1024, File::from(write));
+        if serde_json::to_writer(&mut out, &*status).is_ok() {
+            let _ = out.flush();
+        }
+    })?;
+    Ok((counter.0, File::from(read)))
 }
 
 fn unix_now() -> f64 {
@@ -85,8 +125,7 @@ struct Cache {
 
 impl Cache {
     fn get(&self, view: View, status: Arc<Status>) -> Arc<Vec<u8>> {
-        let fresh =
-            |r: &Rendered| Arc::ptr_eq(&r.status, &status) && (!view.ages() || r.at.elapsed() < AGE_LIMIT);
+        let fresh = |r: &Rendered| Arc::ptr_eq(&r.status, &status) && r.at.elapsed() < AGE_LIMIT;
         {
             let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((_, r)) = views.iter().find(|(v, r)| *v == view && fresh(r)) {
@@ -149,24 +188,43 @@ fn answer_all(server: &Server, cache: &Cache, published: &Published) {
     }
 }
 
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name, value).expect("a valid header")
+}
+
 fn answer(request: Request, cache: &Cache, published: &Published) {
-    let header = |name: &str, value: &str| Header::from_bytes(name, value).expect("a valid header");
-    let response = match (request.method(), View::of(request.url())) {
+    let view = View::of(request.url());
+    let answered = match (request.method(), view) {
+        (Method::Get | Method::Head, Some(View::Status)) => match streamed(published.latest()) {
+            Ok((length, body)) => request.respond(reply(200, View::Status.content_type(), body, length)),
+            Err(e) => {
+                log::error!("status: cannot stream /status: {e}");
+                request.respond(text(503, "cannot answer now: see proxymgr's log\n"))
+            }
+        },
         (Method::Get | Method::Head, Some(view)) => {
             let body = cache.get(view, published.latest());
-            Response::from_data(body.as_slice()).with_header(header("Content-Type", view.content_type()))
+            let length = body.len();
+            request.respond(reply(200, view.content_type(), Cursor::new(Shared(body)), length))
         }
         (Method::Get | Method::Head, None) => {
-            Response::from_data(&b"not found: try /, /status or /metrics\n"[..]).with_status_code(404)
+            request.respond(text(404, "not found: try /, /status or /metrics\n"))
         }
-        _ => Response::from_data(&b"read-only: GET or HEAD only\n"[..])
-            .with_status_code(405)
-            .with_header(header("Allow", "GET, HEAD")),
+        _ => request
+            .respond(text(405, "read-only: GET or HEAD only\n").with_header(header("Allow", "GET, HEAD"))),
     };
-    let response = response.with_header(header("Cache-Control", "no-store"));
-    if let Err(e) = request.respond(response) {
+    if let Err(e) = answered {
         log::debug!("status: answering a request: {e}");
     }
+}
+
+fn reply<R: Read>(code: u16, content_type: &str, body: R, length: usize) -> Response<R> {
+    let headers = vec![header("Content-Type", content_type), header("Cache-Control", "no-store")];
+    Response::new(StatusCode(code), headers, body, Some(length), None)
+}
+
+fn text(code: u16, body: &'static str) -> Response<Cursor<&'static [u8]>> {
+    reply(code, "text/plain; charset=utf-8", Cursor::new(body.as_bytes()), body.len())
 }
 
 #[cfg(test)]

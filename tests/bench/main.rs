@@ -24,6 +24,7 @@ mod haproxy;
 mod plot;
 mod report;
 mod scenarios;
+mod scrape;
 mod stats;
 mod target;
 mod topo;
@@ -710,6 +711,104 @@ fn storm(backends: &[Backend], report: &mut Report) {
 
 // ---- large: 1000 × 50 ----
 
+/// Convergence with and without a scraper at 10 a second on `/metrics`, and what `/metrics` and `/status` cost.
+struct ScrapeEffect {
+    quiet: Samples,
+    scraped: Samples,
+    scraper: scrape::Scraped,
+    metrics: scrape::Scraped,
+    status: scrape::Scraped,
+    page: scrape::Scraped,
+}
+
+/// Four blocks of `rounds` convergence rounds each, alternately without and with the scraper, so that a drift of
+/// the machine over the phase weighs on both alike.
+fn scrape_effect(
+    target: &Target,
+    client: &zookeeper::ZooKeeper,
+    topo: &Topo,
+    rounds: usize,
+    address: std::net::SocketAddr,
+) -> ScrapeEffect {
+    let mut effect = ScrapeEffect {
+        quiet: Samples::new(),
+        scraped: Samples::new(),
+        scraper: scrape::Scraped::default(),
+        metrics: scrape::Scraped::default(),
+        status: scrape::Scraped::default(),
+        page: scrape::Scraped::default(),
+    };
+    for block in 0..4 {
+        let scraper =
+            (block % 2 == 1).then(|| scrape::Scraper::start(address, "/metrics", Duration::from_millis(100)));
+        let conv = scenarios::convergence(target, client, topo, rounds, Duration::from_secs(60));
+        match scraper {
+            Some(scraper) => {
+                effect.scraped.extend(&conv.all());
+                let scraped = scraper.stop();
+                effect.scraper.took.extend(&scraped.took);
+                effect.scraper.failed += scraped.failed;
+                effect.scraper.bytes = scraped.bytes;
+            }
+            None => effect.quiet.extend(&conv.all()),
+        }
+    }
+    // /metrics and the page are rendered at most once a second (and once per publication): the first fetch after
+    // a second's pause renders, the rest within the second are served from the cache. /status is streamed.
+    for (path, into) in
+        [("/metrics", &mut effect.metrics), ("/status", &mut effect.status), ("/", &mut effect.page)]
+    {
+        for _ in 0..5 {
+            // Pacing: past the one-second cache of /metrics, so that each fetch renders.
+            std::thread::sleep(Duration::from_millis(1100));
+            let once = scrape::fetch_times(address, path, 1);
+            into.took.extend(&once.took);
+            into.failed += once.failed;
+            into.bytes = once.bytes;
+        }
+    }
+    effect
+}
+
+impl ScrapeEffect {
+    fn rows(&self, section: &mut report::Section) {
+        let (quiet, scraped) = (self.quiet.p50(), self.scraped.p50());
+        let verdict = match (quiet, scraped) {
+            (Some(q), Some(s)) if s * 100 < q * 105 => "met".to_string(),
+            (Some(q), Some(s)) => format!("**MISSED**: p50 {} scraped vs {} not", Us(s), Us(q)),
+            _ => "not measured".to_string(),
+        };
+        let change = match (quiet, scraped) {
+            (Some(q), Some(s)) if q > 0 => format!("{:+.1} %", (s as f64 - q as f64) / q as f64 * 100.0),
+            _ => "-".into(),
+        };
+        section.row(
+            "convergence, all kinds, 1000×50, scraped 10/s on /metrics (proxymgr) vs not scraped (baseline column)",
+            self.scraped.summary(),
+            self.quiet.summary(),
+            change,
+            "p50 changes by < 5 %",
+            verdict,
+        );
+        for (what, s) in [
+            ("the scraper's GET /metrics during those rounds (mostly cached)", &self.scraper),
+            ("GET /metrics at 1000×50, rendered afresh", &self.metrics),
+            ("GET /status at 1000×50, streamed (serialized twice: its length, then the body)", &self.status),
+            ("GET / (the page) at 1000×50, servers whose views agree not listed", &self.page),
+        ] {
+            let failed = if s.failed > 0 { format!(", {} failed", s.failed) } else { String::new() };
+            section.row(
+                what,
+                format!("{} ({} KiB{failed})", s.took.summary(), s.bytes / 1024),
+                "-".into(),
+                "-".into(),
+                "-",
+                if s.failed == 0 { "-".into() } else { "**FAILED**".into() },
+            );
+        }
+    }
+}
+
 fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
     report.progress("large: starting ZooKeeper, writing 1000 services × 50 servers (51 000 nodes)");
     let zk = start_zk(report);
@@ -727,6 +826,7 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
     let mut startup_log = None;
     let mut commands = Samples::new();
     let mut base_render = Samples::new();
+    let mut scraping = None;
     for mode in modes() {
         report.progress(&format!("large: {} cold start", mode.label()));
         let (mut target, c) = start_target(mode, &zk, &topo, Duration::from_secs(180));
@@ -758,6 +858,13 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
             mode,
             scenarios::convergence(&target, &client, &topo, plan.large_rounds, Duration::from_secs(60)),
         );
+        if let Target::Proxymgr(pm) = &target {
+            if let Some(address) = pm.status_address() {
+                report
+                    .progress("large: proxymgr convergence, scraped 10 times a second and not, alternately");
+                scraping = Some(scrape_effect(&target, &client, &topo, plan.large_rounds, address));
+            }
+        }
         match &target {
             Target::Proxymgr(_) => {
                 let log = target.log();
@@ -834,6 +941,9 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
     let idle_what = format!("daemon CPU while idle ({} s, HAProxy excluded)", plan.idle_window.as_secs());
     section.row(&idle_what, show_cpu(Mode::Proxymgr), show_cpu(Mode::Reload), "-".into(), "~0", idle_verdict);
     conv_rows(section, "ZooKeeper write to runtime state, 1000×50:", &conv);
+    if let Some(effect) = scraping {
+        effect.rows(section);
+    }
     reload_serving_row(section, "new service until its port serves, 1000×50", &serving, "≤ 1.5 s", 1_500_000);
     match converge_log {
         Some(parsed) if parsed.lines > 0 => {

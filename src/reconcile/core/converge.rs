@@ -124,6 +124,7 @@ impl Core {
         let Work::Steps(steps) = &mut self.work else { return };
         let Some(step) = steps.sent.take() else { return };
         self.observed.ran(&step, &result);
+        self.observed.stale(step.service());
         match result {
             Ok(()) => {
                 if let Some(running) = self.running.as_mut() {

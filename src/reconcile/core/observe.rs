@@ -37,6 +37,10 @@ pub(super) struct Observed {
     publish_due: Option<Instant>,
     /// A moment on both clocks, to show the core's instants as Unix times.
     epoch: Option<(Instant, SystemTime)>,
+    /// Each service as last published, and those changed since (all of them with `all_stale`).
+    views: BTreeMap<String, Arc<status::Service>>,
+    stale: BTreeSet<String>,
+    all_stale: bool,
 }
 
 #[derive(Default)]
@@ -71,6 +75,27 @@ impl Observed {
             SessionNews::Read => seen.last_read = Some(now),
             SessionNews::Closed => {}
         }
+    }
+
+    /// What `input` may change of the services as published: one service, or (for anything but a server set, a
+    /// backend's state, a runtime command, which says itself, and inputs that touch no service) all of them.
+    pub(super) fn stale_after(&mut self, input: &Input) {
+        match input {
+            Input::Servers { service, .. } => self.stale(service),
+            Input::ServersState { backend, .. } => self.stale(backend),
+            Input::Ran(_) | Input::StateSaved(_) | Input::Session { .. } | Input::Generations(_) => {}
+            _ => self.all_stale = true,
+        }
+    }
+
+    pub(super) fn stale(&mut self, service: &str) {
+        if !self.all_stale {
+            self.stale.insert(service.to_string());
+        }
+    }
+
+    pub(super) fn all_stale(&mut self) {
+        self.all_stale = true;
     }
 
     /// A source or watcher reported a set at `now`.
@@ -196,11 +221,31 @@ impl Core {
         }
         self.observed.dirty = false;
         self.observed.publish_due = Some(now + PUBLISH_INTERVAL);
-        self.actions.push_back(Action::Publish(Arc::new(self.status(now))));
+        let started = (self.measure)();
+        let o = &self.observed;
+        let reuse = |name: &str| {
+            let fresh = !o.all_stale && !o.stale.contains(name);
+            fresh.then(|| o.views.get(name).cloned()).flatten()
+        };
+        let status = self.build_status(now, reuse);
+        let built = ((self.measure)() - started).as_micros();
+        let o = &mut self.observed;
+        let rebuilt = if o.all_stale { status.services.len() } else { o.stale.len() };
+        log::debug!("status: {rebuilt} of {} service(s) built anew in {built} µs", status.services.len());
+        o.views = status.services.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        o.stale.clear();
+        o.all_stale = false;
+        self.actions.push_back(Action::Publish(Arc::new(status)));
     }
 
-    /// Everything proxymgr shows of itself, at `now`.
+    /// Everything proxymgr shows of itself, at `now`, built afresh (the stories' view of it).
+    #[cfg(test)]
     pub fn status(&self, now: Instant) -> Status {
+        self.build_status(now, |_| None)
+    }
+
+    /// The status at `now`, with the services `reuse` gives as they are.
+    fn build_status(&self, now: Instant, reuse: impl Fn(&str) -> Option<Arc<status::Service>>) -> Status {
         let o = &self.observed;
         let unix = |at: Instant| o.unix(at);
         let haproxy = self.live.current.filter(|_| self.running.is_some()).map(|pid| status::Serving {
@@ -245,7 +290,12 @@ impl Core {
             registry: sessions.collect(),
             source: self.config.service_config.to_string(),
             last_registry_read: last_read.map(unix),
-            services: self.services.map.iter().map(|(name, s)| self.service_status(name, s)).collect(),
+            services: self
+                .services
+                .map
+                .iter()
+                .map(|(name, s)| reuse(name).unwrap_or_else(|| Arc::new(self.service_status(name, s))))
+                .collect(),
             blocked: self
                 .services
                 .blocked
@@ -289,7 +339,7 @@ impl Core {
                 ServerView {
                     registry: known.map(|k| RegistryView { weight: k.weight, origin: k.origin.clone() }),
                     haproxy: served.map(|h| HaproxyView {
-                        name: h.slot.map_or_else(|| server.clone(), |n| format!("{}{n}", slots::PREFIX)),
+                        name: h.slot.map(|n| format!("{}{n}", slots::PREFIX)),
                         state: if h.ready { ServerState::Ready } else { ServerState::Maintenance },
                         weight: Some(effective_weight(h.weight, &s.spec)),
                     }),

@@ -8,6 +8,15 @@ impl Story {
     fn status(&self, ms: u64) -> Status {
         self.core.status(self.at(ms))
     }
+
+    /// Every wake up to `ms`, and the actions they asked for.
+    fn run_until(&mut self, ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Some(wake) = self.wake().filter(|&wake| wake <= ms) {
+            actions.extend(self.tick(wake));
+        }
+        actions
+    }
 }
 
 fn published(actions: &[Action]) -> Vec<&Status> {
@@ -170,4 +179,30 @@ fn the_status_is_published_at_once_then_at_most_every_interval() {
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].services[0].in_rotation(), 1);
     assert!(published(&story.tick(2000)).is_empty(), "nothing changed since");
+}
+
+#[test]
+fn a_server_change_builds_only_its_service_anew() {
+    let yaml = format!("{CONFIG}status: 127.0.0.1:9271\n");
+    let mut story = Story::with_config(&yaml, BTreeMap::new());
+    story.input(0, services(&[("web", 8080), ("api", 8081)]));
+    // Set up in order of name: api's watcher is generation 0, web's 1.
+    story.input(1, servers("api", 0, &[1, 2]));
+    story.input(1, servers("web", 1, &[1, 2]));
+    let first = published(&story.run_until(5000)).last().copied().expect("published").clone();
+    assert_eq!(first.services[1].in_rotation(), 2);
+    story.input(6000, servers("web", 1, &[1]));
+    let later = story.run_until(7000);
+    let second = published(&later)[0];
+    let [api, web] = [0, 1].map(|i| (&first.services[i], &second.services[i]));
+    assert!(Arc::ptr_eq(api.0, api.1), "api did not change: the same view");
+    assert!(!Arc::ptr_eq(web.0, web.1), "web did");
+    assert_eq!((web.0.in_rotation(), web.1.in_rotation()), (2, 1));
+    // A reload may change every service: all are built anew.
+    story.input(8000, services(&[("web", 8080), ("api", 8081), ("db", 8082)]));
+    story.input(8001, servers("db", 2, &[1]));
+    let actions = story.run_until(10000);
+    let third = published(&actions).last().copied().expect("published").clone();
+    assert_eq!(third.services.len(), 3);
+    assert!(!Arc::ptr_eq(&third.services[0], api.1), "built anew after a reload");
 }

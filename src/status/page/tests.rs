@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use super::*;
 use crate::status::model::{
     Blocked, Generation, HaproxyView, HoldView, RegistryView, Rejected, Serving, Session,
@@ -16,7 +18,7 @@ fn server(
         name: name.to_string(),
         registry: registry
             .then(|| RegistryView { weight: Some(10), origin: Some(format!("/services/x/servers/{name}")) }),
-        haproxy: haproxy.map(|state| HaproxyView { name: name.to_string(), state, weight: Some(10) }),
+        haproxy: haproxy.map(|state| HaproxyView { name: None, state, weight: Some(10) }),
         difference,
     }
 }
@@ -105,7 +107,7 @@ fn troubled() -> Status {
         source: "zookeeper zk1:2181 /services".to_string(),
         last_registry_read: Some(NOW - 5.0),
         // By name, as the reconciler publishes them.
-        services: vec![api, assets, web],
+        services: vec![Arc::new(api), Arc::new(assets), Arc::new(web)],
         blocked: vec![],
         counters: Default::default(),
     }
@@ -118,14 +120,14 @@ fn healthy() -> Status {
     status.registry.truncate(0);
     status.source = "directory /etc/proxymgr/services".to_string();
     status.last_reload.as_mut().unwrap().result = ReloadResult::Served;
-    status.services = vec![service(
+    status.services = vec![Arc::new(service(
         "web",
         8080,
         vec![
             server("10.0.0.1:80", true, Some(ServerState::Ready), None),
             server("10.0.0.3:80", true, Some(ServerState::Ready), None),
         ],
-    )];
+    ))];
     status
 }
 
@@ -236,8 +238,8 @@ fn untrusted_names_and_texts_are_escaped() {
         )],
     );
     evil.watcher = hostile.to_string();
-    evil.servers[0].haproxy.as_mut().unwrap().name = hostile.to_string();
-    status.services.push(evil);
+    evil.servers[0].haproxy.as_mut().unwrap().name = Some(hostile.to_string());
+    status.services.push(Arc::new(evil));
     status.blocked.push(Blocked { service: hostile.to_string(), reason: hostile.to_string() });
     status.rejected.as_mut().unwrap().error = hostile.to_string();
     status.registry[0].ensemble = hostile.to_string();
@@ -277,7 +279,7 @@ fn untrusted_names_and_texts_are_escaped() {
 
 /// Puts `name` among the servers `web`'s removal hold keeps.
 fn keep_in_web_hold(status: &mut Status, name: &str) {
-    let web = status.services.iter_mut().find(|s| s.name == "web").expect("web");
+    let web = status.services.iter_mut().find(|s| s.name == "web").map(Arc::make_mut).expect("web");
     web.hold.as_mut().expect("web's hold").kept.push(name.to_string());
 }
 
@@ -286,13 +288,13 @@ fn problems_are_found_most_severe_first() {
     let mut status = troubled();
     status.haproxy = None;
     status.last_reload.as_mut().unwrap().result = ReloadResult::Failed;
-    status.services[1].spec_rejected = true;
-    status.services[1].servers.clear();
+    Arc::make_mut(&mut status.services[1]).spec_rejected = true;
+    Arc::make_mut(&mut status.services[1]).servers.clear();
     status.blocked.push(Blocked { service: "old".to_string(), reason: "port 80 is taken".to_string() });
     let mut awaiting = service("new", 9000, vec![]);
     awaiting.watcher_state = WatcherState::Awaiting;
-    status.services.push(awaiting);
-    status.services[0].servers.iter_mut().for_each(|s| s.haproxy = None);
+    status.services.push(Arc::new(awaiting));
+    Arc::make_mut(&mut status.services[0]).servers.iter_mut().for_each(|s| s.haproxy = None);
 
     let found = problems(&status);
     let kinds: Vec<(&str, Option<&str>)> = found.iter().map(|p| (p.kind(), p.service())).collect();
@@ -376,14 +378,14 @@ fn every_branch_of_the_template_renders() {
     let mut status = troubled();
     status.generations[1].started = Some(NOW - 3600.0);
     status.registry[1].last_read = None;
-    status.services[1].servers = vec![
+    Arc::make_mut(&mut status.services[1]).servers = vec![
         server("10.0.2.2:80", false, Some(ServerState::Maintenance), Some(Difference::Leaving)),
         server("10.0.2.3:80", true, None, Some(Difference::PendingReload)),
         server("10.0.2.4:80", true, None, Some(Difference::Pending)),
     ];
-    status.services[1].servers[1].registry.as_mut().unwrap().origin = None;
-    status.services[2].servers.clear();
-    status.services[2].watcher_state = WatcherState::Awaiting;
+    Arc::make_mut(&mut status.services[1]).servers[1].registry.as_mut().unwrap().origin = None;
+    Arc::make_mut(&mut status.services[2]).servers.clear();
+    Arc::make_mut(&mut status.services[2]).watcher_state = WatcherState::Awaiting;
     let page = render(&status, NOW);
     for text in [
         r#"<span class="generation">pid 4100, started <time datetime="2024-05-01T11:00:00Z""#,
@@ -424,4 +426,26 @@ fn every_branch_of_the_template_renders() {
         at(&page, &format!(r#"<dd class="{class}">"#));
         at(&page, "<dt>reasons</dt><dd>none given</dd>");
     }
+}
+
+#[test]
+fn beyond_the_listed_servers_only_those_whose_views_differ_are_listed() {
+    let mut status = healthy();
+    let many = |prefix: &str| -> Vec<ServerView> {
+        (0..LISTED_SERVERS / 2 + 1)
+            .map(|i| {
+                server(&format!("{prefix}.{}.{}:80", i / 250, i % 250), true, Some(ServerState::Ready), None)
+            })
+            .collect()
+    };
+    let mut web = service("web", 8080, many("10.1"));
+    web.servers[7].difference = Some(Difference::Pending);
+    status.services = vec![Arc::new(service("api", 8081, many("10.2"))), Arc::new(web)];
+    let page = render(&status, NOW);
+    assert_eq!(page.matches("<tr class=\"server").count(), 1, "only the one that differs");
+    assert!(page.contains("data-server=\"10.1.0.7:80\""));
+    assert!(page.contains("1001 more servers whose two views agree, not listed"), "api's line");
+    assert!(page.contains("1000 more servers whose two views agree, not listed"), "web's line");
+    let few = render(&healthy(), NOW);
+    assert!(!few.contains("not listed") && few.matches("<tr class=\"server").count() == 2, "{few}");
 }

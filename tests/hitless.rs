@@ -22,7 +22,7 @@ fn start() -> Option<(Zk, Proxymgr)> {
     start_with("")
 }
 
-fn blob(zk: &Zk, service: &str, port: u16, listen_options: &[&str]) -> String {
+pub(crate) fn blob(zk: &Zk, service: &str, port: u16, listen_options: &[&str]) -> String {
     let options: Vec<String> = listen_options.iter().map(|o| format!("{o:?}")).collect();
     format!(
         r#"{{"type":"zookeeper","server":"{}","path":"/services/{service}","port":{port},

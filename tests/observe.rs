@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::hitless::blob;
 use crate::support::{self, browser, reserve_port, wait_answers, wait_until, Backend, Proxymgr, Zk};
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -21,16 +22,6 @@ fn start(extra: &str) -> Option<(Zk, Proxymgr)> {
     let pm =
         Proxymgr::start_with(|dir| format!("{}{extra}", Proxymgr::config_yaml(dir, &zk.connect_string())));
     Some((zk, pm))
-}
-
-fn blob(zk: &Zk, service: &str, port: u16, listen_options: &[&str]) -> String {
-    let options: Vec<String> = listen_options.iter().map(|o| format!("{o:?}")).collect();
-    format!(
-        r#"{{"type":"zookeeper","server":"{}","path":"/services/{service}","port":{port},
-            "listen_options":[{}],"server_options":["check inter 500"]}}"#,
-        zk.connect_string(),
-        options.join(",")
-    )
 }
 
 /// A Nerve registration of `backend` with `options` as its `haproxy_server_options`.

@@ -413,7 +413,7 @@ pub fn table(status: &Status, now_unix: f64) -> String {
             rows.push(vec![
                 one_line(&service.name),
                 service.port.to_string(),
-                format!("{}/{}", service.in_rotation(), service.servers.len()),
+                format!("{}/{}", service.in_rotation(), service.server_count()),
                 service.quarantined().count().to_string(),
                 service.held().count().to_string(),
                 format!("{state}: {}", one_line(&service.watcher)),
@@ -615,6 +615,7 @@ mod tests {
             hold: None,
             spec_rejected: false,
             servers,
+            registered: Default::default(),
         }
     }
 

@@ -45,8 +45,12 @@ impl ServerClass {
         [ServerClass::InRotation, ServerClass::Maintenance, ServerClass::Quarantined, ServerClass::Pending];
 
     pub fn of(server: &ServerView) -> ServerClass {
-        let state = server.haproxy.as_ref().map(|h| h.state);
-        match (state, &server.difference) {
+        ServerClass::of_parts(server.haproxy.as_ref().map(|h| h.state), server.difference.as_ref())
+    }
+
+    /// A server's class from HAProxy's state for it and why the views differ.
+    fn of_parts(state: Option<ServerState>, difference: Option<&Difference>) -> ServerClass {
+        match (state, difference) {
             (Some(ServerState::Ready), _) => ServerClass::InRotation,
             (_, Some(Difference::Quarantined { .. })) => ServerClass::Quarantined,
             (_, Some(Difference::Pending | Difference::PendingReload)) => ServerClass::Pending,
@@ -228,12 +232,20 @@ fn families(status: &Status, now_unix: f64, memory: &dyn Fn(u32) -> Option<u64>)
             "A service's servers by state, each in one: in_rotation (in rotation in HAProxy, held ones \
              too), maintenance, quarantined (refused by HAProxy), pending (on its way in).",
             Samples::Count(per_service(&|service| {
+                let mut counts = [0u64; ServerClass::ALL.len()];
+                for server in &service.servers {
+                    counts[ServerClass::of(server) as usize] += 1;
+                }
+                // The registered servers' parts, without making a view of each (50 000 of them at 1000 × 50).
+                for (state, difference) in service.registered.parts() {
+                    counts[ServerClass::of_parts(state, difference.as_ref()) as usize] += 1;
+                }
                 ServerClass::ALL
                     .iter()
                     .map(|&class| {
-                        let count = service.servers.iter().filter(|s| ServerClass::of(s) == class).count();
+                        let count = counts[class as usize];
                         let labels = vec![("service", service.name.clone()), ("state", class.label().into())];
-                        (labels, count as u64)
+                        (labels, count)
                     })
                     .collect()
             })),

@@ -5,9 +5,12 @@
 //! Per server it holds both views: what the registry says ([`RegistryView`]) beside what the serving HAProxy
 //! has ([`HaproxyView`]), and, where they differ, why ([`Difference`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::service::Server;
 
 /// The whole picture at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -104,7 +107,7 @@ pub struct Session {
     pub last_read: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Service {
     pub name: String,
     pub port: u16,
@@ -115,8 +118,118 @@ pub struct Service {
     pub hold: Option<HoldView>,
     /// Whether HAProxy rejected this service's current spec and the one it served last stands in for it.
     pub spec_rejected: bool,
-    /// Every server either view has, by name (`address:port`).
+    /// The servers either view has: as the daemon publishes them, those quarantined or held, or that the
+    /// registry no longer has, by name; the others are in `registered`. Read back from JSON, every server.
     pub servers: Vec<ServerView>,
+    /// The other servers of the registry, kept small: at 1000 services × 50 servers a view of each would be
+    /// tens of megabytes the daemon keeps. In the JSON they follow `servers` as views like theirs.
+    #[serde(skip)]
+    pub registered: Registered,
+}
+
+/// Servers of the registry whose difference, if any, says nothing more than its kind (in rotation as the
+/// registry says, or on their way there): the registry's set (shared with the reconciler, not copied), and for
+/// each such server its place in it and what HAProxy has of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registered {
+    pub registry: Option<Arc<Vec<Server>>>,
+    pub servers: Vec<RegisteredServer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisteredServer {
+    /// Its place in the registry's set.
+    pub index: u32,
+    pub haproxy: Option<InHaproxy>,
+    /// `Pending` or `PendingReload`; None when the two views agree.
+    pub pending: Option<Pending>,
+}
+
+/// What HAProxy has of a registered server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InHaproxy {
+    /// The slot HAProxy knows it by (HAProxy 1.8 and 2.4); None when by its address.
+    pub slot: Option<u32>,
+    pub ready: bool,
+    pub weight: u16,
+}
+
+/// The differences that say nothing more than their kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Pending,
+    PendingReload,
+}
+
+impl Pending {
+    pub fn difference(self) -> Difference {
+        match self {
+            Pending::Pending => Difference::Pending,
+            Pending::PendingReload => Difference::PendingReload,
+        }
+    }
+}
+
+impl Registered {
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Each as a view, made as it is asked for.
+    pub fn views(&self) -> impl Iterator<Item = ServerView> + '_ {
+        let registry = self.registry.as_deref().map_or(&[][..], Vec::as_slice);
+        self.servers.iter().filter_map(move |registered| {
+            let server = registry.get(registered.index as usize)?;
+            Some(ServerView {
+                name: server.name(),
+                registry: Some(RegistryView { weight: server.weight, origin: server.origin.clone() }),
+                haproxy: registered.haproxy.map(|h| HaproxyView {
+                    name: h.slot.map(|n| format!("{}{n}", crate::slots::PREFIX)),
+                    state: if h.ready { ServerState::Ready } else { ServerState::Maintenance },
+                    weight: Some(h.weight),
+                }),
+                difference: registered.pending.map(Pending::difference),
+            })
+        })
+    }
+
+    /// Each one's state in HAProxy (None when HAProxy has it not) and why the two views differ.
+    pub fn parts(&self) -> impl Iterator<Item = (Option<ServerState>, Option<Difference>)> + '_ {
+        self.servers.iter().map(|s| {
+            let state =
+                s.haproxy.map(|h| if h.ready { ServerState::Ready } else { ServerState::Maintenance });
+            (state, s.pending.map(Pending::difference))
+        })
+    }
+
+    /// How many HAProxy has in rotation.
+    pub fn in_rotation(&self) -> usize {
+        self.servers.iter().filter(|s| s.haproxy.is_some_and(|h| h.ready)).count()
+    }
+}
+
+impl Serialize for Service {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        /// `servers`, then the views of `registered`, as one sequence.
+        struct All<'a>(&'a Service);
+        impl Serialize for All<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(
+                    self.0.servers.iter().map(Cow::Borrowed).chain(self.0.registered.views().map(Cow::Owned)),
+                )
+            }
+        }
+        let mut out = serializer.serialize_struct("Service", 7)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("port", &self.port)?;
+        out.serialize_field("watcher", &self.watcher)?;
+        out.serialize_field("watcher_state", &self.watcher_state)?;
+        out.serialize_field("hold", &self.hold)?;
+        out.serialize_field("spec_rejected", &self.spec_rejected)?;
+        out.serialize_field("servers", &All(self))?;
+        out.end()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,10 +389,19 @@ impl Histogram {
 impl Service {
     /// Servers in rotation in HAProxy.
     pub fn in_rotation(&self) -> usize {
-        self.servers
-            .iter()
-            .filter(|s| s.haproxy.as_ref().is_some_and(|h| h.state == ServerState::Ready))
-            .count()
+        let listed =
+            self.servers.iter().filter(|s| s.haproxy.as_ref().is_some_and(|h| h.state == ServerState::Ready));
+        listed.count() + self.registered.in_rotation()
+    }
+
+    /// How many servers either view has.
+    pub fn server_count(&self) -> usize {
+        self.servers.len() + self.registered.len()
+    }
+
+    /// Every server either view has: those quarantined or held or gone from the registry first.
+    pub fn all_servers(&self) -> impl Iterator<Item = Cow<'_, ServerView>> {
+        self.servers.iter().map(Cow::Borrowed).chain(self.registered.views().map(Cow::Owned))
     }
 
     pub fn quarantined(&self) -> impl Iterator<Item = &ServerView> {
@@ -294,6 +416,48 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_servers_are_kept_small_and_shown_whole() {
+        let registry =
+            Arc::new(vec![Server::new("10.0.0.1", 80).unwrap(), Server::new("10.0.0.2", 80).unwrap()]);
+        let leaving = ServerView {
+            name: "10.0.0.3:80".into(),
+            haproxy: Some(HaproxyView { name: None, state: ServerState::Maintenance, weight: Some(1) }),
+            difference: Some(Difference::Leaving),
+            ..ServerView::default()
+        };
+        let service = Service {
+            name: "web".into(),
+            servers: vec![leaving.clone()],
+            registered: Registered {
+                registry: Some(registry),
+                servers: vec![
+                    RegisteredServer {
+                        index: 1,
+                        haproxy: Some(InHaproxy { slot: Some(3), ready: true, weight: 1 }),
+                        pending: None,
+                    },
+                    RegisteredServer { index: 0, haproxy: None, pending: Some(Pending::PendingReload) },
+                ],
+            },
+            ..Service::default()
+        };
+        assert_eq!((service.server_count(), service.in_rotation()), (3, 1));
+        let json = serde_json::to_value(&service).unwrap();
+        assert_eq!(
+            json["servers"][1],
+            serde_json::json!({"name": "10.0.0.2:80", "registry": {}, "haproxy": {"name": "slot3", "state": "ready", "weight": 1}}),
+        );
+        assert_eq!(
+            json["servers"][2],
+            serde_json::json!({"name": "10.0.0.1:80", "registry": {}, "difference": {"kind": "pending_reload"}}),
+        );
+        let back: Service = serde_json::from_value(json).unwrap();
+        assert_eq!(back.servers.len(), 3, "read back, every server is a view");
+        assert_eq!(back.servers[0], leaving);
+        assert_eq!((back.server_count(), back.in_rotation()), (3, 1));
+    }
 
     #[test]
     fn a_histogram_counts_each_value_in_the_first_bucket_that_holds_it() {

@@ -104,7 +104,7 @@ fn problems(status: &Status) -> Vec<Problem<'_>> {
     for service in status.services.iter().filter(|s| s.in_rotation() == 0) {
         let why = if service.watcher_state == WatcherState::Awaiting {
             NoServerWhy::Awaiting
-        } else if service.servers.iter().all(|s| s.registry.is_none()) {
+        } else if service.all_servers().all(|s| s.registry.is_none()) {
             NoServerWhy::NoneRegistered
         } else {
             NoServerWhy::NoneReady
@@ -323,7 +323,7 @@ impl Page {
     fn new(status: &Status, now: f64) -> Page {
         let problems = problems(status);
         let troubled: Vec<&str> = problems.iter().filter_map(Problem::service).collect();
-        let all = status.services.iter().map(|s| s.servers.len()).sum::<usize>() <= LISTED_SERVERS;
+        let all = status.services.iter().map(|s| s.server_count()).sum::<usize>() <= LISTED_SERVERS;
         let ok = problems.is_empty();
         let summary = if ok {
             let servers: usize = status.services.iter().map(|s| s.in_rotation()).sum();
@@ -446,19 +446,18 @@ impl ServicePart {
             in_rotation: format!(
                 "{} of {} in rotation",
                 service.in_rotation(),
-                count(service.servers.len(), "server", "servers")
+                count(service.server_count(), "server", "servers")
             ),
             hold: service
                 .hold
                 .as_ref()
                 .map(|hold| HoldPart { until: When::new(hold.until, now), kept: hold.kept.join(", ") }),
             servers: service
-                .servers
-                .iter()
+                .all_servers()
                 .filter(|s| all || s.difference.is_some())
-                .map(|s| ServerPart::new(s, now))
+                .map(|s| ServerPart::new(&s, now))
                 .collect(),
-            unlisted: match service.servers.iter().filter(|s| !all && s.difference.is_none()).count() {
+            unlisted: match service.all_servers().filter(|s| !all && s.difference.is_none()).count() {
                 0 => String::new(),
                 n => format!(
                     "{} whose two views agree, not listed: the page lists every server only up to {LISTED_SERVERS} \

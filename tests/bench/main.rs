@@ -711,6 +711,14 @@ fn storm(backends: &[Backend], report: &mut Report) {
 
 // ---- large: 1000 × 50 ----
 
+/// proxymgr's peak and current RSS, for the progress lines.
+fn memory_now(target: &Target) -> String {
+    match target.memory_kb() {
+        Some((hwm, rss)) => format!("peak {} MiB, RSS {} MiB", hwm / 1024, rss / 1024),
+        None => "-".into(),
+    }
+}
+
 /// Convergence with and without a scraper at 10 a second on `/metrics`, and what `/metrics` and `/status` cost.
 struct ScrapeEffect {
     quiet: Samples,
@@ -719,6 +727,8 @@ struct ScrapeEffect {
     metrics: scrape::Scraped,
     status: scrape::Scraped,
     page: scrape::Scraped,
+    /// proxymgr's (VmHWM, VmRSS) in KiB before and after.
+    memory: [Option<(u64, u64)>; 2],
 }
 
 /// Four blocks of `rounds` convergence rounds each, alternately without and with the scraper, so that a drift of
@@ -737,6 +747,7 @@ fn scrape_effect(
         metrics: scrape::Scraped::default(),
         status: scrape::Scraped::default(),
         page: scrape::Scraped::default(),
+        memory: [None, None],
     };
     for block in 0..4 {
         let scraper =
@@ -772,6 +783,16 @@ fn scrape_effect(
 
 impl ScrapeEffect {
     fn rows(&self, section: &mut report::Section) {
+        if let [Some((hwm0, rss0)), Some((hwm1, rss1))] = self.memory {
+            section.note(format!(
+                "proxymgr's memory before the scraped rounds and the fetches below: peak {} MiB, RSS {} MiB; after: \
+                 peak {} MiB, RSS {} MiB",
+                hwm0 / 1024,
+                rss0 / 1024,
+                hwm1 / 1024,
+                rss1 / 1024
+            ));
+        }
         let (quiet, scraped) = (self.quiet.p50(), self.scraped.p50());
         let verdict = match (quiet, scraped) {
             (Some(q), Some(s)) if s * 100 < q * 105 => "met".to_string(),
@@ -848,7 +869,12 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
         if let (Some(a), Some(b)) = (before, target.cpu_seconds()) {
             idle_cpu.insert(mode, (b - a) / plan.idle_window.as_secs_f64() * 100.0);
         }
-        report.progress(&format!("large: {} convergence, {} rounds", mode.label(), plan.large_rounds));
+        report.progress(&format!(
+            "large: {} convergence, {} rounds ({})",
+            mode.label(),
+            plan.large_rounds,
+            memory_now(&target)
+        ));
         let mark = target.log().len();
         let renders_before = match &target {
             Target::Reload(b) => b.shared.render_us.lock().unwrap().len(),
@@ -862,7 +888,10 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
             if let Some(address) = pm.status_address() {
                 report
                     .progress("large: proxymgr convergence, scraped 10 times a second and not, alternately");
-                scraping = Some(scrape_effect(&target, &client, &topo, plan.large_rounds, address));
+                let before = target.memory_kb();
+                let mut effect = scrape_effect(&target, &client, &topo, plan.large_rounds, address);
+                effect.memory = [before, target.memory_kb()];
+                scraping = Some(effect);
             }
         }
         match &target {
@@ -901,7 +930,7 @@ fn large(plan: &Plan, backends: &[Backend], report: &mut Report) {
         if let Some(why) = target.failure() {
             report.failures.push(format!("large: {}: {why}", mode.label()));
         }
-        report.progress(&format!("large: {} stopping", mode.label()));
+        report.progress(&format!("large: {} stopping ({})", mode.label(), memory_now(&target)));
         drop(target);
         scenarios::delete_services(&client, &created);
     }

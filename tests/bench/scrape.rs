@@ -22,6 +22,20 @@ pub struct Scraped {
     pub bytes: usize,
 }
 
+impl Scraped {
+    /// One GET of `path`, timed.
+    fn get(&mut self, address: SocketAddr, path: &str) {
+        let t0 = Instant::now();
+        match support::fetch(address, path) {
+            Some((200, body)) => {
+                self.took.push(t0.elapsed());
+                self.bytes = body.len();
+            }
+            _ => self.failed += 1,
+        }
+    }
+}
+
 pub struct Scraper {
     stop: Sender<()>,
     thread: JoinHandle<Scraped>,
@@ -36,14 +50,7 @@ impl Scraper {
             let end = Instant::now() + MAX_RUN;
             let mut next = Instant::now();
             while Instant::now() < end {
-                let t0 = Instant::now();
-                match support::fetch(address, path) {
-                    Some((200, body)) => {
-                        scraped.took.push(t0.elapsed());
-                        scraped.bytes = body.len();
-                    }
-                    _ => scraped.failed += 1,
-                }
+                scraped.get(address, path);
                 next += every;
                 // The pacing of a scraper, not a wait for an event.
                 if stopped.recv_timeout(next.saturating_duration_since(Instant::now())).is_ok() {
@@ -65,14 +72,7 @@ impl Scraper {
 pub fn fetch_times(address: SocketAddr, path: &str, times: usize) -> Scraped {
     let mut scraped = Scraped::default();
     for _ in 0..times {
-        let t0 = Instant::now();
-        match support::fetch(address, path) {
-            Some((200, body)) => {
-                scraped.took.push(t0.elapsed());
-                scraped.bytes = body.len();
-            }
-            _ => scraped.failed += 1,
-        }
+        scraped.get(address, path);
     }
     scraped
 }

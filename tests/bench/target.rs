@@ -137,7 +137,11 @@ fn proxymgr_yaml(dir: &std::path::Path, zk: &Zk) -> String {
         yaml.contains("\"maxconn 1000\"") && yaml.contains("\"timeout server 10s\""),
         "the fixture's proxymgr.yml no longer has the global/defaults lines the baseline renders: update target.rs"
     );
-    yaml
+    // BENCH_STATUS=off: without the status endpoint, to see what it costs.
+    match std::env::var("BENCH_STATUS").as_deref() {
+        Ok("off") => format!("{yaml}status: off\n"),
+        _ => yaml,
+    }
 }
 
 /// A `kB` field (`VmRSS:`, say) of a `/proc/<pid>/status` file.

@@ -5,14 +5,14 @@
 
 use std::time::SystemTime;
 
+use super::*;
 use crate::event::SessionNews;
 use crate::service::WatcherSpec;
 use crate::status::{
-    self, Blocked, CommandLabels, Count, Difference, HaproxyView, HoldView, RegistryView, Reload,
-    ReloadLabels, ReloadResult, ServerState, ServerView, Session, Status, WatcherState,
+    self, Blocked, CommandLabels, Count, Difference, HaproxyView, HoldView, InHaproxy, Pending, Registered,
+    RegisteredServer, RegistryView, Reload, ReloadLabels, ReloadResult, ServerState, ServerView, Session,
+    Status, WatcherState,
 };
-
-use super::*;
 
 /// The least time between two publications while things change: at 1000 services × 50 servers a `Status`
 /// takes a few milliseconds to build, which a storm of changes must not pay for each change.
@@ -77,14 +77,33 @@ impl Observed {
         }
     }
 
-    /// What `input` may change of the services as published: one service, or (for anything but a server set, a
-    /// backend's state, a runtime command, which says itself, and inputs that touch no service) all of them.
+    /// What `input` may change of the services as published: one service (a server set, a backend's state),
+    /// or all of them (the registry's services, proxymgr.yml, listeners bound, a stop); the outcomes that change
+    /// what HAProxy has say so themselves (a runtime command its service; a new serving process, a crash and a
+    /// rejected config all), and the rest (a start under way, its polls, pids, the state file, sessions) changes
+    /// only what is built afresh each time.
     pub(super) fn stale_after(&mut self, input: &Input) {
         match input {
             Input::Servers { service, .. } => self.stale(service),
             Input::ServersState { backend, .. } => self.stale(backend),
-            Input::Ran(_) | Input::StateSaved(_) | Input::Session { .. } | Input::Generations(_) => {}
-            _ => self.all_stale = true,
+            Input::Services { .. }
+            | Input::ConfigRead(_)
+            | Input::Bound(_)
+            | Input::Terminate
+            | Input::HandOver
+            | Input::ThreadDied { .. } => self.all_stale = true,
+            Input::Ran(_)
+            | Input::Checked(_)
+            | Input::Serving(_)
+            | Input::Exited { .. }
+            | Input::Started { .. }
+            | Input::StartFailed(_)
+            | Input::StateSaved(_)
+            | Input::Session { .. }
+            | Input::Generations(_)
+            | Input::HandedOver(_)
+            | Input::Hangup
+            | Input::Child => {}
         }
     }
 
@@ -306,48 +325,72 @@ impl Core {
         }
     }
 
+    /// One service as shown: each server whose two views differ, or that the registry no longer has, as a
+    /// view; the others (most of them, most of the time) as a place in the registry's set, shared.
     fn service_status(&self, name: &str, s: &super::super::services::Service) -> status::Service {
         let unix = |at: Instant| self.observed.unix(at);
-        let registry: BTreeMap<String, &Server> = s
-            .hold
-            .registry()
-            .into_iter()
-            .flat_map(|set| set.iter())
-            .map(|server| (server.name(), server))
-            .collect();
+        let empty = Arc::default();
+        let registry: &Arc<Vec<Server>> = s.hold.registry().unwrap_or(&empty);
         let kept: BTreeSet<String> = s.hold.kept().iter().map(Server::name).collect();
         let quarantined: BTreeMap<&str, &str> = self.quarantine.held_out(name).collect();
         let by_reload = self.quarantine.by_reload(name);
         let running = self.running.as_ref().and_then(|r| r.services.get(name));
-        let mut names: BTreeSet<String> = registry.keys().cloned().collect();
-        names.extend(s.reported.iter().map(Server::name));
-        names.extend(running.into_iter().flat_map(|r| r.servers.keys().cloned()));
         let until = s.hold.until();
-        let servers = names
-            .into_iter()
-            .map(|server| {
-                let known = registry.get(&server).copied();
-                let served = running.and_then(|r| r.servers.get(&server));
-                let difference = difference(Facts {
-                    registry: known,
-                    held: kept.contains(&server).then_some(()).and(until).map(unix),
-                    quarantined: quarantined.get(server.as_str()).copied(),
-                    by_reload: by_reload.contains(&server),
-                    haproxy: served,
-                    spec: &s.spec,
-                });
-                ServerView {
-                    registry: known.map(|k| RegistryView { weight: k.weight, origin: k.origin.clone() }),
-                    haproxy: served.map(|h| HaproxyView {
-                        name: h.slot.map(|n| format!("{}{n}", slots::PREFIX)),
-                        state: if h.ready { ServerState::Ready } else { ServerState::Maintenance },
-                        weight: Some(effective_weight(h.weight, &s.spec)),
-                    }),
-                    name: server,
-                    difference,
+        let judge = |server: &str, known: Option<&Server>| {
+            let served = running.and_then(|r| r.servers.get(server));
+            let difference = difference(Facts {
+                registry: known,
+                held: kept.contains(server).then_some(()).and(until).map(unix),
+                quarantined: quarantined.get(server).copied(),
+                by_reload: by_reload.contains(server),
+                haproxy: served,
+                spec: &s.spec,
+            });
+            (served, difference)
+        };
+        let view =
+            |server: String, known: Option<&Server>, served: Option<&RunningServer>, difference| ServerView {
+                registry: known.map(|k| RegistryView { weight: k.weight, origin: k.origin.clone() }),
+                haproxy: served.map(|h| HaproxyView {
+                    name: h.slot.map(|n| format!("{}{n}", slots::PREFIX)),
+                    state: if h.ready { ServerState::Ready } else { ServerState::Maintenance },
+                    weight: Some(effective_weight(h.weight, &s.spec)),
+                }),
+                name: server,
+                difference,
+            };
+        let mut listed = Vec::new();
+        let mut registered = Vec::with_capacity(registry.len());
+        for (index, known) in registry.iter().enumerate() {
+            let name = known.name();
+            let (served, difference) = judge(&name, Some(known));
+            let pending = match &difference {
+                None => None,
+                Some(Difference::Pending) => Some(Pending::Pending),
+                Some(Difference::PendingReload) => Some(Pending::PendingReload),
+                Some(_) => {
+                    listed.push(view(name, Some(known), served, difference));
+                    continue;
                 }
-            })
-            .collect();
+            };
+            let haproxy = served.map(|h| InHaproxy {
+                slot: h.slot,
+                ready: h.ready,
+                weight: effective_weight(h.weight, &s.spec),
+            });
+            registered.push(RegisteredServer { index: index as u32, haproxy, pending });
+        }
+        // Those the registry no longer has: held, leaving, or on their way out.
+        let mut gone: BTreeSet<String> = s.reported.iter().map(Server::name).collect();
+        gone.extend(running.into_iter().flat_map(|r| r.servers.keys().cloned()));
+        for known in registry.iter() {
+            gone.remove(&known.name());
+        }
+        for server in gone {
+            let (served, difference) = judge(&server, None);
+            listed.push(view(server, None, served, difference));
+        }
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
         status::Service {
             name: name.to_string(),
             port: s.spec.port,
@@ -359,7 +402,8 @@ impl Core {
             },
             hold: until.map(|until| HoldView { until: unix(until), kept: kept.iter().cloned().collect() }),
             spec_rejected: self.quarantine.spec_rejected(name),
-            servers,
+            servers: listed,
+            registered: Registered { registry: Some(registry.clone()), servers: registered },
         }
     }
 }

@@ -130,6 +130,7 @@ impl Core {
             log::info!("haproxy[{pid}]: new servers: {}", slots::summary(empty));
         }
         self.running = Some(starting.state);
+        self.observed.all_stale();
         self.served_specs = starting.specs;
         // What changed while it started was not planned against it.
         self.dirty_all = true;
@@ -154,6 +155,7 @@ impl Core {
         // An older process may still serve (a new one that failed never told it to stop), but its state is not
         // what proxymgr believes: start afresh from the desired state.
         self.running = None;
+        self.observed.all_stale();
         self.phase = Phase::Idle;
         self.schedule_restart(now);
     }
@@ -230,6 +232,8 @@ impl Core {
     /// aside and not tried again until it changes, and the process it was to replace serves on. Accepted: the
     /// process failed for another reason; its config becomes haproxy.cfg, and HAProxy starts again with backoff.
     pub(super) fn judged(&mut self, result: Result<(), ProcessError>, now: Instant) {
+        // A rejected config holds out servers and specs, anywhere.
+        self.observed.all_stale();
         let Work::Judging { pid, how, ran } = std::mem::replace(&mut self.work, Work::Idle) else { return };
         let Phase::Starting(starting) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         match result {

@@ -31,7 +31,9 @@ fn published(actions: &[Action]) -> Vec<&Status> {
 
 fn differences(status: &Status, service: &str) -> Vec<(String, Option<Difference>)> {
     let service = status.services.iter().find(|s| s.name == service).expect("the service");
-    service.servers.iter().map(|s| (s.name.clone(), s.difference.clone())).collect()
+    let mut all: Vec<_> = service.all_servers().map(|s| (s.name.clone(), s.difference.clone())).collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 #[test]
@@ -42,7 +44,8 @@ fn a_serving_service_shows_both_views_agreeing_and_its_first_start() {
     assert_eq!(status.haproxy.as_ref().map(|h| (h.pid, h.version.as_str())), Some((101, "2.6.12")));
     let web = &status.services[0];
     assert_eq!((web.name.as_str(), web.port, web.in_rotation()), ("web", 8080, 2));
-    assert!(web.servers.iter().all(|s| s.registry.is_some() && s.difference.is_none()), "{web:?}");
+    assert!(web.all_servers().all(|s| s.registry.is_some() && s.difference.is_none()), "{web:?}");
+    assert_eq!((web.servers.len(), web.registered.len()), (0, 2), "both agree: kept small");
     let reload = status.last_reload.expect("the first start");
     assert_eq!((reload.reasons, reload.result), (vec!["first start".to_string()], ReloadResult::Served));
     assert_eq!(status.counters.reloads.len(), 1);
@@ -61,7 +64,8 @@ fn a_server_that_left_shows_leaving_and_the_change_is_timed() {
         differences(&status, "web"),
         [("10.0.0.1:1".into(), None), ("10.0.0.1:2".into(), Some(Difference::Leaving))]
     );
-    let two = &status.services[0].servers[1];
+    let two = &status.services[0].servers[0];
+    assert_eq!(two.name, "10.0.0.1:2");
     assert!(two.registry.is_none() && two.haproxy.as_ref().unwrap().state == ServerState::Maintenance);
     let commands = &status.counters.commands;
     assert_eq!(commands.len(), 1);
@@ -147,7 +151,7 @@ fn held_and_quarantined_servers_show_why() {
         Input::Servers { service: "web".into(), generation: 0, servers: Arc::new(vec![server(1), chekc]) },
     );
     let status = story.status(1100);
-    let five = status.services[0].servers.iter().find(|s| s.name == "10.0.0.1:5").expect("shown");
+    let five = status.services[0].all_servers().find(|s| s.name == "10.0.0.1:5").expect("shown");
     assert!(five.registry.is_some() && five.haproxy.is_none(), "{five:?}");
     assert!(
         matches!(&five.difference, Some(Difference::Quarantined { reason }) if reason.contains("chekc")),

@@ -32,6 +32,7 @@ fn service(name: &str, port: u16, servers: Vec<ServerView>) -> Service {
         hold: None,
         spec_rejected: false,
         servers,
+        registered: Default::default(),
     }
 }
 

@@ -22,6 +22,11 @@ use super::model::{Difference, ReloadResult, ServerState, ServerView, Service, S
 /// not slow but stuck, and its port refuses every request.
 pub const AWAITING_GRACE: f64 = 60.0;
 
+/// How long after proxymgr's start no HAProxy serving is taken for a start under way: the longest its first
+/// start waits for the registry (`STARTUP_WAIT_MAX`). Meanwhile the HAProxy a predecessor left (a restart, an
+/// upgrade) serves on, or the ports hold their connections until the first HAProxy takes them.
+pub const STARTING_GRACE: f64 = 30.0;
+
 /// The most characters of one untrusted text (HAProxy's complaint, a reason) on the first line: HAProxy may
 /// give a screenful, and Nagios keeps a few kilobytes of a plugin's output.
 const TEXT_LIMIT: usize = 200;
@@ -75,6 +80,9 @@ pub enum Problem {
     /// The reconciler has published nothing yet: proxymgr is starting. UNKNOWN: nothing is known to be wrong
     /// or right.
     NothingPublished,
+    /// proxymgr started less than [`STARTING_GRACE`] ago and has not started HAProxy yet. OK: a restart or
+    /// an upgrade looks like this for a moment, and pages nobody; past the grace it is `NoHaproxy`.
+    Starting { for_seconds: u64 },
     /// No HAProxy serves: every service's port refuses connections (or nobody answers on them). CRITICAL.
     NoHaproxy,
     /// A ZooKeeper ensemble is unreachable. CRITICAL: HAProxy serves on with the servers it had, but a server
@@ -119,6 +127,7 @@ impl Problem {
     pub fn level(&self) -> Level {
         match self {
             Problem::NothingPublished => Level::Unknown,
+            Problem::Starting { .. } => Level::Ok,
             Problem::NoHaproxy
             | Problem::RegistryOutage { .. }
             | Problem::ConfigRejected { .. }
@@ -137,6 +146,9 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::NothingPublished => f.write_str("nothing published yet: proxymgr is starting"),
+            Problem::Starting { for_seconds } => {
+                write!(f, "starting for {}, HAProxy not started yet", duration(*for_seconds))
+            }
             Problem::NoHaproxy => f.write_str("no HAProxy serving"),
             Problem::RegistryOutage { ensemble, for_seconds } => {
                 write!(f, "registry {} down for {}", one_line(ensemble), duration(*for_seconds))
@@ -247,8 +259,12 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
     }
     let since = |at: f64| seconds(now_unix - at);
     let mut problems = Vec::new();
-    if status.haproxy.is_none() {
-        problems.push(Problem::NoHaproxy);
+    match &status.haproxy {
+        None if status.published - status.started < STARTING_GRACE => {
+            problems.push(Problem::Starting { for_seconds: since(status.started) })
+        }
+        None => problems.push(Problem::NoHaproxy),
+        Some(_) => {}
     }
     for session in status.registry.iter().filter(|s| !s.connected) {
         // A session that never connected has been down since proxymgr started.
@@ -719,6 +735,15 @@ mod tests {
             ),
             // Not also "no server in rotation" for every service.
             ("no HAProxy", |s| s.haproxy = None, Level::Critical, vec![Problem::NoHaproxy]),
+            (
+                "no HAProxy yet, just started",
+                |s| {
+                    s.haproxy = None;
+                    s.started = s.published - 2.0;
+                },
+                Level::Ok,
+                vec![Problem::Starting { for_seconds: 3 }],
+            ),
             (
                 "a registry outage",
                 outage,

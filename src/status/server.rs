@@ -145,7 +145,7 @@ impl Cache {
 /// logged and tried again every second; nothing else waits for it.
 pub fn start(address: SocketAddr, published: Published) {
     let spawned = std::thread::Builder::new().name("status".into()).spawn(move || {
-        let Some(server) = bind(address) else { return };
+        let server = bind(address);
         log::info!("status: serving /, /status and /metrics on http://{address}/");
         let (server, cache) = (Arc::new(server), Arc::new(Cache::default()));
         for n in 1..WORKERS {
@@ -161,19 +161,27 @@ pub fn start(address: SocketAddr, published: Published) {
     }
 }
 
-fn bind(address: SocketAddr) -> Option<Server> {
+/// The endpoint's server, once `address` can be bound. A warning, not an error, when it cannot at first: on a
+/// hand-over the proxymgr before this one holds it until it exits, a moment later.
+fn bind(address: SocketAddr) -> Server {
+    let started = Instant::now();
     let mut logged = false;
     loop {
         match TcpListener::bind(address)
             .and_then(|l| Server::from_listener(l, None).map_err(io::Error::other))
         {
-            Ok(server) => return Some(server),
+            Ok(server) if logged => {
+                log::info!("status: listening on {address} after {:.0?}", started.elapsed());
+                return server;
+            }
+            Ok(server) => return server,
             Err(e) if !logged => {
-                log::error!("status: cannot listen on {address}: {e}; trying again every {BIND_RETRY:?}");
+                log::warn!("status: cannot listen on {address}: {e}; trying again every {BIND_RETRY:?}");
                 logged = true;
             }
             Err(_) => {}
         }
+        // The pacing of the retries, not a wait for an event.
         std::thread::sleep(BIND_RETRY);
     }
 }

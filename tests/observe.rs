@@ -312,3 +312,20 @@ fn haproxys_own_exporter_serves_beside_proxymgrs_metrics() {
     );
     assert!(sample(&metrics(&pm), "proxymgr_build_info", &[]).is_some(), "and proxymgr's beside them");
 }
+
+#[test]
+fn after_a_hand_over_the_next_proxymgr_answers_on_the_same_address() {
+    let Some((zk, mut pm)) = start("") else { return };
+    let a = Backend::start("a");
+    serving_web(&zk, &[&a]);
+    let before = pm.wait_status("HAProxy serving", SETTLE, |s| s["haproxy"]["pid"].is_u64());
+    let started = before["started"].as_f64().expect("when it started");
+    pm.signal(nix::sys::signal::Signal::SIGUSR2);
+    assert_eq!(pm.wait_exit(SETTLE).code(), Some(0), "a hand-over");
+    pm.start_again();
+    let after = pm.wait_status("the next proxymgr's status, HAProxy taken over", SETTLE, |s| {
+        s["started"].as_f64().is_some_and(|t| t > started) && s["haproxy"]["pid"].is_u64()
+    });
+    assert_eq!(service(&after, "web")["port"], service(&before, "web")["port"]);
+    wait_status_command(&pm, 0);
+}

@@ -90,13 +90,14 @@ pub enum Problem {
     /// longer it lasts, the staler the picture. Nagios' retries (`max_check_attempts`) are where a blip of a
     /// few seconds is let pass, not here.
     RegistryOutage { ensemble: String, for_seconds: u64 },
-    /// HAProxy rejected the config proxymgr would serve. CRITICAL: the old config serves on, and every change
-    /// that needs a reload (new services, new servers HAProxy cannot add at run time) waits until someone
-    /// fixes what HAProxy complains about.
-    ConfigRejected { error: String },
+    /// HAProxy rejected the config proxymgr would serve, `ago_seconds` ago, with `error` (its whole complaint;
+    /// the first line cuts it). CRITICAL: the old config serves on, and every change that needs a reload (new
+    /// services, new servers HAProxy cannot add at run time) waits until someone fixes what HAProxy complains
+    /// about.
+    ConfigRejected { error: String, ago_seconds: u64 },
     /// A service has no server in rotation: every request to its port fails. CRITICAL, whether the registry
-    /// has no server for it or HAProxy has them all out.
-    NoServerInRotation { service: String },
+    /// has no server for it (`registered` is 0) or HAProxy has all of the `registered` out.
+    NoServerInRotation { service: String, registered: usize },
     /// A service's watcher has not reported in the [`AWAITING_GRACE`] after proxymgr's start, and it has no
     /// server in rotation (none from the state file either). CRITICAL, as `NoServerInRotation`: its port
     /// refuses every request; the cause to look at is its watcher (its source unreachable, its path wrong).
@@ -111,16 +112,23 @@ pub enum Problem {
     /// HAProxy refused some of a service's registrations (a bad address, say), held out until they change.
     /// WARNING: the service serves on its other servers; the registrations are to be fixed, and the service
     /// has less capacity than the registry says.
-    Quarantined { service: String, servers: usize },
-    /// Many of a service's servers left the registry at once, and a removal hold keeps them in rotation for
-    /// `until_seconds` more. WARNING: either the registry lost them by mistake (the hold saves the service) or
-    /// they are really gone (their requests fail until the hold ends); a person should tell which before it
-    /// ends.
-    Held { service: String, servers: usize, until_seconds: u64 },
+    Quarantined { service: String, servers: Vec<QuarantinedServer> },
+    /// Many of a service's servers left the registry at once, and a removal hold keeps them (`kept`, by
+    /// name) in rotation for `until_seconds` more. WARNING: either the registry lost them by mistake (the hold
+    /// saves the service) or they are really gone (their requests fail until the hold ends); a person should
+    /// tell which before it ends.
+    Held { service: String, kept: Vec<String>, until_seconds: u64 },
     /// A service of the registry cannot be set up (its port is another service's, or cannot be bound).
     /// WARNING: it never served, so nothing that worked has stopped working, and every other service serves;
     /// its registration is to be fixed.
     Blocked { service: String, reason: String },
+}
+
+/// A registration HAProxy refused: the server's `address:port` and HAProxy's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedServer {
+    pub server: String,
+    pub reason: String,
 }
 
 impl Problem {
@@ -153,9 +161,12 @@ impl fmt::Display for Problem {
             Problem::RegistryOutage { ensemble, for_seconds } => {
                 write!(f, "registry {} down for {}", one_line(ensemble), duration(*for_seconds))
             }
-            Problem::ConfigRejected { error } => write!(f, "config rejected: {}", short(error)),
-            Problem::NoServerInRotation { service } => {
-                write!(f, "{}: no server in rotation", one_line(service))
+            Problem::ConfigRejected { error, .. } => write!(f, "config rejected: {}", short(error)),
+            Problem::NoServerInRotation { service, registered: 0 } => {
+                write!(f, "{}: no server in rotation, none registered", one_line(service))
+            }
+            Problem::NoServerInRotation { service, registered } => {
+                write!(f, "{}: no server in rotation, {registered} registered", one_line(service))
             }
             Problem::NeverReported { service, for_seconds } => write!(
                 f,
@@ -172,16 +183,18 @@ impl fmt::Display for Problem {
             Problem::Quarantined { service, servers } => {
                 write!(
                     f,
-                    "{}: {servers} {} quarantined",
+                    "{}: {} {} quarantined",
                     one_line(service),
-                    plural(*servers as u64, "server", "servers")
+                    servers.len(),
+                    plural(servers.len() as u64, "server", "servers")
                 )
             }
-            Problem::Held { service, servers, until_seconds } => write!(
+            Problem::Held { service, kept, until_seconds } => write!(
                 f,
-                "{}: {servers} removed {} held in rotation for {} more",
+                "{}: {} removed {} held in rotation for {} more",
                 one_line(service),
-                plural(*servers as u64, "server", "servers"),
+                kept.len(),
+                plural(kept.len() as u64, "server", "servers"),
                 duration(*until_seconds)
             ),
             Problem::Blocked { service, reason } => {
@@ -275,7 +288,8 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
         });
     }
     if let Some(rejected) = &status.rejected {
-        problems.push(Problem::ConfigRejected { error: rejected.error.clone() });
+        problems
+            .push(Problem::ConfigRejected { error: rejected.error.clone(), ago_seconds: since(rejected.at) });
     }
     if let Some(reload) = &status.last_reload {
         if reload.result == ReloadResult::Failed && status.haproxy.is_some() {
@@ -286,7 +300,8 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
         let name = || service.name.clone();
         if status.haproxy.is_some() && service.in_rotation() == 0 {
             match service.watcher_state {
-                WatcherState::Reporting => problems.push(Problem::NoServerInRotation { service: name() }),
+                WatcherState::Reporting => problems
+                    .push(Problem::NoServerInRotation { service: name(), registered: service.in_registry() }),
                 WatcherState::Awaiting if now_unix - status.started >= AWAITING_GRACE => problems
                     .push(Problem::NeverReported { service: name(), for_seconds: since(status.started) }),
                 WatcherState::Awaiting => {}
@@ -295,16 +310,20 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
         if service.spec_rejected {
             problems.push(Problem::SpecRejected { service: name() });
         }
-        let quarantined = service.quarantined().count();
-        if quarantined > 0 {
+        let quarantined: Vec<QuarantinedServer> = service
+            .quarantined()
+            .filter_map(|server| match &server.difference {
+                Some(Difference::Quarantined { reason }) => {
+                    Some(QuarantinedServer { server: server.name.clone(), reason: reason.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        if !quarantined.is_empty() {
             problems.push(Problem::Quarantined { service: name(), servers: quarantined });
         }
-        if let Some((servers, until)) = held(service) {
-            problems.push(Problem::Held {
-                service: name(),
-                servers,
-                until_seconds: seconds(until - now_unix),
-            });
+        if let Some((kept, until)) = held(service) {
+            problems.push(Problem::Held { service: name(), kept, until_seconds: seconds(until - now_unix) });
         }
     }
     for blocked in &status.blocked {
@@ -317,23 +336,25 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
         services: status.services.len(),
         servers_in_rotation: status.services.iter().map(|s| s.in_rotation()).sum(),
         quarantined: status.services.iter().map(|s| s.quarantined().count()).sum(),
-        held: status.services.iter().map(|s| held(s).map_or(0, |(n, _)| n)).sum(),
+        held: status.services.iter().map(|s| held(s).map_or(0, |(kept, _)| kept.len())).sum(),
     };
     Verdict { level, problems, totals: Some(totals) }
 }
 
-/// The servers a removal hold keeps in rotation and until when: the hold's own view, else (should the two ever
-/// disagree) the servers marked held.
-fn held(service: &Service) -> Option<(usize, f64)> {
+/// The servers a removal hold keeps in rotation, by name, and until when: the hold's own view, else (should the
+/// two ever disagree) the servers marked held, until the latest of their ends.
+fn held(service: &Service) -> Option<(Vec<String>, f64)> {
     match &service.hold {
-        Some(hold) if !hold.kept.is_empty() => Some((hold.kept.len(), hold.until)),
+        Some(hold) if !hold.kept.is_empty() => Some((hold.kept.clone(), hold.until)),
         _ => {
-            let until = service.held().filter_map(|s| match s.difference {
-                Some(Difference::Held { until }) => Some(until),
-                _ => None,
-            });
-            let (count, until) = until.fold((0, f64::MIN), |(n, latest), until| (n + 1, latest.max(until)));
-            (count > 0).then_some((count, until))
+            let (mut kept, mut latest) = (Vec::new(), f64::MIN);
+            for server in service.held() {
+                if let Some(Difference::Held { until }) = server.difference {
+                    kept.push(server.name.clone());
+                    latest = latest.max(until);
+                }
+            }
+            (!kept.is_empty()).then_some((kept, latest))
         }
     }
 }
@@ -722,6 +743,16 @@ mod tests {
         text.into()
     }
 
+    /// `api`'s server quarantined by `quarantine`.
+    fn bad_address() -> Vec<QuarantinedServer> {
+        vec![QuarantinedServer { server: s("10.0.0.2:80"), reason: s("bad address") }]
+    }
+
+    /// `web`'s servers kept by `hold`.
+    fn kept() -> Vec<String> {
+        vec![s("10.0.0.5:80"), s("10.0.0.6:80")]
+    }
+
     #[test]
     fn verdicts() {
         type Change = fn(&mut Status);
@@ -760,7 +791,7 @@ mod tests {
                 "a rejected config",
                 |s| s.rejected = Some(Rejected { at: NOW - 5.0, error: "[ALERT] bad".into() }),
                 Level::Critical,
-                vec![Problem::ConfigRejected { error: s("[ALERT] bad") }],
+                vec![Problem::ConfigRejected { error: s("[ALERT] bad"), ago_seconds: 5 }],
             ),
             (
                 "a failed reload, the old HAProxy serving",
@@ -772,13 +803,25 @@ mod tests {
                 "every server in maintenance",
                 nothing_in_rotation,
                 Level::Critical,
-                vec![Problem::NoServerInRotation { service: s("web") }],
+                vec![Problem::NoServerInRotation { service: s("web"), registered: 2 }],
             ),
             (
                 "no server in the registry",
                 |s| web(s).servers.clear(),
                 Level::Critical,
-                vec![Problem::NoServerInRotation { service: s("web") }],
+                vec![Problem::NoServerInRotation { service: s("web"), registered: 0 }],
+            ),
+            (
+                "no server in the registry, those it had held out of rotation",
+                |s| {
+                    for server in &mut web(s).servers {
+                        server.registry = None;
+                        server.haproxy.as_mut().expect("in HAProxy").state = ServerState::Maintenance;
+                        server.difference = Some(Difference::Leaving);
+                    }
+                },
+                Level::Critical,
+                vec![Problem::NoServerInRotation { service: s("web"), registered: 0 }],
             ),
             (
                 "a watcher not reported yet, in the first seconds",
@@ -811,22 +854,23 @@ mod tests {
                 "a quarantined server",
                 quarantine,
                 Level::Warning,
-                vec![Problem::Quarantined { service: s("api"), servers: 1 }],
+                vec![Problem::Quarantined { service: s("api"), servers: bad_address() }],
             ),
             (
                 "held removals",
                 hold,
                 Level::Warning,
-                vec![Problem::Held { service: s("web"), servers: 2, until_seconds: 120 }],
+                vec![Problem::Held { service: s("web"), kept: kept(), until_seconds: 120 }],
             ),
             (
-                "held servers without the hold's view",
+                "held servers without the hold's view: until the latest end",
                 |s| {
                     hold(s);
                     web(s).hold = None;
+                    web(s).servers[2].difference = Some(Difference::Held { until: NOW + 60.0 });
                 },
                 Level::Warning,
-                vec![Problem::Held { service: s("web"), servers: 2, until_seconds: 120 }],
+                vec![Problem::Held { service: s("web"), kept: kept(), until_seconds: 120 }],
             ),
             (
                 "a blocked service",
@@ -848,8 +892,8 @@ mod tests {
                 Level::Critical,
                 vec![
                     Problem::RegistryOutage { ensemble: s("zk1:2181"), for_seconds: 42 },
-                    Problem::NoServerInRotation { service: s("web") },
-                    Problem::Quarantined { service: s("api"), servers: 1 },
+                    Problem::NoServerInRotation { service: s("web"), registered: 2 },
+                    Problem::Quarantined { service: s("api"), servers: bad_address() },
                     Problem::Blocked {
                         service: s("db"),
                         reason: s("port 8080 is already used by service web"),
@@ -864,8 +908,8 @@ mod tests {
                 },
                 Level::Warning,
                 vec![
-                    Problem::Quarantined { service: s("api"), servers: 1 },
-                    Problem::Held { service: s("web"), servers: 2, until_seconds: 120 },
+                    Problem::Quarantined { service: s("api"), servers: bad_address() },
+                    Problem::Held { service: s("web"), kept: kept(), until_seconds: 120 },
                 ],
             ),
         ];
@@ -899,9 +943,12 @@ mod tests {
                 |s| {
                     outage(s);
                     s.rejected = Some(Rejected { at: NOW, error: "[ALERT] a\n[ALERT] b | c\r\n".into() });
+                    nothing_in_rotation(s);
+                    api(s).servers.clear();
                 },
-                "PROXYMGR CRITICAL - registry zk1:2181 down for 42s; config rejected: [ALERT] a [ALERT] b / c \
-                 | services=2 servers_in_rotation=4 quarantined=0 held=0",
+                "PROXYMGR CRITICAL - registry zk1:2181 down for 42s; config rejected: [ALERT] a [ALERT] b / c; \
+                 api: no server in rotation, none registered; web: no server in rotation, 2 registered \
+                 | services=2 servers_in_rotation=0 quarantined=0 held=0",
             ),
             (
                 |s| {

@@ -394,6 +394,11 @@ impl Service {
         listed.count() + self.registered.in_rotation()
     }
 
+    /// Servers the registry lists.
+    pub fn in_registry(&self) -> usize {
+        self.servers.iter().filter(|s| s.registry.is_some()).count() + self.registered.len()
+    }
+
     /// How many servers either view has.
     pub fn server_count(&self) -> usize {
         self.servers.len() + self.registered.len()
@@ -443,7 +448,7 @@ mod tests {
             },
             ..Service::default()
         };
-        assert_eq!((service.server_count(), service.in_rotation()), (3, 1));
+        assert_eq!((service.server_count(), service.in_rotation(), service.in_registry()), (3, 1, 2));
         let json = serde_json::to_value(&service).unwrap();
         assert_eq!(
             json["servers"][1],
@@ -456,7 +461,7 @@ mod tests {
         let back: Service = serde_json::from_value(json).unwrap();
         assert_eq!(back.servers.len(), 3, "read back, every server is a view");
         assert_eq!(back.servers[0], leaving);
-        assert_eq!((back.server_count(), back.in_rotation()), (3, 1));
+        assert_eq!((back.server_count(), back.in_rotation(), back.in_registry()), (3, 1, 2));
     }
 
     #[test]

@@ -2,19 +2,27 @@
 //! inline CSS, no JavaScript. Pure: `render(status, now)` returns the page; times are shown as ages from `now`
 //! (`3m12s ago`, `in 4m00s`), with the UTC time in each `<time>` element's `datetime` and `title`.
 //!
+//! What is wrong, and how bad, is not decided here: the page shows [`check::verdict`], the judgement
+//! `proxymgr status` gives Nagios, so an operator reads the same on both.
+//!
 //! Everything from the registry and from HAProxy (service and server names, origins, reasons, HAProxy's error
 //! text) is untrusted: it reaches the page only through tinytemplate's `{value}`, which HTML-escapes `<`, `>`,
 //! `&`, `"` and `'`, so it can be neither markup nor break out of a quoted attribute. No unescaping formatter is
 //! used here.
 //!
 //! The parts, in order, and what tests can find them by:
-//! - `id="summary"`: one line, class `ok` or `problems` (`OK: 2 services, 5 servers in rotation` or
-//!   `3 problems`).
-//! - `id="problems"`: present only when something is wrong; one `<li class="problem KIND">` each, most severe
-//!   first, with `data-service="NAME"` and a link `<a class="name" href="#service-NAME">` when it concerns a
-//!   service. KIND is one of `no-haproxy`, `outage` (a registry session down), `rejected` (HAProxy rejected the
-//!   config; its error in a `<pre class="error">`), `spec-rejected`, `reload-failed`, `no-server` (a service
-//!   with no server in rotation), `blocked`, `quarantined`, `held` (a removal hold under way).
+//! - `id="summary"`: one line. When nothing is wrong, class `ok` (`OK: 2 services, 5 servers in rotation`);
+//!   else the verdict's level and how many problems it names (`CRITICAL: 3 problems`), class `problems` and
+//!   the level in lowercase (`problems critical`; `problems ok` while a start is under way).
+//! - `id="problems"`: present only when something is wrong: the verdict's problems in its order, worst first.
+//!   One `<li class="problem KIND" data-level="LEVEL">` each (one per server for a quarantine), LEVEL its level
+//!   in lowercase (`critical`, `unknown`, `warning`, `ok`), with `data-service="NAME"` and a link
+//!   `<a class="name" href="#service-NAME">` when it concerns a service. KIND is one of `nothing-published`,
+//!   `starting` (no HAProxy yet, within the start's grace), `no-haproxy`, `outage` (a registry session down),
+//!   `rejected` (HAProxy rejected the config; its error in a `<pre class="error">`), `no-server` (a service
+//!   with no server in rotation), `never-reported` (one whose watcher has not reported past the grace),
+//!   `reload-failed`, `spec-rejected`, `quarantined` (a server HAProxy refused, with its reason), `held` (a
+//!   removal hold under way, the servers it keeps and when it ends), `blocked`.
 //! - `id="haproxy"`: the serving HAProxy (pid, version, since) and the older processes finishing their
 //!   connections.
 //! - `id="reload"`: the last reload (when, reasons, result as class `result-served`, `result-starting`,
@@ -22,19 +30,22 @@
 //! - `id="registry"`: the source and a table of registry sessions, one `<tr class="session up|down"
 //!   data-ensemble="...">` each.
 //! - `id="services"`: one `<section class="service" id="service-NAME" data-service="NAME">` per service (class
-//!   `service has-problems` for those with one; they come first, then the others, each group by name) with its
-//!   port, watcher and watcher state (`class="watcher-state awaiting|reporting"`), and a table of its servers,
-//!   the registry's view beside HAProxy's: one `<tr class="server DIFF" data-server="ADDRESS:PORT">` each, its
-//!   class `server` alone when the views agree, else DIFF is `quarantined`, `held`, `leaving`, `pending-reload`
-//!   or `pending`; in the row, HAProxy's state is a `<td class="ready|maintenance">` and the difference's text
-//!   a `<td class="difference">`. Beyond `LISTED_SERVERS` servers in all, only the servers whose views differ
-//!   are rows, and a `<p class="unlisted">` says how many more each service has.
+//!   `service has-problems` for those a problem names; they come first, then the others, each group by name)
+//!   with its port, watcher and watcher state (`class="watcher-state awaiting|reporting"`), and a table of its
+//!   servers, the registry's view beside HAProxy's: one `<tr class="server DIFF" data-server="ADDRESS:PORT">`
+//!   each, its class `server` alone when the views agree, else DIFF is `quarantined`, `held`, `leaving`,
+//!   `pending-reload` or `pending`; in the row, HAProxy's state is a `<td class="ready|maintenance">` and the
+//!   difference's text a `<td class="difference">`. Beyond `LISTED_SERVERS` servers in all, only the servers
+//!   whose views differ are rows, and a `<p class="unlisted">` says how many more each service has.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use tinytemplate::TinyTemplate;
 
+use super::check::{self, Level, Problem, QuarantinedServer};
 use super::model::{
-    Difference, Reload, ReloadResult, ServerState, ServerView, Service, Session, Status, WatcherState,
+    Difference, ReloadResult, ServerState, ServerView, Service, Session, Status, WatcherState,
 };
 
 /// The page for `status` as it stands at `now_unix` (Unix seconds).
@@ -47,163 +58,103 @@ pub fn render(status: &Status, now_unix: f64) -> String {
     templates.render("page", &page).expect("the page renders: every field the template names is there")
 }
 
-/// Something wrong, as the problems list names it. The variants are in the order the list shows them: the
-/// ones that fail requests or stop proxymgr from following the registry first.
-#[derive(Debug, Clone, PartialEq)]
-enum Problem<'a> {
-    /// No HAProxy serves.
-    NoHaproxy,
-    /// A registry session is down; `since` is None when the session never connected.
-    Outage { ensemble: &'a str, since: Option<f64> },
-    /// HAProxy rejected the config proxymgr would serve.
-    Rejected { at: f64, error: &'a str },
-    /// HAProxy rejected this service's current spec; the one served last stands in.
-    SpecRejected { service: &'a str },
-    /// The last reload failed for another reason than a rejected config.
-    ReloadFailed { at: f64 },
-    /// A service has no server in rotation.
-    NoServer { service: &'a str, why: NoServerWhy },
-    /// A service of the registry is not served.
-    Blocked { service: &'a str, reason: &'a str },
-    /// HAProxy refused a server, held out of rotation.
-    Quarantined { service: &'a str, server: &'a str, reason: &'a str },
-    /// A removal hold keeps servers the registry no longer has in rotation.
-    Held { service: &'a str, until: f64, kept: &'a [String] },
+/// The class that names a problem's kind on the page.
+fn kind(problem: &Problem) -> &'static str {
+    match problem {
+        Problem::NothingPublished => "nothing-published",
+        Problem::Starting { .. } => "starting",
+        Problem::NoHaproxy => "no-haproxy",
+        Problem::RegistryOutage { .. } => "outage",
+        Problem::ConfigRejected { .. } => "rejected",
+        Problem::NoServerInRotation { .. } => "no-server",
+        Problem::NeverReported { .. } => "never-reported",
+        Problem::ReloadFailed { .. } => "reload-failed",
+        Problem::SpecRejected { .. } => "spec-rejected",
+        Problem::Quarantined { .. } => "quarantined",
+        Problem::Held { .. } => "held",
+        Problem::Blocked { .. } => "blocked",
+    }
 }
 
-/// Why a service has no server in rotation, as far as the status tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NoServerWhy {
-    /// Its watcher has not reported a set yet.
-    Awaiting,
-    /// The registry lists none.
-    NoneRegistered,
-    /// The registry lists some, none of which HAProxy has in rotation.
-    NoneReady,
+/// The service a problem concerns, if one.
+fn concerns(problem: &Problem) -> Option<&str> {
+    match problem {
+        Problem::NothingPublished
+        | Problem::Starting { .. }
+        | Problem::NoHaproxy
+        | Problem::RegistryOutage { .. }
+        | Problem::ConfigRejected { .. }
+        | Problem::ReloadFailed { .. } => None,
+        Problem::NoServerInRotation { service, .. }
+        | Problem::NeverReported { service, .. }
+        | Problem::SpecRejected { service }
+        | Problem::Quarantined { service, .. }
+        | Problem::Held { service, .. }
+        | Problem::Blocked { service, .. } => Some(service),
+    }
 }
 
-/// Every problem in `status`, most severe first (the order of [`Problem`]'s variants), each kind in the order
-/// of the status' lists.
-fn problems(status: &Status) -> Vec<Problem<'_>> {
-    let mut found = Vec::new();
-    if status.haproxy.is_none() {
-        found.push(Problem::NoHaproxy);
+/// A level as a class: `ok`, `warning`, `critical`, `unknown`.
+fn level_class(level: Level) -> &'static str {
+    match level {
+        Level::Ok => "ok",
+        Level::Warning => "warning",
+        Level::Critical => "critical",
+        Level::Unknown => "unknown",
     }
-    for session in status.registry.iter().filter(|s| !s.connected || s.outage_since.is_some()) {
-        found.push(Problem::Outage { ensemble: &session.ensemble, since: session.outage_since });
-    }
-    if let Some(rejected) = &status.rejected {
-        found.push(Problem::Rejected { at: rejected.at, error: &rejected.error });
-    }
-    for service in status.services.iter().filter(|s| s.spec_rejected) {
-        found.push(Problem::SpecRejected { service: &service.name });
-    }
-    if let Some(Reload { at, result: ReloadResult::Failed, .. }) = &status.last_reload {
-        found.push(Problem::ReloadFailed { at: *at });
-    }
-    for service in status.services.iter().filter(|s| s.in_rotation() == 0) {
-        let why = if service.watcher_state == WatcherState::Awaiting {
-            NoServerWhy::Awaiting
-        } else if service.all_servers().all(|s| s.registry.is_none()) {
-            NoServerWhy::NoneRegistered
-        } else {
-            NoServerWhy::NoneReady
-        };
-        found.push(Problem::NoServer { service: &service.name, why });
-    }
-    for blocked in &status.blocked {
-        found.push(Problem::Blocked { service: &blocked.service, reason: &blocked.reason });
-    }
-    for service in &status.services {
-        for server in service.quarantined() {
-            if let Some(Difference::Quarantined { reason }) = &server.difference {
-                found.push(Problem::Quarantined { service: &service.name, server: &server.name, reason });
-            }
-        }
-    }
-    for service in &status.services {
-        if let Some(hold) = &service.hold {
-            found.push(Problem::Held { service: &service.name, until: hold.until, kept: &hold.kept });
-        }
-    }
-    found
 }
 
-impl Problem<'_> {
-    /// The class that names the kind on the page.
-    fn kind(&self) -> &'static str {
-        match self {
-            Problem::NoHaproxy => "no-haproxy",
-            Problem::Outage { .. } => "outage",
-            Problem::Rejected { .. } => "rejected",
-            Problem::SpecRejected { .. } => "spec-rejected",
-            Problem::ReloadFailed { .. } => "reload-failed",
-            Problem::NoServer { .. } => "no-server",
-            Problem::Blocked { .. } => "blocked",
-            Problem::Quarantined { .. } => "quarantined",
-            Problem::Held { .. } => "held",
+/// What the list says of `problem`, without the service's name (the page puts it first): one text per list
+/// item (one per quarantined server, else one), each with its long detail shown as it is below the line
+/// (HAProxy's error), empty when it has none.
+fn texts(problem: &Problem) -> Vec<(String, String)> {
+    let line = |text: String| vec![(text, String::new())];
+    let ago = |seconds: u64| format!("{} ago", span(seconds as f64));
+    match problem {
+        Problem::NothingPublished => line("nothing published yet: proxymgr is starting".to_string()),
+        Problem::Starting { for_seconds } => line(format!(
+            "proxymgr started {} and has not started HAProxy yet: a restart or an upgrade looks like this for a \
+             moment",
+            ago(*for_seconds)
+        )),
+        Problem::NoHaproxy => line("no HAProxy serves".to_string()),
+        Problem::RegistryOutage { ensemble, for_seconds } => {
+            line(format!("registry session {ensemble} down for {}", span(*for_seconds as f64)))
         }
-    }
-
-    /// The service it concerns, if one.
-    fn service(&self) -> Option<&str> {
-        match self {
-            Problem::NoHaproxy
-            | Problem::Outage { .. }
-            | Problem::Rejected { .. }
-            | Problem::ReloadFailed { .. } => None,
-            Problem::SpecRejected { service }
-            | Problem::NoServer { service, .. }
-            | Problem::Blocked { service, .. }
-            | Problem::Quarantined { service, .. }
-            | Problem::Held { service, .. } => Some(service),
+        Problem::ConfigRejected { error, ago_seconds } => vec![(
+            format!("HAProxy rejected the config {}; the last config it took serves on", ago(*ago_seconds)),
+            error.clone(),
+        )],
+        Problem::NoServerInRotation { registered: 0, .. } => {
+            line("no server in rotation: the registry lists none".to_string())
         }
-    }
-
-    /// What the list says, without the service's name (the page puts it first) and without a long detail.
-    fn text(&self, now: f64) -> String {
-        match self {
-            Problem::NoHaproxy => "no HAProxy serves".to_string(),
-            Problem::Outage { ensemble, since: Some(since) } => {
-                format!("registry session {ensemble} down for {}", span(now - since))
-            }
-            Problem::Outage { ensemble, since: None } => format!("registry session {ensemble} not connected"),
-            Problem::Rejected { at, .. } => {
-                format!(
-                    "HAProxy rejected the config {}; the last config it took serves on",
-                    relative(*at, now)
-                )
-            }
-            Problem::SpecRejected { .. } => {
-                "HAProxy rejected its current spec; the spec served last stands in for it".to_string()
-            }
-            Problem::ReloadFailed { at } => {
-                format!("the last reload, {}, failed; it is tried again with backoff", relative(*at, now))
-            }
-            Problem::NoServer { why, .. } => match why {
-                NoServerWhy::Awaiting => {
-                    "no server in rotation: its watcher has not reported yet".to_string()
-                }
-                NoServerWhy::NoneRegistered => "no server in rotation: the registry lists none".to_string(),
-                NoServerWhy::NoneReady => "no server in rotation".to_string(),
-            },
-            Problem::Blocked { reason, .. } => format!("not served: {reason}"),
-            Problem::Quarantined { server, reason, .. } => format!("server {server} quarantined: {reason}"),
-            Problem::Held { until, kept, .. } => format!(
-                "removal hold keeps {} in rotation, ends {}: {}",
-                count(kept.len(), "server", "servers"),
-                relative(*until, now),
-                kept.join(", ")
-            ),
+        Problem::NoServerInRotation { registered, .. } => line(format!(
+            "no server in rotation: the registry lists {}, HAProxy has none of them in rotation",
+            count(*registered, "server", "servers")
+        )),
+        Problem::NeverReported { for_seconds, .. } => line(format!(
+            "no server in rotation: its watcher has not reported in the {} since proxymgr started",
+            span(*for_seconds as f64)
+        )),
+        Problem::ReloadFailed { ago_seconds } => {
+            line(format!("the last reload, {}, failed; it is tried again with backoff", ago(*ago_seconds)))
         }
-    }
-
-    /// A long text shown as it is, below the line (HAProxy's error).
-    fn detail(&self) -> &str {
-        match self {
-            Problem::Rejected { error, .. } => error,
-            _ => "",
+        Problem::SpecRejected { .. } => {
+            line("HAProxy rejected its current spec; the spec served last stands in for it".to_string())
         }
+        Problem::Quarantined { servers, .. } => servers
+            .iter()
+            .map(|QuarantinedServer { server, reason }| {
+                (format!("server {server} quarantined: {reason}"), String::new())
+            })
+            .collect(),
+        Problem::Held { kept, until_seconds, .. } => line(format!(
+            "removal hold keeps {} in rotation, ends in {}: {}",
+            count(kept.len(), "server", "servers"),
+            span(*until_seconds as f64),
+            kept.join(", ")
+        )),
+        Problem::Blocked { reason, .. } => line(format!("not served: {reason}")),
     }
 }
 
@@ -214,7 +165,8 @@ struct Page {
     version: String,
     published: When,
     started: When,
-    ok: bool,
+    /// `ok`, or `problems` and the verdict's level (`problems critical`).
+    summary_class: String,
     summary: String,
     problems: Vec<ProblemPart>,
     haproxy: Option<HaproxyPart>,
@@ -237,6 +189,8 @@ struct When {
 #[derive(Serialize)]
 struct ProblemPart {
     kind: &'static str,
+    /// Its level, as a class.
+    level: &'static str,
     /// Empty when it concerns no service.
     service: String,
     /// Whether the service has a section on the page to link to (a blocked one has none).
@@ -321,31 +275,40 @@ struct ServerPart {
 
 impl Page {
     fn new(status: &Status, now: f64) -> Page {
-        let problems = problems(status);
-        let troubled: Vec<&str> = problems.iter().filter_map(Problem::service).collect();
+        let verdict = check::verdict(status, now);
+        let troubled: BTreeSet<&str> = verdict.problems.iter().filter_map(concerns).collect();
         let all = status.services.iter().map(|s| s.server_count()).sum::<usize>() <= LISTED_SERVERS;
-        let ok = problems.is_empty();
-        let summary = if ok {
-            let servers: usize = status.services.iter().map(|s| s.in_rotation()).sum();
-            format!(
-                "OK: {}, {} in rotation",
-                count(status.services.len(), "service", "services"),
-                count(servers, "server", "servers")
-            )
-        } else {
-            count(problems.len(), "problem", "problems")
+        let (summary, summary_class) = match (verdict.problems.len(), verdict.totals) {
+            (0, Some(totals)) => (
+                format!(
+                    "OK: {}, {} in rotation",
+                    count(totals.services, "service", "services"),
+                    count(totals.servers_in_rotation, "server", "servers")
+                ),
+                "ok".to_string(),
+            ),
+            (problems, _) => (
+                format!("{}: {}", verdict.level, count(problems, "problem", "problems")),
+                format!("problems {}", level_class(verdict.level)),
+            ),
         };
-        let title = format!("proxymgr: {}", if ok { "OK" } else { &summary });
+        let title = format!("proxymgr: {}", if verdict.problems.is_empty() { "OK" } else { &summary });
 
-        let served: Vec<&str> = status.services.iter().map(|s| s.name.as_str()).collect();
-        let problem_parts = problems
+        let served: BTreeSet<&str> = status.services.iter().map(|s| s.name.as_str()).collect();
+        let served = &served;
+        let problem_parts = verdict
+            .problems
             .iter()
-            .map(|problem| ProblemPart {
-                kind: problem.kind(),
-                service: problem.service().unwrap_or_default().to_string(),
-                linked: problem.service().is_some_and(|name| served.contains(&name)),
-                text: problem.text(now),
-                detail: problem.detail().to_string(),
+            .flat_map(|problem| {
+                let name = concerns(problem);
+                texts(problem).into_iter().map(move |(text, detail)| ProblemPart {
+                    kind: kind(problem),
+                    level: level_class(problem.level()),
+                    service: name.unwrap_or_default().to_string(),
+                    linked: name.is_some_and(|name| served.contains(name)),
+                    text,
+                    detail,
+                })
             })
             .collect();
 
@@ -357,7 +320,7 @@ impl Page {
             version: status.version.clone(),
             published: When::new(status.published, now),
             started: When::new(status.started, now),
-            ok,
+            summary_class,
             summary,
             problems: problem_parts,
             haproxy: status.haproxy.as_ref().map(|serving| HaproxyPart {
@@ -412,7 +375,7 @@ impl When {
 
 impl SessionPart {
     fn new(session: &Session, now: f64) -> SessionPart {
-        let up = session.connected && session.outage_since.is_none();
+        let up = session.connected;
         let state = match (up, session.outage_since) {
             (true, _) => "connected".to_string(),
             (false, Some(since)) => format!("down for {}", span(now - since)),
@@ -576,12 +539,16 @@ h2 \{ font-size: 1.1rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid #d5d9e
 h3 \{ font-size: 1rem; margin: 0 0 .3rem; }
 code, pre, .mono \{ font-family: ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: .88rem; }
 #summary \{ font-size: 1.15rem; font-weight: 600; padding: .6rem .9rem; border-radius: 6px; margin: .8rem 0; }
-#summary.ok \{ background: #e3f5e6; color: #185c27; border: 1px solid #a9dcb3; }
 #summary.problems \{ background: #fdeaea; color: #8a1c1c; border: 1px solid #f0b4b4; }
+#summary.warning \{ background: #fdf3e1; color: #7a4b00; border-color: #ecd9b5; }
+#summary.unknown \{ background: #eceff3; color: #3b4250; border-color: #c9ced8; }
+#summary.ok \{ background: #e3f5e6; color: #185c27; border: 1px solid #a9dcb3; }
 #problems ul \{ list-style: none; padding: 0; margin: 0; }
 .problem \{ background: #fff; border: 1px solid #e3c3c3; border-left: 5px solid #c62828; border-radius: 4px;
   padding: .45rem .7rem; margin: 0 0 .4rem; }
-.problem.held, .problem.quarantined, .problem.spec-rejected \{ border-left-color: #d98a00; border-color: #ecd9b5; }
+.problem[data-level="warning"] \{ border-left-color: #d98a00; border-color: #ecd9b5; }
+.problem[data-level="unknown"] \{ border-left-color: #7a8294; border-color: #d5d9e0; }
+.problem[data-level="ok"] \{ border-left-color: #2e7d32; border-color: #a9dcb3; }
 .problem .name \{ font-weight: 600; }
 .kind \{ display: inline-block; min-width: 7.5rem; color: #5b6475; font-size: .8rem; text-transform: uppercase;
   letter-spacing: .03em; }
@@ -616,11 +583,11 @@ td.down, p.down \{ color: #8a1c1c; font-weight: 600; }
 <h1>proxymgr <small>{version}</small></h1>
 <p class="meta">published {{ call when with published }}, up since {{ call when with started }}</p>
 </header>
-<p id="summary" class="{{ if ok }}ok{{ else }}problems{{ endif }}">{summary}</p>
+<p id="summary" class="{summary_class}">{summary}</p>
 {{ if problems }}<section id="problems">
 <h2>Problems</h2>
 <ul>
-{{ for problem in problems }}<li class="problem {problem.kind}"{{ if problem.service }} data-service="{problem.service}"{{ endif }}><span class="kind">{problem.kind}</span> {{ if problem.service }}{{ if problem.linked }}<a class="name" href="#service-{problem.service}">{problem.service}</a>{{ else }}<span class="name">{problem.service}</span>{{ endif }}: {{ endif }}{problem.text}{{ if problem.detail }}
+{{ for problem in problems }}<li class="problem {problem.kind}" data-level="{problem.level}"{{ if problem.service }} data-service="{problem.service}"{{ endif }}><span class="kind">{problem.kind}</span> {{ if problem.service }}{{ if problem.linked }}<a class="name" href="#service-{problem.service}">{problem.service}</a>{{ else }}<span class="name">{problem.service}</span>{{ endif }}: {{ endif }}{problem.text}{{ if problem.detail }}
 <pre class="error">{problem.detail}</pre>{{ endif }}</li>
 {{ endfor }}</ul>
 </section>

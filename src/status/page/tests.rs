@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::status::model::{
-    Blocked, Generation, HaproxyView, HoldView, RegistryView, Rejected, Serving, Session,
+    Blocked, Generation, HaproxyView, HoldView, RegistryView, Rejected, Reload, Serving, Session,
 };
 
 /// 2024-05-01 12:00:00 UTC.
@@ -140,19 +140,20 @@ fn at(page: &str, needle: &str) -> usize {
 #[test]
 fn the_problems_come_first_with_their_specific_texts() {
     let page = render(&troubled(), NOW);
-    assert!(page.contains(r#"<p id="summary" class="problems">4 problems</p>"#), "{page}");
+    assert!(page.contains(r#"<p id="summary" class="problems critical">CRITICAL: 4 problems</p>"#), "{page}");
+    assert!(page.contains("<title>proxymgr: CRITICAL: 4 problems</title>"), "{page}");
     let problems = at(&page, r#"<section id="problems">"#);
     assert!(at(&page, r#"id="summary""#) < problems);
     for later in [r#"<section id="haproxy">"#, r#"<section id="reload">"#, r#"<section id="registry">"#] {
         assert!(problems < at(&page, later), "the problems are not before {later}");
     }
     let expected = [
-        r#"<li class="problem outage"><span class="kind">outage</span> registry session zk1:2181 down for 3m12s</li>"#,
+        r#"<li class="problem outage" data-level="critical"><span class="kind">outage</span> registry session zk1:2181 down for 3m12s</li>"#,
         "HAProxy rejected the config 40s ago; the last config it took serves on\n<pre class=\"error\">[ALERT] (1) : \
          config : parsing [haproxy.cfg:12] : unknown keyword &#39;bogus&#39;</pre>",
-        r#"<li class="problem quarantined" data-service="api">"#,
+        r#"<li class="problem quarantined" data-level="warning" data-service="api">"#,
         "server db-host.invalid:80 quarantined: could not resolve address &#39;db-host.invalid&#39;",
-        r#"<li class="problem held" data-service="web">"#,
+        r#"<li class="problem held" data-level="warning" data-service="web">"#,
         "removal hold keeps 1 server in rotation, ends in 4m00s: 10.0.0.2:80",
     ];
     let mut last = problems;
@@ -284,51 +285,224 @@ fn keep_in_web_hold(status: &mut Status, name: &str) {
     web.hold.as_mut().expect("web's hold").kept.push(name.to_string());
 }
 
-#[test]
-fn problems_are_found_most_severe_first() {
-    let mut status = troubled();
-    status.haproxy = None;
+/// The problems list's items as (kind, level, service, text), the text as the page has it (escaped, without
+/// the service's name and without the detail below it).
+fn listed(page: &str) -> Vec<(String, String, String, String)> {
+    let attribute = |item: &str, name: &str| {
+        item.split_once(&format!(" {name}=\""))
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or_else(String::new, |(value, _)| value.to_string())
+    };
+    page.split(r#"<li class="problem "#)
+        .skip(1)
+        .map(|item| {
+            let item = &item[..at(item, "</li>")];
+            let kind = item.split_once('"').expect("the class ends").0.to_string();
+            let (level, service) = (attribute(item, "data-level"), attribute(item, "data-service"));
+            let text = item.split_once("</span> ").expect("after the kind").1;
+            // With a service, its name comes first: `<a class="name" ..>NAME</a>: ` or `<span ..>NAME</span>: `.
+            let text = match service.as_str() {
+                "" => text,
+                name => [format!("{name}</a>: "), format!("{name}</span>: ")]
+                    .iter()
+                    .find_map(|end| text.split_once(end.as_str()).map(|(_, rest)| rest))
+                    .expect("the service's name before the text"),
+            };
+            let text = text.split_once("\n<pre").map_or(text, |(line, _)| line);
+            (kind, level, service, text.to_string())
+        })
+        .collect()
+}
+
+/// `troubled`, and more: a failed reload; `api` with no server in HAProxy and a second quarantined; `assets`
+/// with its spec rejected and no server; `new`, whose watcher has not reported; `old`, blocked.
+fn much_wrong(status: &mut Status) {
     status.last_reload.as_mut().unwrap().result = ReloadResult::Failed;
-    Arc::make_mut(&mut status.services[1]).spec_rejected = true;
-    Arc::make_mut(&mut status.services[1]).servers.clear();
-    status.blocked.push(Blocked { service: "old".to_string(), reason: "port 80 is taken".to_string() });
+    let api = Arc::make_mut(&mut status.services[0]);
+    api.servers.iter_mut().for_each(|s| s.haproxy = None);
+    api.servers.push(server(
+        "10.0.1.9:80",
+        true,
+        None,
+        Some(Difference::Quarantined { reason: "weight out of range".to_string() }),
+    ));
+    let assets = Arc::make_mut(&mut status.services[1]);
+    assets.spec_rejected = true;
+    assets.servers.clear();
     let mut awaiting = service("new", 9000, vec![]);
     awaiting.watcher_state = WatcherState::Awaiting;
     status.services.push(Arc::new(awaiting));
-    Arc::make_mut(&mut status.services[0]).servers.iter_mut().for_each(|s| s.haproxy = None);
+    status.blocked.push(Blocked { service: "old".to_string(), reason: "port 80 is taken".to_string() });
+}
 
-    let found = problems(&status);
-    let kinds: Vec<(&str, Option<&str>)> = found.iter().map(|p| (p.kind(), p.service())).collect();
-    assert_eq!(
-        kinds,
-        [
-            ("no-haproxy", None),
-            ("outage", None),
-            ("rejected", None),
-            ("spec-rejected", Some("assets")),
-            ("reload-failed", None),
-            ("no-server", Some("api")),
-            ("no-server", Some("assets")),
-            ("no-server", Some("new")),
-            ("blocked", Some("old")),
-            ("quarantined", Some("api")),
-            ("held", Some("web")),
-        ]
+/// The page lists check's verdict, not a judgement of its own: the same problems in the same order (one item
+/// per quarantined server), with the page's texts, and the verdict's level in the summary. The cases where the
+/// page used to judge otherwise are among them: no HAProxy within the start's grace is a start under way, and
+/// while no HAProxy serves, neither a service without servers nor a failed reload is listed.
+#[test]
+fn the_page_lists_checks_problems_in_checks_order() {
+    type Change = fn(&mut Status);
+    type Item = (&'static str, &'static str, &'static str, &'static str);
+    let outage: Item = ("outage", "critical", "", "registry session zk1:2181 down for 3m12s");
+    let rejected: Item = (
+        "rejected",
+        "critical",
+        "",
+        "HAProxy rejected the config 40s ago; the last config it took serves on",
     );
-    let texts: Vec<String> = found.iter().map(|p| p.text(NOW)).collect();
-    assert_eq!(texts[0], "no HAProxy serves");
-    assert_eq!(texts[4], "the last reload, 40s ago, failed; it is tried again with backoff");
-    assert_eq!(texts[5], "no server in rotation");
-    assert_eq!(texts[6], "no server in rotation: the registry lists none");
-    assert_eq!(texts[7], "no server in rotation: its watcher has not reported yet");
-    assert_eq!(texts[8], "not served: port 80 is taken");
-    // A blocked service has no section to link to.
+    let quarantined: Item = (
+        "quarantined",
+        "warning",
+        "api",
+        "server db-host.invalid:80 quarantined: could not resolve address &#39;db-host.invalid&#39;",
+    );
+    let held: Item =
+        ("held", "warning", "web", "removal hold keeps 1 server in rotation, ends in 4m00s: 10.0.0.2:80");
+    let cases: Vec<(&str, Change, &str, Vec<Item>)> = vec![
+        (
+            "HAProxy serving, much wrong: critical first, each level in check's order",
+            much_wrong as Change,
+            r#"class="problems critical">CRITICAL: 10 problems"#,
+            vec![
+                outage,
+                rejected,
+                (
+                    "no-server",
+                    "critical",
+                    "api",
+                    "no server in rotation: the registry lists 3 servers, HAProxy has none of them in rotation",
+                ),
+                ("no-server", "critical", "assets", "no server in rotation: the registry lists none"),
+                (
+                    "never-reported",
+                    "critical",
+                    "new",
+                    "no server in rotation: its watcher has not reported in the 2h00m since proxymgr started",
+                ),
+                ("reload-failed", "warning", "", "the last reload, 40s ago, failed; it is tried again with backoff"),
+                quarantined,
+                ("quarantined", "warning", "api", "server 10.0.1.9:80 quarantined: weight out of range"),
+                (
+                    "spec-rejected",
+                    "warning",
+                    "assets",
+                    "HAProxy rejected its current spec; the spec served last stands in for it",
+                ),
+                held,
+                ("blocked", "warning", "old", "not served: port 80 is taken"),
+            ],
+        ),
+        (
+            "no HAProxy past the start's grace: not also no server, not a failed reload",
+            |status| {
+                much_wrong(status);
+                status.haproxy = None;
+            },
+            r#"class="problems critical">CRITICAL: 7 problems"#,
+            vec![
+                ("no-haproxy", "critical", "", "no HAProxy serves"),
+                outage,
+                rejected,
+                quarantined,
+                ("quarantined", "warning", "api", "server 10.0.1.9:80 quarantined: weight out of range"),
+                (
+                    "spec-rejected",
+                    "warning",
+                    "assets",
+                    "HAProxy rejected its current spec; the spec served last stands in for it",
+                ),
+                held,
+                ("blocked", "warning", "old", "not served: port 80 is taken"),
+            ],
+        ),
+        (
+            "no HAProxy within the start's grace: a start under way, below the warnings",
+            |status| {
+                status.haproxy = None;
+                status.started = NOW - 10.0;
+                status.registry.clear();
+                status.rejected = None;
+            },
+            r#"class="problems warning">WARNING: 3 problems"#,
+            vec![
+                quarantined,
+                held,
+                (
+                    "starting",
+                    "ok",
+                    "",
+                    "proxymgr started 10s ago and has not started HAProxy yet: a restart or an upgrade looks like \
+                     this for a moment",
+                ),
+            ],
+        ),
+        (
+            "a start under way alone is OK",
+            |status| {
+                *status = healthy();
+                status.haproxy = None;
+                status.started = NOW - 10.0;
+            },
+            r#"class="problems ok">OK: 1 problem"#,
+            vec![(
+                "starting",
+                "ok",
+                "",
+                "proxymgr started 10s ago and has not started HAProxy yet: a restart or an upgrade looks like this \
+                 for a moment",
+            )],
+        ),
+        (
+            "nothing published",
+            |status| *status = Status { version: "0.1.0".to_string(), ..Default::default() },
+            r#"class="problems unknown">UNKNOWN: 1 problem"#,
+            vec![("nothing-published", "unknown", "", "nothing published yet: proxymgr is starting")],
+        ),
+    ];
+    for (name, change, summary, expected) in cases {
+        let mut status = troubled();
+        change(&mut status);
+        let page = render(&status, NOW);
+        assert!(page.contains(&format!(r#"<p id="summary" {summary}</p>"#)), "{name}: {page}");
+        let items = listed(&page);
+        let want: Vec<(String, String, String, String)> = expected
+            .iter()
+            .map(|(kind, level, service, text)| {
+                (kind.to_string(), level.to_string(), service.to_string(), text.to_string())
+            })
+            .collect();
+        assert_eq!(items, want, "{name}");
+        // Check's own problems, in its order, are the items' (a quarantine's servers one item each).
+        let verdict = check::verdict(&status, NOW);
+        let mut from_check: Vec<(&str, String)> = Vec::new();
+        for problem in &verdict.problems {
+            let times = match problem {
+                Problem::Quarantined { servers, .. } => servers.len(),
+                _ => 1,
+            };
+            let name = concerns(problem).unwrap_or_default().to_string();
+            from_check.extend(std::iter::repeat((kind(problem), name)).take(times));
+        }
+        let on_page: Vec<(&str, String)> = items.iter().map(|(k, _, s, _)| (k.as_str(), s.clone())).collect();
+        assert_eq!(on_page, from_check, "{name}");
+    }
+}
+
+#[test]
+fn a_problem_links_to_its_service_when_the_page_has_its_section() {
+    let mut status = troubled();
+    Arc::make_mut(&mut status.services[1]).spec_rejected = true;
+    status.blocked.push(Blocked { service: "old".to_string(), reason: "port 80 is taken".to_string() });
     let page = render(&status, NOW);
     at(
         &page,
-        r#"<li class="problem blocked" data-service="old"><span class="kind">blocked</span> <span class="name">old</span>: not served"#,
+        r##"<li class="problem spec-rejected" data-level="warning" data-service="assets"><span class="kind">spec-rejected</span> <a class="name" href="#service-assets">assets</a>: HAProxy rejected its current spec"##,
     );
-    at(&page, r##"<a class="name" href="#service-assets">assets</a>: HAProxy rejected its current spec"##);
+    // A blocked service has no section to link to.
+    at(
+        &page,
+        r#"<li class="problem blocked" data-level="warning" data-service="old"><span class="kind">blocked</span> <span class="name">old</span>: not served"#,
+    );
 }
 
 #[test]
@@ -405,7 +579,8 @@ fn every_branch_of_the_template_renders() {
     let bare = Status { version: "0.1.0".to_string(), ..Default::default() };
     let page = render(&bare, NOW);
     for text in [
-        r#"<li class="problem no-haproxy"><span class="kind">no-haproxy</span> no HAProxy serves</li>"#,
+        r#"<p id="summary" class="problems unknown">UNKNOWN: 1 problem</p>"#,
+        r#"<li class="problem nothing-published" data-level="unknown"><span class="kind">nothing-published</span> nothing published yet: proxymgr is starting</li>"#,
         r#"<p class="down">No HAProxy serves.</p>"#,
         "<p>None since proxymgr started.</p>",
         "<dt>last read</dt><dd>never</dd>",

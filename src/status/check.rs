@@ -2,6 +2,11 @@
 //! line of text, perfdata after `|`), and the table `proxymgr status` prints for a person. Pure: a `Status` and
 //! the time in, a level and text out.
 //!
+//! The one place that decides what is wrong and how bad: the page at `/` lists [`verdict`]'s problems, in its
+//! order and at its levels, so an operator reads there what Nagios says. A [`Problem`] therefore carries what
+//! the page shows of it (the quarantined servers with HAProxy's reasons, the servers a hold keeps), not only
+//! what the first line needs.
+//!
 //! The levels are an operator's. CRITICAL: clients are failing, or the registry's changes no longer reach
 //! HAProxy, so clients will fail as soon as a server goes away; someone should act now. WARNING: proxymgr holds
 //! something back on purpose (a refused registration, a held removal, a service it cannot set up), traffic

@@ -2,10 +2,10 @@
 //!
 //! - `model.rs`: the `Status` itself (plain data, JSON both ways).
 //! - `metrics.rs`: the `Status` as `/metrics`, in Prometheus' text format.
-//! - `page.rs`: the page at `/`, a `Status` as HTML for a person, what is wrong first.
+//! - `page.rs`: the page at `/`, a `Status` as HTML for a person, what is wrong first (check's verdict).
 //! - `server.rs`: the HTTP endpoint that serves it, on threads of its own.
-//! - `check.rs`: the verdict on a `Status` for monitoring (a Nagios level, its problems, one line) and the
-//!   table for a person; pure.
+//! - `check.rs`: the verdict on a `Status` (a Nagios level, its problems, one line), the one judgement
+//!   `proxymgr status` and the page show, and the table for a person; pure.
 //! - `client.rs`: `GET /status` from a running proxymgr over HTTP/1.0, with a timeout and typed errors.
 //! - `cli.rs`: `proxymgr status`: proxymgr.yml's `status:` address, the fetch, the verdict and the table, and
 //!   the verdict's level as the exit code.

@@ -94,14 +94,21 @@ fn page(pm: &Proxymgr) -> String {
     browser::dump_dom(&format!("http://{address}/"))
 }
 
-/// `proxymgr status`: waits until it exits with `code`, and returns its output.
+/// `proxymgr status`: waits until it exits with `code`, and returns its output; at the deadline, panics with
+/// the last one.
 fn wait_status_command(pm: &Proxymgr, code: i32) -> String {
-    let mut last = (0, String::new());
-    wait_until(SETTLE, &format!("proxymgr status exits with {code}"), || {
-        last = pm.status_command();
-        last.0 == code
-    });
-    last.1
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let (exit, text) = pm.status_command();
+        if exit == code {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {SETTLE:?} waiting for proxymgr status to exit with {code}; the last exit {exit}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -204,6 +204,27 @@ impl Client {
         lock(&self.seen).retired = true;
         self.zk
     }
+
+    /// A round of calls on this client just worked, so it is connected. True when its listener never heard so:
+    /// the crate connects on a thread of its own that can be connected before `new_client` registers the
+    /// listener, whose first `Connected` is then lost. It is noted now as the listener would have (under the
+    /// same locks, taken in the same order), so that the next reconnect re-arms the watches and the next loss
+    /// is an outage.
+    fn connected_unheard(&self, ensemble: &str, link: &Mutex<Link>) -> bool {
+        let seen = &mut *lock(&self.seen);
+        if seen.retired || seen.connected {
+            return false;
+        }
+        seen.connected = true;
+        seen.state = ZkState::Connected;
+        let mut link = lock(link);
+        if let Link::Starting(since) | Link::Down(since) = *link {
+            let took = since.elapsed().as_secs_f64();
+            log::info!("zookeeper {ensemble}: connected after {took:.1}s (seen by its calls)");
+        }
+        *link = Link::Up;
+        true
+    }
 }
 
 /// What a client's listener has seen: the state it was last in, whether it was ever connected, and whether the
@@ -495,6 +516,9 @@ impl Follower {
         let Some(e) = first_error else {
             self.failing = None;
             self.backoff.reset();
+            if self.client.connected_unheard(&self.ensemble, &self.link) {
+                self.tell(SessionNews::Connected);
+            }
             self.tell(SessionNews::Read);
             return;
         };

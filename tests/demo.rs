@@ -90,12 +90,16 @@ demo ready: GET http://127.0.0.1:{port}/ answered {body:?}
     take a server out:  delete /services/web/a
     add it back:        create /services/web/a '{{\"address\":\"127.0.0.1\",\"port\":{server_a}}}'
     add a server:       create /services/web/c '{{\"address\":\"127.0.0.1\",\"port\":{server_b}}}'
+  See what it sees: http://{status}/  (the page), /status (JSON), /metrics (Prometheus)
+                    {bin} status -c {dir}/proxymgr.yml
   Files:            {dir}  (haproxy.cfg, proxymgr.log)
 
 proxymgr's log follows. Ctrl-C stops everything and deletes it all.
 ",
         server_a = backends[0].port(),
         dir = proxymgr.dir().display(),
+        status = proxymgr.status_address().map_or_else(|| "(off)".to_string(), |a| a.to_string()),
+        bin = bin.display(),
     );
     if smoke {
         println!("demo: DEMO_SMOKE=1, stopping");

@@ -27,6 +27,10 @@ use super::model::{Difference, ReloadResult, ServerState, ServerView, Service, S
 /// not slow but stuck, and its port refuses every request.
 pub const AWAITING_GRACE: f64 = 60.0;
 
+/// How old a status may be before its reconciler is taken for stuck: it publishes at least every 10 s
+/// (`HEARTBEAT`), so six missed in a row.
+pub const STALE_AFTER: f64 = 60.0;
+
 /// How long after proxymgr's start no HAProxy serving is taken for a start under way: the longest its first
 /// start waits for the registry (`STARTUP_WAIT_MAX`). Meanwhile the HAProxy a predecessor left (a restart, an
 /// upgrade) serves on, or the ports hold their connections until the first HAProxy takes them.
@@ -85,6 +89,10 @@ pub enum Problem {
     /// The reconciler has published nothing yet: proxymgr is starting. UNKNOWN: nothing is known to be wrong
     /// or right.
     NothingPublished,
+    /// The last status was published more than [`STALE_AFTER`] ago: the reconciler, which publishes at least
+    /// every 10 s, is stuck (on a call that does not return, say), and nothing reaches HAProxy. CRITICAL; what
+    /// else the status says is as old.
+    Stale { for_seconds: u64 },
     /// proxymgr started less than [`STARTING_GRACE`] ago and has not started HAProxy yet. OK: a restart or
     /// an upgrade looks like this for a moment, and pages nobody; past the grace it is `NoHaproxy`.
     Starting { for_seconds: u64 },
@@ -140,6 +148,7 @@ impl Problem {
     pub fn level(&self) -> Level {
         match self {
             Problem::NothingPublished => Level::Unknown,
+            Problem::Stale { .. } => Level::Critical,
             Problem::Starting { .. } => Level::Ok,
             Problem::NoHaproxy
             | Problem::RegistryOutage { .. }
@@ -159,6 +168,9 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::NothingPublished => f.write_str("nothing published yet: proxymgr is starting"),
+            Problem::Stale { for_seconds } => {
+                write!(f, "status last published {} ago: the reconciler is stuck", duration(*for_seconds))
+            }
             Problem::Starting { for_seconds } => {
                 write!(f, "starting for {}, HAProxy not started yet", duration(*for_seconds))
             }
@@ -277,6 +289,9 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
     }
     let since = |at: f64| seconds(now_unix - at);
     let mut problems = Vec::new();
+    if now_unix - status.published > STALE_AFTER {
+        problems.push(Problem::Stale { for_seconds: since(status.published) });
+    }
     match &status.haproxy {
         None if status.published - status.started < STARTING_GRACE => {
             problems.push(Problem::Starting { for_seconds: since(status.started) })
@@ -768,6 +783,12 @@ mod tests {
                 |s| *s = Status::default(),
                 Level::Unknown,
                 vec![Problem::NothingPublished],
+            ),
+            (
+                "a status no longer published",
+                |s| s.published = NOW - 61.0,
+                Level::Critical,
+                vec![Problem::Stale { for_seconds: 61 }],
             ),
             // Not also "no server in rotation" for every service.
             ("no HAProxy", |s| s.haproxy = None, Level::Critical, vec![Problem::NoHaproxy]),

@@ -18,7 +18,7 @@
 //!   One `<li class="problem KIND" data-level="LEVEL">` each (one per server for a quarantine), LEVEL its level
 //!   in lowercase (`critical`, `unknown`, `warning`, `ok`), with `data-service="NAME"` and a link
 //!   `<a class="name" href="#service-NAME">` when it concerns a service. KIND is one of `nothing-published`,
-//!   `starting` (no HAProxy yet, within the start's grace), `no-haproxy`, `outage` (a registry session down),
+//!   `stale` (the status is over a minute old: the reconciler is stuck), `starting` (no HAProxy yet, within the start's grace), `no-haproxy`, `outage` (a registry session down),
 //!   `rejected` (HAProxy rejected the config; its error in a `<pre class="error">`), `no-server` (a service
 //!   with no server in rotation), `never-reported` (one whose watcher has not reported past the grace),
 //!   `reload-failed`, `spec-rejected`, `quarantined` (a server HAProxy refused, with its reason), `held` (a
@@ -62,6 +62,7 @@ pub fn render(status: &Status, now_unix: f64) -> String {
 fn kind(problem: &Problem) -> &'static str {
     match problem {
         Problem::NothingPublished => "nothing-published",
+        Problem::Stale { .. } => "stale",
         Problem::Starting { .. } => "starting",
         Problem::NoHaproxy => "no-haproxy",
         Problem::RegistryOutage { .. } => "outage",
@@ -80,6 +81,7 @@ fn kind(problem: &Problem) -> &'static str {
 fn concerns(problem: &Problem) -> Option<&str> {
     match problem {
         Problem::NothingPublished
+        | Problem::Stale { .. }
         | Problem::Starting { .. }
         | Problem::NoHaproxy
         | Problem::RegistryOutage { .. }
@@ -112,6 +114,11 @@ fn texts(problem: &Problem) -> Vec<(String, String)> {
     let ago = |seconds: u64| format!("{} ago", span(seconds as f64));
     match problem {
         Problem::NothingPublished => line("nothing published yet: proxymgr is starting".to_string()),
+        Problem::Stale { for_seconds } => line(format!(
+            "this status was published {}: the reconciler, which publishes at least every 10 s, is stuck, and \
+             what follows is as old",
+            ago(*for_seconds)
+        )),
         Problem::Starting { for_seconds } => line(format!(
             "proxymgr started {} and has not started HAProxy yet: a restart or an upgrade looks like this for a \
              moment",

@@ -17,6 +17,9 @@ use crate::status::{
 /// The least time between two publications while things change: at 1000 services × 50 servers a `Status`
 /// takes a few milliseconds to build, which a storm of changes must not pay for each change.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
+/// The longest between two publications when nothing changes: the status's `published` time then says that
+/// the reconciler is alive, and a reconciler stuck somewhere shows as a status growing old (`check.rs`).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(super) struct Observed {
@@ -32,9 +35,10 @@ pub(super) struct Observed {
     changed_since: Option<Instant>,
     /// When a source or watcher last reported.
     last_report: Option<Instant>,
-    /// Whether anything changed since the last publication, and when the next may go.
+    /// Whether anything changed since the last publication, when the next may go, and when the last went.
     dirty: bool,
     publish_due: Option<Instant>,
+    published: Option<Instant>,
     /// A moment on both clocks, to show the core's instants as Unix times.
     epoch: Option<(Instant, SystemTime)>,
     /// Each service as last published, and those changed since (all of them with `all_stale`).
@@ -236,9 +240,16 @@ impl Core {
     }
 
     /// When a publication is due, if one is. With the status endpoint off, none ever is.
+    /// While nothing changes, one is due a [`HEARTBEAT`] after the last.
     pub(super) fn publish_due(&self) -> Option<Instant> {
-        let on = self.config.status.0.is_some();
-        (on && self.observed.dirty).then(|| self.observed.publish_due.unwrap_or(self.now))
+        let o = &self.observed;
+        // With the endpoint off, never.
+        self.config.status.0?;
+        match o.published {
+            _ if o.dirty => Some(o.publish_due.unwrap_or(self.now)),
+            Some(last) => Some(last + HEARTBEAT),
+            None => Some(self.now),
+        }
     }
 
     /// Publishes the status if something changed and the last publication is old enough.
@@ -248,6 +259,7 @@ impl Core {
         }
         self.observed.dirty = false;
         self.observed.publish_due = Some(now + PUBLISH_INTERVAL);
+        self.observed.published = Some(now);
         let started = (self.measure)();
         let o = &self.observed;
         let reuse = |name: &str| {

@@ -218,3 +218,19 @@ fn a_server_change_builds_only_its_service_anew() {
     assert_eq!(third.services.len(), 3);
     assert!(!Arc::ptr_eq(&third.services[0], api.1), "built anew after a reload");
 }
+
+#[test]
+fn a_quiet_reconciler_publishes_a_heartbeat_that_rebuilds_nothing() {
+    let yaml = format!("{CONFIG}status: 127.0.0.1:9271\n");
+    let mut story = Story::with_config(&yaml, BTreeMap::new());
+    story.input(0, services(&[("web", 8080)]));
+    story.input(1, servers("web", 0, &[1, 2]));
+    let last = published(&story.run_until(5000)).last().copied().expect("published").clone();
+    let at_ms = ((last.published - 1_800_000_000.0) * 1000.0).round() as u64;
+    assert_eq!(story.wake(), Some(at_ms + 10_000), "the next wake is the heartbeat");
+    let beat = story.tick(at_ms + 10_000);
+    let beat = published(&beat);
+    assert_eq!(beat.len(), 1, "{beat:?}");
+    assert!((beat[0].published - last.published - 10.0).abs() < 1e-6, "a new time");
+    assert!(Arc::ptr_eq(&beat[0].services[0], &last.services[0]), "nothing rebuilt");
+}

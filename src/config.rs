@@ -429,10 +429,31 @@ mod tests {
     }
 
     #[test]
+    fn the_status_endpoint_is_an_address_and_port_or_off() {
+        let minimal = "service_config:\n  servers: zk:2181\n";
+        let status = |text: &str| parse(&format!("{minimal}{text}")).map(|c| c.status.0);
+        let at = |a: &str| Ok(Some(a.parse().unwrap()));
+        let table: Vec<(&str, Result<Option<std::net::SocketAddr>, String>)> = vec![
+            ("", at("127.0.0.1:9271")),
+            ("status: off\n", Ok(None)),
+            ("status: 127.0.0.1:9300\n", at("127.0.0.1:9300")),
+            ("status: \"[::1]:9271\"\n", at("[::1]:9271")),
+        ];
+        for (text, expected) in table {
+            assert_eq!(status(text), expected, "{text:?}");
+        }
+        for bad in ["status: 9271\n", "status: localhost:9271\n", "status: true\n"] {
+            let error = status(bad).unwrap_err();
+            assert!(error.contains("status"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
     fn the_example_file_documents_the_defaults() {
         let example = parse(include_str!("../proxymgr.yml.example")).unwrap();
         assert_eq!(example.haproxy, HaproxyConfig::default());
         assert_eq!(example.removal_hold, RemovalHold::default());
+        assert_eq!(example.status, StatusListen::default());
         assert_eq!(
             example.service_config,
             ServiceConfigSource::Zookeeper {

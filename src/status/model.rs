@@ -162,11 +162,44 @@ pub enum Pending {
 }
 
 impl Pending {
+    /// The kind of `difference`, if it says nothing more than its kind.
+    pub fn of(difference: &Difference) -> Option<Pending> {
+        match difference {
+            Difference::Pending => Some(Pending::Pending),
+            Difference::PendingReload => Some(Pending::PendingReload),
+            Difference::Quarantined { .. } | Difference::Held { .. } | Difference::Leaving => None,
+        }
+    }
+
     pub fn difference(self) -> Difference {
         match self {
             Pending::Pending => Difference::Pending,
             Pending::PendingReload => Difference::PendingReload,
         }
+    }
+}
+
+impl InHaproxy {
+    pub fn state(self) -> ServerState {
+        if self.ready {
+            ServerState::Ready
+        } else {
+            ServerState::Maintenance
+        }
+    }
+
+    pub fn view(self) -> HaproxyView {
+        HaproxyView {
+            name: self.slot.map(crate::slots::name),
+            state: self.state(),
+            weight: Some(self.weight),
+        }
+    }
+}
+
+impl RegistryView {
+    pub fn of(server: &Server) -> RegistryView {
+        RegistryView { weight: server.weight, origin: server.origin.clone() }
     }
 }
 
@@ -182,12 +215,8 @@ impl Registered {
             let server = registry.get(registered.index as usize)?;
             Some(ServerView {
                 name: server.name(),
-                registry: Some(RegistryView { weight: server.weight, origin: server.origin.clone() }),
-                haproxy: registered.haproxy.map(|h| HaproxyView {
-                    name: h.slot.map(|n| format!("{}{n}", crate::slots::PREFIX)),
-                    state: if h.ready { ServerState::Ready } else { ServerState::Maintenance },
-                    weight: Some(h.weight),
-                }),
+                registry: Some(RegistryView::of(server)),
+                haproxy: registered.haproxy.map(InHaproxy::view),
                 difference: registered.pending.map(Pending::difference),
             })
         })
@@ -195,11 +224,7 @@ impl Registered {
 
     /// Each one's state in HAProxy (None when HAProxy has it not) and why the two views differ.
     pub fn parts(&self) -> impl Iterator<Item = (Option<ServerState>, Option<Difference>)> + '_ {
-        self.servers.iter().map(|s| {
-            let state =
-                s.haproxy.map(|h| if h.ready { ServerState::Ready } else { ServerState::Maintenance });
-            (state, s.pending.map(Pending::difference))
-        })
+        self.servers.iter().map(|s| (s.haproxy.map(InHaproxy::state), s.pending.map(Pending::difference)))
     }
 
     /// How many HAProxy has in rotation.

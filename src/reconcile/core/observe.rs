@@ -9,9 +9,9 @@ use super::*;
 use crate::event::SessionNews;
 use crate::service::WatcherSpec;
 use crate::status::{
-    self, Blocked, CommandLabels, Count, Difference, HaproxyView, HoldView, InHaproxy, Pending, Registered,
-    RegisteredServer, RegistryView, Reload, ReloadLabels, ReloadResult, ServerState, ServerView, Session,
-    Status, WatcherState,
+    self, Blocked, CommandLabels, Count, Difference, HoldView, InHaproxy, Pending, Registered,
+    RegisteredServer, RegistryView, Reload, ReloadLabels, ReloadResult, ServerView, Session, Status,
+    WatcherState,
 };
 
 /// The least time between two publications while things change: at 1000 services × 50 servers a `Status`
@@ -140,7 +140,7 @@ impl Observed {
         self.changed_since.take()
     }
 
-    /// A step's commands went through (`result` None) or were refused or failed.
+    /// A step's commands went through, or HAProxy refused one, or the socket failed.
     pub(super) fn ran(&mut self, step: &Step, result: &Result<(), CommandFailure>) {
         let result = match result {
             Ok(()) => "ok",
@@ -234,16 +234,16 @@ impl Core {
         self.observed.set_epoch(at, wall);
     }
 
-    /// Something changed at `now`: a publication is due.
+    /// Something changed: a publication is due.
     pub(super) fn observe_change(&mut self) {
         self.observed.dirty = true;
     }
 
-    /// When a publication is due, if one is. With the status endpoint off, none ever is.
-    /// While nothing changes, one is due a [`HEARTBEAT`] after the last.
+    /// When a publication is due: at once after a change, unless the last went less than
+    /// [`PUBLISH_INTERVAL`] ago; a [`HEARTBEAT`] after the last while nothing changes; never with the status
+    /// endpoint off.
     pub(super) fn publish_due(&self) -> Option<Instant> {
         let o = &self.observed;
-        // With the endpoint off, never.
         self.config.status.0?;
         match o.published {
             _ if o.dirty => Some(o.publish_due.unwrap_or(self.now)),
@@ -252,7 +252,7 @@ impl Core {
         }
     }
 
-    /// Publishes the status if something changed and the last publication is old enough.
+    /// Publishes the status if one is due.
     pub(super) fn publish(&mut self, now: Instant) {
         if self.publish_due().map_or(true, |due| due > now) {
             return;
@@ -356,6 +356,7 @@ impl Core {
         let by_reload = self.quarantine.by_reload(name);
         let running = self.running.as_ref().and_then(|r| r.services.get(name));
         let until = s.hold.until();
+        // What HAProxy has of a server, and why the two views differ.
         let judge = |server: &str, known: Option<&Server>| {
             let served = running.and_then(|r| r.servers.get(server));
             let difference = difference(Facts {
@@ -366,49 +367,46 @@ impl Core {
                 haproxy: served,
                 spec: &s.spec,
             });
-            (served, difference)
-        };
-        let view =
-            |server: String, known: Option<&Server>, served: Option<&RunningServer>, difference| ServerView {
-                registry: known.map(|k| RegistryView { weight: k.weight, origin: k.origin.clone() }),
-                haproxy: served.map(|h| HaproxyView {
-                    name: h.slot.map(|n| format!("{}{n}", slots::PREFIX)),
-                    state: if h.ready { ServerState::Ready } else { ServerState::Maintenance },
-                    weight: Some(effective_weight(h.weight, &s.spec)),
-                }),
-                name: server,
-                difference,
-            };
-        let mut listed = Vec::new();
-        let mut registered = Vec::with_capacity(registry.len());
-        for (index, known) in registry.iter().enumerate() {
-            let name = known.name();
-            let (served, difference) = judge(&name, Some(known));
-            let pending = match &difference {
-                None => None,
-                Some(Difference::Pending) => Some(Pending::Pending),
-                Some(Difference::PendingReload) => Some(Pending::PendingReload),
-                Some(_) => {
-                    listed.push(view(name, Some(known), served, difference));
-                    continue;
-                }
-            };
-            let haproxy = served.map(|h| InHaproxy {
+            let in_haproxy = served.map(|h| InHaproxy {
                 slot: h.slot,
                 ready: h.ready,
                 weight: effective_weight(h.weight, &s.spec),
             });
-            registered.push(RegisteredServer { index: index as u32, haproxy, pending });
-        }
-        // Those the registry no longer has: held, leaving, or on their way out.
+            (in_haproxy, difference)
+        };
+        // Those the registry no longer has (held, leaving, or on their way out) are what is left of this once
+        // the registry's own are taken out.
         let mut gone: BTreeSet<String> = s.reported.iter().map(Server::name).collect();
         gone.extend(running.into_iter().flat_map(|r| r.servers.keys().cloned()));
-        for known in registry.iter() {
-            gone.remove(&known.name());
+        let mut listed = Vec::new();
+        let mut registered = Vec::with_capacity(registry.len());
+        for (index, known) in registry.iter().enumerate() {
+            let name = known.name();
+            gone.remove(&name);
+            let (haproxy, difference) = judge(&name, Some(known));
+            // A difference with more to say than its kind (quarantined, held) needs a whole view.
+            match difference.as_ref().map(Pending::of) {
+                Some(None) => listed.push(ServerView {
+                    name,
+                    registry: Some(RegistryView::of(known)),
+                    haproxy: haproxy.map(InHaproxy::view),
+                    difference,
+                }),
+                pending => registered.push(RegisteredServer {
+                    index: index as u32,
+                    haproxy,
+                    pending: pending.flatten(),
+                }),
+            }
         }
         for server in gone {
-            let (served, difference) = judge(&server, None);
-            listed.push(view(server, None, served, difference));
+            let (haproxy, difference) = judge(&server, None);
+            listed.push(ServerView {
+                name: server,
+                registry: None,
+                haproxy: haproxy.map(InHaproxy::view),
+                difference,
+            });
         }
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         status::Service {

@@ -189,6 +189,7 @@ impl Core {
         // Holds under way that it turns off end at the next tick.
         self.config.removal_hold = config.removal_hold;
         self.caps = Capabilities::of_binary(&binary);
+        self.binary_version = binary.version_text.clone();
         self.actions.push_back(Action::UseHaproxy { binary, haproxy: config.haproxy.clone() });
         self.config.haproxy = config.haproxy;
         self.forget_renders();

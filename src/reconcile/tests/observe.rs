@@ -234,3 +234,13 @@ fn a_quiet_reconciler_publishes_a_heartbeat_that_rebuilds_nothing() {
     assert!((beat[0].published - last.published - 10.0).abs() < 1e-6, "a new time");
     assert!(Arc::ptr_eq(&beat[0].services[0], &last.services[0]), "nothing rebuilt");
 }
+
+#[test]
+fn a_new_haproxy_binary_read_on_sighup_is_the_version_shown() {
+    let mut story = Story::new();
+    story.serving(0);
+    let config = Config::parse(Path::new("proxymgr.yml"), CONFIG).unwrap();
+    let newer = Binary { version: (2, 8), version_text: "2.8.5".into(), ..binary() };
+    story.input(1000, Input::ConfigRead(Box::new((config, newer))));
+    assert_eq!(story.status(1000).haproxy.map(|h| h.version), Some("2.8.5".to_string()));
+}

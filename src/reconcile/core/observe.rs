@@ -76,15 +76,7 @@ impl Observed {
                 seen.outage_since.get_or_insert(now);
             }
             SessionNews::Renewed => seen.expiries += 1,
-            SessionNews::Read => {
-                seen.last_read = Some(now);
-                // Reads that work prove a connection the client's listener may not have told of (its first
-                // one can come before the listener is registered); during an outage they may be reads that
-                // finished just before it, so the outage stands until the connection is back.
-                if seen.outage_since.is_none() {
-                    seen.connected = true;
-                }
-            }
+            SessionNews::Read => seen.last_read = Some(now),
             SessionNews::Closed => {}
         }
     }

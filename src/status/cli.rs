@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::config::Config;
 
@@ -19,7 +19,7 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Prints the report for the proxymgr `config` configures; returns the exit code.
 pub fn run(config: &Path) -> u8 {
-    let (level, text) = report(config, |address| client::fetch(address, FETCH_TIMEOUT), now_unix());
+    let (level, text) = report(config, |address| client::fetch(address, FETCH_TIMEOUT), super::now_unix());
     print!("{text}");
     level.code()
 }
@@ -48,10 +48,6 @@ fn report(
     let verdict = check::verdict(&status, now_unix);
     let text = format!("{}\n\n{}", verdict.first_line(), check::table(&status, now_unix));
     (verdict.level, text)
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod page;
 pub mod server;
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 pub use model::*;
 
@@ -39,4 +40,9 @@ impl Published {
     pub fn latest(&self) -> Arc<Status> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The wall clock's time, in Unix seconds: what a status's times are compared with (ages, outages).
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
 }

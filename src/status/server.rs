@@ -13,7 +13,7 @@ use std::io::{self, Cursor, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
@@ -28,10 +28,16 @@ const WORKERS: usize = 2;
 /// The longest a rendered view that shows ages is served again.
 const AGE_LIMIT: Duration = Duration::from_secs(1);
 
-/// The views the endpoint serves.
+/// The views the endpoint serves: `/status`, streamed, and those rendered once and kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum View {
     Status,
+    Kept(Kept),
+}
+
+/// The views rendered at most once a second and once per publication, and sent from that rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
     Metrics,
     Page,
 }
@@ -40,29 +46,28 @@ impl View {
     fn of(path: &str) -> Option<View> {
         match path.split('?').next().unwrap_or_default() {
             "/status" => Some(View::Status),
-            "/metrics" => Some(View::Metrics),
-            "/" => Some(View::Page),
+            "/metrics" => Some(View::Kept(Kept::Metrics)),
+            "/" => Some(View::Kept(Kept::Page)),
             _ => None,
         }
     }
+}
 
+impl Kept {
     fn content_type(self) -> &'static str {
         match self {
-            View::Status => "application/json",
-            View::Metrics => "text/plain; version=0.0.4; charset=utf-8",
-            View::Page => "text/html; charset=utf-8",
+            Kept::Metrics => "text/plain; version=0.0.4; charset=utf-8",
+            Kept::Page => "text/html; charset=utf-8",
         }
     }
 
-    /// A rendering of the views kept and shared (all but `/status`, which is streamed).
     fn render(self, status: &Status) -> Vec<u8> {
-        let now = unix_now();
+        let now = super::now_unix();
         match self {
-            View::Page => super::page::render(status, now).into_bytes(),
-            View::Metrics => {
+            Kept::Page => super::page::render(status, now).into_bytes(),
+            Kept::Metrics => {
                 super::metrics::encode(status, now, &super::metrics::resident_bytes).into_bytes()
             }
-            View::Status => serde_json::to_vec(status).unwrap_or_default(),
         }
     }
 }
@@ -106,10 +111,6 @@ fn streamed(status: Arc<Status>) -> io::Result<(usize, File)> {
     Ok((counter.0, File::from(read)))
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
-}
-
 /// A view rendered from one publication, and when.
 struct Rendered {
     status: Arc<Status>,
@@ -120,11 +121,11 @@ struct Rendered {
 /// The last rendering of each view.
 #[derive(Default)]
 struct Cache {
-    views: Mutex<Vec<(View, Rendered)>>,
+    views: Mutex<Vec<(Kept, Rendered)>>,
 }
 
 impl Cache {
-    fn get(&self, view: View, status: Arc<Status>) -> Arc<Vec<u8>> {
+    fn get(&self, view: Kept, status: Arc<Status>) -> Arc<Vec<u8>> {
         let fresh = |r: &Rendered| Arc::ptr_eq(&r.status, &status) && r.at.elapsed() < AGE_LIMIT;
         {
             let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
@@ -204,13 +205,13 @@ fn answer(request: Request, cache: &Cache, published: &Published) {
     let view = View::of(request.url());
     let answered = match (request.method(), view) {
         (Method::Get | Method::Head, Some(View::Status)) => match streamed(published.latest()) {
-            Ok((length, body)) => request.respond(reply(200, View::Status.content_type(), body, length)),
+            Ok((length, body)) => request.respond(reply(200, "application/json", body, length)),
             Err(e) => {
                 log::error!("status: cannot stream /status: {e}");
                 request.respond(text(503, "cannot answer now: see proxymgr's log\n"))
             }
         },
-        (Method::Get | Method::Head, Some(view)) => {
+        (Method::Get | Method::Head, Some(View::Kept(view))) => {
             let body = cache.get(view, published.latest());
             let length = body.len();
             request.respond(reply(200, view.content_type(), Cursor::new(Shared(body)), length))
@@ -242,10 +243,10 @@ mod tests {
     #[test]
     fn each_path_has_its_view_and_the_rest_none() {
         let table = [
-            ("/", Some(View::Page)),
+            ("/", Some(View::Kept(Kept::Page))),
             ("/status", Some(View::Status)),
             ("/status?pretty", Some(View::Status)),
-            ("/metrics", Some(View::Metrics)),
+            ("/metrics", Some(View::Kept(Kept::Metrics))),
             ("/metrics/", None),
             ("/admin", None),
             ("", None),

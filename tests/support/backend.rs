@@ -218,21 +218,26 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
     Ok(Some(Request { method, keep_alive }))
 }
 
-/// `GET / HTTP/1.0` to 127.0.0.1:`port` with 2 s connect and read timeouts. Returns the body when the status is
-/// 200, else an error carrying the status line.
-pub fn http_get(port: u16) -> io::Result<String> {
-    let timeout = Duration::from_secs(2);
-    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
+/// `GET path HTTP/1.0` to `address`, each of connecting, sending and reading within `timeout`: the status line
+/// (empty when the answer is) and the body.
+pub fn get(address: SocketAddr, path: &str, timeout: Duration) -> io::Result<(String, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status_line = head.lines().next().unwrap_or_default();
+    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+}
+
+/// `GET / HTTP/1.0` to 127.0.0.1:`port` with 2 s connect and read timeouts. Returns the body when the status is
+/// 200, else an error carrying the status line.
+pub fn http_get(port: u16) -> io::Result<String> {
+    let (status_line, body) = get(([127, 0, 0, 1], port).into(), "/", Duration::from_secs(2))?;
     if status_line.split_whitespace().nth(1) == Some("200") {
-        Ok(body.to_string())
+        Ok(body)
     } else if status_line.is_empty() {
         Err(io::Error::new(io::ErrorKind::UnexpectedEof, "empty response"))
     } else {

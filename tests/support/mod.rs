@@ -148,24 +148,15 @@ pub fn wait_answers(port: u16, expected: &[&str]) {
     });
 }
 
-/// Polls `f` every 20 ms until it returns true; panics naming `what` if it has not by `timeout`.
 /// GET `path` over HTTP/1.0 from `address`: the status code and the body; None when nothing answers (or not
 /// within 5 s).
 pub fn fetch(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let timeout = Duration::from_secs(5);
-    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.set_write_timeout(Some(timeout)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).ok()?;
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    let (head, body) = reply.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
+    let (status_line, body) = backend::get(address, path, Duration::from_secs(5)).ok()?;
+    let code = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body))
 }
 
+/// Polls `f` every 20 ms until it returns true; panics naming `what` if it has not by `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     wait_for(timeout, what, || f().then_some(()))
 }

@@ -269,6 +269,64 @@ fn backend_serves_through_haproxy_and_the_runtime_socket_answers() {
     assert!(state.contains(" s1 127.0.0.1 "), "{state}");
 }
 
+/// The edge tests' helpers: a certificate made with openssl serves TLS through HAProxy (a `frontend` with
+/// `ssl crt ... alpn h2,http/1.1`), curl checks it and tells HTTP/2 from HTTP/1.1, a wrong name fails the check,
+/// and `http_get_host` sends its Host and reads the status, headers and body HAProxy routed by it.
+#[test]
+fn a_self_signed_certificate_serves_tls_through_haproxy_and_requests_carry_their_host() {
+    use crate::support::tls::{self, Http};
+    if !support::require("haproxy") || !support::require("openssl") || !support::require("curl") {
+        return;
+    }
+    if !tls::haproxy_has_openssl() {
+        eprintln!("skipping: {} was built without OpenSSL", support::haproxy().display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = tls::self_signed(dir.path(), "edge", &["*.edge.test", "edge.test"]);
+    let backend = Backend::start("behind-tls");
+    let (https, http) = (support::reserve_port(), support::reserve_port());
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend tls\n  bind 127.0.0.1:{https} ssl crt {} alpn h2,http/1.1\n  default_backend b\n\
+             frontend plain\n  bind 127.0.0.1:{http}\n  http-request set-var(txn.host) req.hdr(host)\n\
+             \x20 http-response set-header X-Host %[var(txn.host)]\n\
+             \x20 use_backend b if {{ req.hdr(host) -i routed.test }}\n\
+             backend b\n  server s1 127.0.0.1:{}\n",
+            cert.pem.display(),
+            backend.port()
+        ),
+    )
+    .unwrap();
+    let _haproxy = Haproxy(
+        Command::new(support::haproxy())
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start haproxy"),
+    );
+    let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+    let reply = support::wait_for(Duration::from_secs(10), "HAProxy to serve TLS", || {
+        tls::https_get("api.edge.test", localhost, https, "/", &cert.cert, Http::Two).ok()
+    });
+    assert_eq!((reply.status, reply.body.as_str(), reply.http_version.as_str()), (200, "behind-tls", "2"));
+    let reply = tls::https_get("edge.test", localhost, https, "/x", &cert.cert, Http::OneOne).unwrap();
+    assert_eq!((reply.status, reply.http_version.as_str()), (200, "1.1"));
+    let error = tls::https_get("other.test", localhost, https, "/", &cert.cert, Http::Two).unwrap_err();
+    assert!(error.contains("curl"), "{error}");
+
+    let answer = support::http_get_host(http, "routed.test", "/").unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "behind-tls"), "{answer:?}");
+    assert!(answer.headers.contains("x-host: routed.test"), "{answer:?}");
+    assert_eq!(support::http_get_host(http, "elsewhere.test", "/").unwrap().status, 503);
+}
+
 /// An HTML page served at `/` on a reserved port, by tiny_http on a thread, until dropped; other paths are 404.
 struct StaticPage {
     port: u16,

@@ -221,17 +221,51 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
 /// `GET path HTTP/1.0` to `address`, each of connecting, sending and reading within `timeout`: the status line
 /// (empty when the answer is) and the body.
 pub fn get(address: SocketAddr, path: &str, timeout: Duration) -> io::Result<(String, String)> {
+    let (head, body) = get_head(address, "test", path, timeout)?;
+    Ok((head.lines().next().unwrap_or_default().to_string(), body))
+}
+
+/// `GET path HTTP/1.0` with `Host: host` to `address`, each of connecting, sending and reading within
+/// `timeout`: the response's head (status line and headers, empty when the answer is) and its body.
+pub fn get_head(
+    address: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<(String, String)> {
     let mut stream = TcpStream::connect_timeout(&address, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     // One write: `write!` on a socket sends each piece apart, and Nagle's algorithm with the server's delayed
     // ACK then holds the last one back for tens of milliseconds.
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+    Ok((head.to_string(), body.to_string()))
+}
+
+/// What a shared frontend answered a request for a host and path: the status code and the body (a backend's
+/// name, when one answered), or why there was no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The headers, one `name: value` a line, as sent.
+    pub headers: String,
+    pub body: String,
+}
+
+/// `GET path` with `Host: host` through 127.0.0.1:`port` (2 s timeouts): the answer, or an error when there
+/// was none (nothing listens, the connection was cut, no status line).
+pub fn http_get_host(port: u16, host: &str, path: &str) -> io::Result<Answer> {
+    let (head, body) = get_head(([127, 0, 0, 1], port).into(), host, path, Duration::from_secs(2))?;
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let status =
+        status_line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, format!("no status line in {:?}", status_line))
+        })?;
+    Ok(Answer { status, headers: headers.replace("\r\n", "\n"), body })
 }
 
 /// `GET / HTTP/1.0` to 127.0.0.1:`port` with 2 s connect and read timeouts. Returns the body when the status is

@@ -48,17 +48,30 @@ pub fn load(
     limit: Duration,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<LoadReport> {
+    let mut connection: Option<BufReader<TcpStream>> = None;
+    load_with(max, limit, stop, move |_| {
+        if keep_alive {
+            keep_alive_request(port, &mut connection)
+        } else {
+            http_get(port).map(|_| ()).map_err(|e| e.to_string())
+        }
+    })
+}
+
+/// `request(n)` for n = 0, 1, 2, ... on a thread of its own until stopped, at most `max` times and for at most
+/// `limit`, each `Err` a failed request: a load loop whose requests the test makes (through a shared frontend,
+/// each with its `Host`, checking who answered).
+pub fn load_with(
+    max: usize,
+    limit: Duration,
+    stop: Arc<AtomicBool>,
+    mut request: impl FnMut(usize) -> Result<(), String> + Send + 'static,
+) -> JoinHandle<LoadReport> {
     std::thread::spawn(move || {
         let mut report = LoadReport::default();
         let deadline = Instant::now() + limit;
-        let mut connection: Option<BufReader<TcpStream>> = None;
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && report.ok + report.failed < max {
-            let result = if keep_alive {
-                keep_alive_request(port, &mut connection)
-            } else {
-                http_get(port).map(|_| ()).map_err(|e| e.to_string())
-            };
-            match result {
+            match request(report.ok + report.failed) {
                 Ok(()) => report.ok += 1,
                 Err(e) => {
                     report.failed += 1;
@@ -89,6 +102,16 @@ impl Load {
     pub fn start_bounded(port: u16, clients: usize, keep_alive: bool, max: usize, limit: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let clients = (0..clients).map(|_| load(port, keep_alive, max, limit, stop.clone())).collect();
+        Load { stop, clients }
+    }
+
+    /// `clients` loops of `load_with`, each making its requests with a clone of `request`.
+    pub fn start_with<R>(clients: usize, max: usize, limit: Duration, request: R) -> Load
+    where
+        R: FnMut(usize) -> Result<(), String> + Clone + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..clients).map(|_| load_with(max, limit, stop.clone(), request.clone())).collect();
         Load { stop, clients }
     }
 

@@ -1,6 +1,7 @@
 //! Test fixtures: a real ZooKeeper (a standalone server or a quorum ensemble), tiny HTTP backends, a TCP relay a
 //! test can cut, the proxymgr daemon and bounded load loops, each started on a port picked at run time and
-//! cleaned up on `Drop`, plus deadline-bound waits, and a headless browser that loads a page (`browser.rs`).
+//! cleaned up on `Drop`, plus deadline-bound waits, a headless browser that loads a page (`browser.rs`), and a
+//! self-signed certificate with HTTPS requests through curl (`tls.rs`).
 //!
 //! Ports: every port a test uses comes from `reserve_port()` (a port to give to ZooKeeper, a service, ...) or
 //! `reserved_listener()` (a socket already listening, for backends and relays), never from `bind(0)` or a
@@ -26,11 +27,12 @@ pub mod load;
 mod ports;
 mod proxymgr;
 mod relay;
+pub mod tls;
 mod zk;
 
 // Re-exports are "unused" in whichever binary (tests, demo) does not use them, like the dead code above.
 #[allow(unused_imports)]
-pub use backend::{http_get, Backend};
+pub use backend::{http_get, http_get_host, Answer, Backend};
 #[allow(unused_imports)]
 pub use ports::{ephemeral_range, reserve_port, reserved_listener, LOCK_DIR};
 #[allow(unused_imports)]

@@ -5,6 +5,9 @@
 mod cli;
 /// Issue 2's scenarios: services and servers from ZooKeeper served by HAProxy, end to end.
 mod core;
+/// Issue 16: shared HTTP(S) frontends routing by host and path without reloads, TLS and HTTP/2, bind options,
+/// extra sections, default servers.
+mod edge;
 /// Issue 5: ZooKeeper outages, ensembles, expiry, HAProxy and proxymgr killed, the state file, SIGHUP, hostile input.
 mod faults;
 /// Issue 12: registrations HAProxy refuses held out alone; runtime servers equal reloaded ones.

@@ -1,0 +1,753 @@
+//! Issue 16, proxymgr at the edge: shared HTTP(S) frontends that route by `Host` and path prefix through HAProxy
+//! maps kept in step at run time, TLS with HTTP/2 through ALPN (a certificate made with `openssl`, requests made
+//! with `curl`), per-service `bind_address` and `bind_options`, `extra_sections` and `default_servers`, through
+//! real ZooKeeper, HAProxy and backends on loopback. Routing changes are asserted to cost no reload (HAProxy's
+//! pids, `show map` and the map file on disk) and to fail no request under load; a new backend reloads; bad
+//! routes, missing frontends, routes two services claim and extra sections HAProxy rejects are refused by name.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+use crate::support::load::Load;
+use crate::support::tls::{self, Http};
+use crate::support::{
+    self, fetch, http_get, http_get_host, reserve_port, wait_answers, wait_until, Backend, Proxymgr, Zk,
+};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Set-up
+
+/// A ZooKeeper with an empty `/service_config`, what `before` writes into it, and then a proxymgr following it
+/// with the standard test config, `haproxy(dir)`'s lines added to its `haproxy` section and `top` to its end;
+/// None when a tool is missing (the test then skips).
+fn start_with(
+    before: impl FnOnce(&Zk),
+    haproxy: impl FnOnce(&Path) -> String,
+    top: &str,
+) -> Option<(Zk, Proxymgr)> {
+    if !support::require("haproxy") || !support::require("zookeeper") {
+        return None;
+    }
+    let zk = Zk::start();
+    zk.create("/service_config", "");
+    before(&zk);
+    let pm = Proxymgr::start_with(|dir| {
+        let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
+        let anchor = "  bind_address: 127.0.0.1\n";
+        assert!(yaml.contains(anchor), "{yaml}");
+        format!("{}{top}", yaml.replacen(anchor, &format!("{anchor}{}", haproxy(dir)), 1))
+    });
+    Some((zk, pm))
+}
+
+fn start(haproxy: impl FnOnce(&Path) -> String) -> Option<(Zk, Proxymgr)> {
+    start_with(|_| {}, haproxy, "")
+}
+
+/// `haproxy.frontends` holding `frontends` (each made by `frontend`).
+fn frontends(frontends: &[String]) -> String {
+    format!("  frontends:\n{}", frontends.concat())
+}
+
+/// One shared frontend on 127.0.0.1:`port`, with `bind_options` (none when empty) and `options`.
+fn frontend(name: &str, port: u16, bind_options: &str, options: &[&str]) -> String {
+    let mut yaml = format!("    {name}:\n      bind: 127.0.0.1:{port}\n");
+    if !bind_options.is_empty() {
+        yaml.push_str(&format!("      bind_options: {bind_options:?}\n"));
+    }
+    if !options.is_empty() {
+        yaml.push_str("      options:\n");
+        for option in options {
+            yaml.push_str(&format!("        - {option:?}\n"));
+        }
+    }
+    yaml
+}
+
+/// A zookeeper service blob for `service` (its servers under `/services/<service>`) with the keys of `extra`
+/// (`port`, `frontends`, `default_servers`, ...).
+fn blob(zk: &Zk, service: &str, extra: Value) -> String {
+    let mut blob = json!({
+        "type": "zookeeper",
+        "server": zk.connect_string(),
+        "path": format!("/services/{service}"),
+    });
+    let (Value::Object(blob_keys), Value::Object(extra)) = (&mut blob, extra) else {
+        panic!("a blob's extra keys are an object");
+    };
+    blob_keys.extend(extra);
+    blob.to_string()
+}
+
+/// The keys of a service that joins the frontend `web` for `hosts`, path `/`.
+fn hosts(hosts: &[&str]) -> Value {
+    json!({"frontends": {"web": {"hosts": hosts}}})
+}
+
+fn add_server(zk: &Zk, service: &str, backend: &Backend) {
+    zk.create(
+        &format!("/services/{service}/{}", backend.name()),
+        &format!(r#"{{"address":"127.0.0.1","port":{}}}"#, backend.port()),
+    );
+}
+
+/// `service` with `backend` as its one server and the blob `blob(zk, service, extra)`; waits for nothing.
+fn serve(zk: &Zk, service: &str, backend: &Backend, extra: Value) {
+    add_server(zk, service, backend);
+    zk.create(&format!("/service_config/{service}"), &blob(zk, service, extra));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// What answers
+
+/// Who answered `GET path` with `Host: host` through 127.0.0.1:`port`: the backend's name on a 200, `HTTP
+/// <status>` otherwise, `error: ...` when nothing did.
+fn answer(port: u16, host: &str, path: &str) -> String {
+    match http_get_host(port, host, path) {
+        Ok(answer) if answer.status == 200 => answer.body,
+        Ok(answer) => format!("HTTP {}", answer.status),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Waits until every `(host, path, answer)` of `routes` is answered so through 127.0.0.1:`port`.
+fn wait_routes(port: u16, routes: &[(&str, &str, &str)]) {
+    wait_all(&format!("the routes through port {port}"), || {
+        routes
+            .iter()
+            .filter_map(|&(host, path, want)| {
+                let got = answer(port, host, path);
+                (got != want).then(|| format!("Host {host} {path}: {got}, not {want}"))
+            })
+            .collect()
+    });
+}
+
+/// Polls `wrong` (what is not yet as it should be) until it returns nothing; panics at the deadline naming
+/// `what` and listing what was wrong the last time.
+fn wait_all(what: &str, mut wrong: impl FnMut() -> Vec<String>) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let wrong = wrong();
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} after {SETTLE:?}:\n{}", wrong.join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `(key, backend)` of each line of a map: the file (`<key> <backend>`, `#` comments) or `show map <file>`'s
+/// reply (`<reference> <key> <backend>`): the last two words of each line.
+fn map_entries(text: &str) -> BTreeSet<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [.., key, backend] = words[..] else { return None };
+            Some((key.to_string(), backend.to_string()))
+        })
+        .collect()
+}
+
+fn entries(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    pairs.iter().map(|(key, backend)| (key.to_string(), backend.to_string())).collect()
+}
+
+/// Waits until both the map file `map` on disk and HAProxy's copy of it (`show map`) hold exactly `want`.
+fn wait_map(pm: &Proxymgr, map: &Path, want: &BTreeSet<(String, String)>) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let on_disk = map_entries(&std::fs::read_to_string(map).unwrap_or_default());
+        let reply = pm.haproxy_command(&format!("show map {}", map.display())).unwrap_or_default();
+        let in_haproxy = map_entries(&reply);
+        if on_disk == *want && in_haproxy == *want {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let maps = pm.haproxy_command("show map").unwrap_or_default();
+            panic!(
+                "{} after {SETTLE:?}: want {want:?}\non disk {on_disk:?}\nin HAProxy {in_haproxy:?} ({reply:?})\n\
+                 show map: {maps}",
+                map.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until one line of the log holds every one of `fragments`.
+fn wait_log_line(pm: &Proxymgr, fragments: &[&str]) {
+    wait_until(SETTLE, &format!("a log line with all of {fragments:?}"), || {
+        pm.log().lines().any(|line| fragments.iter().all(|f| line.contains(f)))
+    });
+}
+
+fn refused(address: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_err()
+}
+
+fn loopback(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, last], port))
+}
+
+/// Waits until exactly one HAProxy serves (the first, started before any service, may still be finishing) and
+/// returns its pid.
+fn one_haproxy(pm: &Proxymgr) -> Vec<u32> {
+    wait_until(SETTLE, "one HAProxy serves", || pm.haproxy_pids().len() == 1);
+    pm.haproxy_pids()
+}
+
+/// Rewrites proxymgr.yml with `edit` and sends SIGHUP.
+fn sighup(pm: &Proxymgr, edit: impl FnOnce(String) -> String) {
+    let yaml = std::fs::read_to_string(pm.config_path()).expect("read proxymgr.yml");
+    let edited = edit(yaml.clone());
+    assert_ne!(edited, yaml, "the edit changes proxymgr.yml");
+    std::fs::write(pm.config_path(), edited).expect("write proxymgr.yml");
+    pm.signal(Signal::SIGHUP);
+}
+
+/// Whether this machine can serve TLS through HAProxy and ask with curl: false (the test then skips, saying
+/// so) when openssl or curl is missing, or the HAProxy under test was built without OpenSSL.
+fn tls_available() -> bool {
+    if !support::require("haproxy") || !support::require("openssl") || !support::require("curl") {
+        return false;
+    }
+    if !tls::haproxy_has_openssl() {
+        eprintln!("skipping: {} was built without OpenSSL (haproxy -vv)", support::haproxy().display());
+        return false;
+    }
+    true
+}
+
+/// An HTTPS GET through curl, `host` resolved to `address`: `<body> HTTP/<version>` on a 200, `HTTP <status>`
+/// otherwise, `error: ...` when curl failed.
+fn https(host: &str, address: IpAddr, port: u16, path: &str, ca: &Path, version: Http) -> String {
+    match tls::https_get(host, address, port, path, ca, version) {
+        Ok(reply) if reply.status == 200 => format!("{} HTTP/{}", reply.body, reply.http_version),
+        Ok(reply) => format!("HTTP {}", reply.status),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Routing
+
+/// Four services on one plain HTTP frontend: exact host, wildcard host (one label, as a TLS wildcard), a path
+/// prefix under a host beating the host's `/`, a path prefix for any host, and `default: true` for the rest;
+/// the Host header matched lower-cased without its port, the path as sent. The frontend's own options apply,
+/// the routes are in `<dir>/maps/web.map` (`map_dir`'s default beside the state file), a service with a port
+/// keeps serving there too.
+#[test]
+fn services_share_a_port_routed_by_exact_then_wildcard_then_any_host_and_longest_path() {
+    let web = reserve_port();
+    let edge_header = ["http-response set-header X-Edge shared"];
+    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &edge_header)])) else { return };
+    let (www, api, assets, fallback) =
+        (Backend::start("www"), Backend::start("api"), Backend::start("assets"), Backend::start("fallback"));
+    let api_port = reserve_port();
+    serve(&zk, "www", &www, hosts(&["www.x.test", "*.x.test"]));
+    let api_join =
+        json!({"port": api_port, "frontends": {"web": {"hosts": ["www.x.test"], "paths": ["/api/"]}}});
+    serve(&zk, "api", &api, api_join);
+    serve(&zk, "assets", &assets, json!({"frontends": {"web": {"paths": ["/static/"]}}}));
+    serve(&zk, "fallback", &fallback, json!({"frontends": {"web": {"default": true}}}));
+
+    wait_routes(
+        web,
+        &[
+            ("www.x.test", "/", "www"),
+            ("www.x.test", "/index.html", "www"),
+            // The longest prefix under the exact host.
+            ("www.x.test", "/api/users", "api"),
+            ("www.x.test", "/api/", "api"),
+            // Lower-cased, its port dropped.
+            ("WWW.X.Test:8080", "/api/users", "api"),
+            // A prefix, not a word: `/apis` is not under `/api/`; and the path as sent, not decoded.
+            ("www.x.test", "/apis", "www"),
+            ("www.x.test", "/%61pi/users", "www"),
+            // An exact host's routes come before any host's, however long their prefix.
+            ("www.x.test", "/static/app.js", "www"),
+            // The wildcard: one label before `.x.test`; the api's prefix is for www.x.test alone.
+            ("shop.x.test", "/", "www"),
+            ("shop.x.test", "/api/users", "www"),
+            ("shop.x.test", "/static/app.js", "www"),
+            ("a.shop.x.test", "/", "fallback"),
+            ("x.test", "/", "fallback"),
+            // Any host: the longest prefix, then the default.
+            ("unknown.test", "/static/app.js", "assets"),
+            ("unknown.test", "/static", "fallback"),
+            ("unknown.test", "/", "fallback"),
+            ("unknown.test", "/api/users", "fallback"),
+        ],
+    );
+    // The frontend's own lines apply to every route.
+    let answer = http_get_host(web, "www.x.test", "/").expect("www answers");
+    assert!(answer.headers.to_ascii_lowercase().contains("x-edge: shared"), "{answer:?}");
+    // A service with a port of its own is served there as well.
+    wait_answers(api_port, &["api"]);
+
+    let cfg = pm.haproxy_cfg();
+    for section in ["frontend web", "backend www", "backend assets", "backend fallback", "listen api"] {
+        assert!(cfg.lines().any(|line| line.trim_end() == section), "no `{section}` in haproxy.cfg:\n{cfg}");
+    }
+    let map = pm.dir().join("maps/web.map");
+    let want = entries(&[
+        ("www.x.test/", "www"),
+        ("*.x.test/", "www"),
+        ("www.x.test/api/", "api"),
+        ("/static/", "assets"),
+        ("/", "fallback"),
+    ]);
+    wait_map(&pm, &map, &want);
+}
+
+/// A TLS frontend (`bind_options: ssl crt <pem> alpn h2,http/1.1`, the certificate for `*.edge.test` made with
+/// openssl) routes HTTPS by Host, over HTTP/2 negotiated through ALPN and over HTTP/1.1; curl checks the
+/// certificate served is the one made.
+#[test]
+fn tls_on_a_shared_frontend_routes_by_host_and_speaks_http2_through_alpn() {
+    if !tls_available() {
+        return;
+    }
+    let port = reserve_port();
+    let Some((zk, pm)) = start(|dir| {
+        let cert = tls::self_signed(dir, "edge", &["*.edge.test", "edge.test"]);
+        let bind_options = format!("ssl crt {} alpn h2,http/1.1", cert.pem.display());
+        let options = ["http-request set-header X-Forwarded-Proto https"];
+        frontends(&[frontend("https", port, &bind_options, &options)])
+    }) else {
+        return;
+    };
+    let ca = pm.dir().join("edge.crt");
+    let (api, www) = (Backend::start("api"), Backend::start("www"));
+    serve(&zk, "api", &api, json!({"frontends": {"https": {"hosts": ["api.edge.test"]}}}));
+    serve(&zk, "www", &www, json!({"frontends": {"https": {"hosts": ["www.edge.test", "edge.test"]}}}));
+
+    let routes = [
+        ("api.edge.test", "/", Http::Two, "api HTTP/2"),
+        ("api.edge.test", "/v1/users", Http::OneOne, "api HTTP/1.1"),
+        ("www.edge.test", "/", Http::Two, "www HTTP/2"),
+        ("edge.test", "/index.html", Http::OneOne, "www HTTP/1.1"),
+        ("edge.test", "/", Http::Two, "www HTTP/2"),
+        // No route and no default: HAProxy's 503, over TLS.
+        ("other.edge.test", "/", Http::Two, "HTTP 503"),
+    ];
+    wait_all("the HTTPS routes", || {
+        routes
+            .iter()
+            .filter_map(|&(host, path, version, want)| {
+                let got = https(host, LOCALHOST, port, path, &ca, version);
+                (got != want).then(|| format!("https://{host}{path} over {version:?}: {got}, not {want}"))
+            })
+            .collect()
+    });
+    let cfg = pm.haproxy_cfg();
+    let bind =
+        cfg.lines().find(|line| line.contains("ssl crt")).unwrap_or_else(|| panic!("no TLS bind:\n{cfg}"));
+    assert!(bind.contains("alpn h2,http/1.1"), "{bind}");
+    // Plain HTTP on the TLS port is no route to a backend.
+    assert_ne!(answer(port, "api.edge.test", "/"), "api");
+}
+
+/// A host moves from service a to service b (b claims it while a still has it: a keeps it until it lets go),
+/// b gets a new host and a loses one, while two clients send requests through the frontend for a's host, b's
+/// host and the host that moves: no request fails, each change reaches the backend it names, HAProxy's
+/// processes are the same throughout, and `show map` and the map file (in the configured `map_dir`) follow.
+#[test]
+fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_reload() {
+    let web = reserve_port();
+    let Some((zk, pm)) = start(|dir| {
+        format!(
+            "  map_dir: {}\n{}",
+            dir.join("routing").display(),
+            frontends(&[frontend("web", web, "", &[])])
+        )
+    }) else {
+        return;
+    };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    serve(&zk, "a", &a, hosts(&["stay.test", "move.test", "gone.test"]));
+    serve(&zk, "b", &b, hosts(&["b.test"]));
+    wait_routes(
+        web,
+        &[
+            ("stay.test", "/", "a"),
+            ("move.test", "/", "a"),
+            ("gone.test", "/", "a"),
+            ("b.test", "/", "b"),
+            ("new.test", "/", "HTTP 503"),
+        ],
+    );
+    let pids = one_haproxy(&pm);
+    let map = pm.dir().join("routing/web.map");
+    wait_map(
+        &pm,
+        &map,
+        &entries(&[("stay.test/", "a"), ("move.test/", "a"), ("gone.test/", "a"), ("b.test/", "b")]),
+    );
+
+    // Each request names its host and the backends that may answer it; anything else is a failure.
+    let load = Load::start_with(2, 50_000, Duration::from_secs(60), move |n| {
+        let (host, allowed): (&str, &[&str]) =
+            [("stay.test", &["a"][..]), ("move.test", &["a", "b"]), ("b.test", &["b"])][n % 3];
+        match http_get_host(web, host, "/") {
+            Ok(answer) if answer.status == 200 && allowed.contains(&answer.body.as_str()) => Ok(()),
+            Ok(answer) => Err(format!("Host {host}: {} {:?}", answer.status, answer.body)),
+            Err(e) => Err(format!("Host {host}: {e}")),
+        }
+    });
+    wait_until(SETTLE, "the load reaches both backends", || a.hits() > 100 && b.hits() > 100);
+
+    // b claims move.test while a has it: a keeps it, and the log names both.
+    zk.set("/service_config/b", &blob(&zk, "b", hosts(&["b.test", "move.test", "new.test"])));
+    wait_routes(web, &[("new.test", "/", "b"), ("move.test", "/", "a")]);
+    wait_log_line(&pm, &["service b", "move.test", "service a"]);
+    // a lets move.test go, and gone.test with it: move.test is b's.
+    zk.set("/service_config/a", &blob(&zk, "a", hosts(&["stay.test"])));
+    let done = [
+        ("move.test", "/", "b"),
+        ("gone.test", "/", "HTTP 503"),
+        ("stay.test", "/", "a"),
+        ("b.test", "/", "b"),
+        ("new.test", "/", "b"),
+    ];
+    wait_routes(web, &done);
+    // The load goes on after the last change.
+    let (a_hits, b_hits) = (a.hits(), b.hits());
+    wait_until(SETTLE, "more load after the changes", || a.hits() > a_hits + 100 && b.hits() > b_hits + 200);
+    let report = load.finish();
+    report.assert_none_failed("while routes moved, arrived and left");
+    wait_routes(web, &done);
+
+    assert_eq!(pm.haproxy_pids(), pids, "routing changes take no reload (and start no HAProxy)");
+    let want = entries(&[("stay.test/", "a"), ("move.test/", "b"), ("b.test/", "b"), ("new.test/", "b")]);
+    wait_map(&pm, &map, &want);
+    assert_eq!(pm.haproxy_pids(), pids, "no reload");
+}
+
+/// A service that joins the frontend is a new backend: HAProxy reloads (a new process), requests through the
+/// frontend fail none across it, and the new service's routes work after it.
+#[test]
+fn a_service_joining_a_frontend_reloads_as_a_new_backend_and_its_routes_work_after_it() {
+    let web = reserve_port();
+    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };
+    let (www, api) = (Backend::start("www"), Backend::start("api"));
+    serve(&zk, "www", &www, hosts(&["www.x.test"]));
+    wait_routes(web, &[("www.x.test", "/", "www"), ("api.x.test", "/v1/users", "HTTP 503")]);
+    let pids = one_haproxy(&pm);
+
+    let load = Load::start_with(2, 50_000, Duration::from_secs(60), move |_| {
+        match http_get_host(web, "www.x.test", "/") {
+            Ok(answer) if answer.status == 200 && answer.body == "www" => Ok(()),
+            Ok(answer) => Err(format!("{} {:?}", answer.status, answer.body)),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    wait_until(SETTLE, "the load runs", || www.hits() > 100);
+    serve(&zk, "api", &api, json!({"frontends": {"web": {"hosts": ["api.x.test"], "paths": ["/v1/"]}}}));
+    wait_routes(
+        web,
+        &[("api.x.test", "/v1/users", "api"), ("api.x.test", "/", "HTTP 503"), ("www.x.test", "/", "www")],
+    );
+    let now = pm.haproxy_pids();
+    assert!(now.iter().any(|pid| !pids.contains(pid)), "a new backend reloads: {now:?}, before {pids:?}");
+    let hits = www.hits();
+    wait_until(SETTLE, "more load after the reload", || www.hits() > hits + 100);
+    load.finish().assert_none_failed("across the reload for a new backend");
+    assert!(pm.haproxy_cfg().lines().any(|line| line.trim_end() == "backend api"), "{}", pm.haproxy_cfg());
+    wait_map(
+        &pm,
+        &pm.dir().join("maps/web.map"),
+        &entries(&[("www.x.test/", "www"), ("api.x.test/v1/", "api")]),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Validation
+
+/// A blob with a host name that is not one, a wildcard that is not `*.` and a label, or a path that does not
+/// start with `/` is refused whole (no port, no route), with an error naming the service and the key; a
+/// running service whose blob turns so keeps its last good spec; the rest serves on, with no reload. A join
+/// with nothing to route and `mode tcp` in a joined service are refused too.
+#[test]
+fn bad_host_names_and_paths_are_refused_naming_the_service_and_the_key() {
+    let web = reserve_port();
+    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };
+    let good = Backend::start("good");
+    serve(&zk, "good", &good, hosts(&["good.x.test"]));
+    wait_routes(web, &[("good.x.test", "/", "good")]);
+    let pids = one_haproxy(&pm);
+
+    let bad = Backend::start("bad");
+    let (bad_host, bad_path, bad_wildcard) = (reserve_port(), reserve_port(), reserve_port());
+    let join = |join: Value, port: u16| json!({"port": port, "frontends": {"web": join}});
+    serve(&zk, "badhost", &bad, join(json!({"hosts": ["ok.x.test", "exa mple.com"]}), bad_host));
+    serve(&zk, "badpath", &bad, join(json!({"hosts": ["ok2.x.test"], "paths": ["/v1/", "v2/"]}), bad_path));
+    serve(&zk, "badwild", &bad, join(json!({"hosts": ["a*.x.test"]}), bad_wildcard));
+    wait_log_line(&pm, &["badhost", "frontends.web.hosts[1]", "\"exa mple.com\"", "is not a host name"]);
+    wait_log_line(&pm, &["badpath", "frontends.web.paths[1]", "\"v2/\""]);
+    wait_log_line(&pm, &["badwild", "frontends.web.hosts[0]", "\"a*.x.test\""]);
+
+    // good's blob turns bad: its last good spec stays.
+    zk.set("/service_config/good", &blob(&zk, "good", hosts(&["good.x.test", "bad..x.test"])));
+    wait_log_line(&pm, &["good", "frontends.web.hosts[1]", "\"bad..x.test\"", "keeping its last good spec"]);
+
+    wait_routes(
+        web,
+        &[("good.x.test", "/", "good"), ("ok.x.test", "/", "HTTP 503"), ("ok2.x.test", "/v1/", "HTTP 503")],
+    );
+    for port in [bad_host, bad_path, bad_wildcard] {
+        assert!(refused(loopback(1, port)), "a refused blob got its port {port}");
+    }
+    let cfg = pm.haproxy_cfg();
+    for name in ["badhost", "badpath", "badwild"] {
+        assert!(!cfg.contains(name), "{name} in haproxy.cfg:\n{cfg}");
+    }
+    assert_eq!(pm.haproxy_pids(), pids, "refused blobs change nothing");
+    assert_eq!(bad.hits(), 0);
+
+    // A join with neither hosts, paths nor default; and a joined service in `mode tcp`.
+    serve(&zk, "nothing", &bad, json!({"frontends": {"web": {}}}));
+    wait_log_line(&pm, &["nothing", "frontends.web"]);
+    let tcp = json!({"listen_options": ["mode tcp"], "frontends": {"web": {"hosts": ["tcp.x.test"]}}});
+    serve(&zk, "tcpish", &bad, tcp);
+    wait_log_line(&pm, &["tcpish", "mode tcp"]);
+    wait_routes(web, &[("good.x.test", "/", "good"), ("tcp.x.test", "/", "HTTP 503")]);
+    assert_eq!(bad.hits(), 0);
+}
+
+/// A join naming a frontend proxymgr.yml does not have is left out with an error naming the service and the
+/// key; its other join and its own port serve. Once a SIGHUP adds that frontend, the join routes there too.
+#[test]
+fn a_join_to_a_frontend_proxymgr_yml_lacks_is_left_out_and_the_service_still_served() {
+    let (web, nope) = (reserve_port(), reserve_port());
+    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };
+    let lone = Backend::start("lone");
+    let port = reserve_port();
+    let joins = json!({"port": port, "frontends": {
+        "web": {"hosts": ["lone.x.test"]},
+        "nope": {"hosts": ["lone.nope.test"]},
+    }});
+    serve(&zk, "lone", &lone, joins);
+    wait_log_line(&pm, &["lone", "frontends.nope", "no frontend \"nope\""]);
+    wait_answers(port, &["lone"]);
+    wait_routes(web, &[("lone.x.test", "/", "lone"), ("lone.nope.test", "/", "HTTP 503")]);
+    assert!(refused(loopback(1, nope)), "nothing listens for a frontend proxymgr.yml does not have");
+
+    sighup(&pm, |yaml| {
+        let frontend_web = frontend("web", web, "", &[]);
+        yaml.replacen(&frontend_web, &format!("{frontend_web}{}", frontend("nope", nope, "", &[])), 1)
+    });
+    wait_routes(nope, &[("lone.nope.test", "/", "lone"), ("lone.x.test", "/", "HTTP 503")]);
+    wait_routes(web, &[("lone.x.test", "/", "lone")]);
+    wait_answers(port, &["lone"]);
+}
+
+/// Two services claiming one host and path: the one that had it keeps it (zulu, though bravo sorts first); at a
+/// tie (both there when proxymgr starts) the first by name (alpha, though zeta was written first). The other's
+/// route alone is left out, with an error naming both.
+#[test]
+fn a_route_two_services_claim_stays_with_the_one_that_had_it_and_the_log_names_both() {
+    let web = reserve_port();
+    let (zeta, alpha) = (Backend::start("zeta"), Backend::start("alpha"));
+    let tie = |zk: &Zk| {
+        serve(zk, "zeta", &zeta, hosts(&["tie.x.test"]));
+        serve(zk, "alpha", &alpha, hosts(&["tie.x.test", "alpha.x.test"]));
+    };
+    let Some((zk, pm)) = start_with(tie, |_| frontends(&[frontend("web", web, "", &[])]), "") else { return };
+    wait_routes(web, &[("tie.x.test", "/", "alpha"), ("alpha.x.test", "/", "alpha")]);
+    wait_log_line(&pm, &["service zeta", "tie.x.test/", "already routed to service alpha"]);
+
+    let (zulu, bravo) = (Backend::start("zulu"), Backend::start("bravo"));
+    serve(&zk, "zulu", &zulu, hosts(&["same.x.test"]));
+    wait_routes(web, &[("same.x.test", "/", "zulu")]);
+    let pids = one_haproxy(&pm);
+    serve(&zk, "bravo", &bravo, json!({"frontends": {"web": {"hosts": ["bravo.x.test", "same.x.test"]}}}));
+    wait_log_line(
+        &pm,
+        &["service bravo", "frontends.web.hosts[1]", "same.x.test/", "already routed to service zulu"],
+    );
+    wait_routes(
+        web,
+        &[("bravo.x.test", "/", "bravo"), ("same.x.test", "/", "zulu"), ("tie.x.test", "/", "alpha")],
+    );
+    // bravo is a new backend (a reload); what it could not claim is not in the map.
+    let now = pm.haproxy_pids();
+    assert!(now.iter().any(|pid| !pids.contains(pid)), "{now:?}");
+    let want = entries(&[
+        ("tie.x.test/", "alpha"),
+        ("alpha.x.test/", "alpha"),
+        ("same.x.test/", "zulu"),
+        ("bravo.x.test/", "bravo"),
+    ]);
+    wait_map(&pm, &pm.dir().join("maps/web.map"), &want);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The rest of issue 16
+
+/// `extra_sections` are rendered as written (a stats page that answers on its port); a SIGHUP that adds one
+/// HAProxy rejects is refused with HAProxy's reason (the log, `haproxy.cfg.rejected`, `/status`), and the
+/// HAProxy serving goes on with the last good config (same pid, routes and stats answering); a good change
+/// then goes through with a reload.
+#[test]
+fn extra_sections_are_rendered_as_written_and_one_haproxy_rejects_keeps_the_last_good_config() {
+    let (web, stats, broken) = (reserve_port(), reserve_port(), reserve_port());
+    let extra = format!(
+        "  extra_sections:\n    \"listen stats\":\n      - bind 127.0.0.1:{stats}\n      - mode http\n      - stats enable\n      - stats uri /\n"
+    );
+    let Some((zk, pm)) = start(|_| format!("{}{extra}", frontends(&[frontend("web", web, "", &[])]))) else {
+        return;
+    };
+    let www = Backend::start("www");
+    serve(&zk, "www", &www, hosts(&["www.x.test"]));
+    wait_routes(web, &[("www.x.test", "/", "www")]);
+    let stats_page = |path: &str| fetch(loopback(1, stats), path);
+    wait_until(SETTLE, "the stats page answers", || {
+        stats_page("/").is_some_and(|(code, body)| code == 200 && body.contains("Statistics Report"))
+    });
+    let cfg = pm.haproxy_cfg();
+    let lines: Vec<&str> = cfg.lines().map(str::trim).collect();
+    let at = lines.iter().position(|line| *line == "listen stats").unwrap_or_else(|| panic!("{cfg}"));
+    assert_eq!(
+        lines[at + 1..at + 5],
+        [format!("bind 127.0.0.1:{stats}").as_str(), "mode http", "stats enable", "stats uri /"],
+        "{cfg}"
+    );
+    let pids = one_haproxy(&pm);
+    let good = pm.haproxy_cfg();
+
+    sighup(&pm, |yaml| {
+        let section =
+            format!("    \"listen broken\":\n      - bind 127.0.0.1:{broken}\n      - no-such-keyword on\n");
+        yaml.replacen("  extra_sections:\n", &format!("  extra_sections:\n{section}"), 1)
+    });
+    pm.wait_log("HAProxy rejected the new config", SETTLE);
+    let status = pm.wait_status("the rejected config", SETTLE, |s| !s["rejected"].is_null());
+    assert!(
+        status["rejected"]["error"].as_str().unwrap_or_default().contains("no-such-keyword"),
+        "{status:#}"
+    );
+    let rejected =
+        std::fs::read_to_string(pm.dir().join("haproxy.cfg.rejected")).expect("the rejected file is kept");
+    assert!(rejected.contains("no-such-keyword on"), "{rejected}");
+    assert!(pm.log().lines().any(|line| line.contains("no-such-keyword")), "{}", pm.log());
+    support::hold(Duration::from_secs(1), "the last good config serving", || {
+        if pm.haproxy_pids() != pids {
+            return Err(format!("pids {:?}, before {pids:?}", pm.haproxy_pids()));
+        }
+        match (answer(web, "www.x.test", "/"), stats_page("/")) {
+            (route, Some((200, _))) if route == "www" => {}
+            (route, page) => return Err(format!("www.x.test: {route}; stats: {page:?}")),
+        }
+        if !refused(loopback(1, broken)) {
+            return Err(format!("the rejected section's port {broken} listens"));
+        }
+        (pm.haproxy_cfg() == good).then_some(()).ok_or_else(|| "haproxy.cfg changed".to_string())
+    });
+
+    // A good change to an extra section is a reload.
+    sighup(&pm, |yaml| {
+        let broken_section =
+            format!("    \"listen broken\":\n      - bind 127.0.0.1:{broken}\n      - no-such-keyword on\n");
+        yaml.replacen(&broken_section, "", 1).replacen(
+            "      - stats uri /\n",
+            "      - stats uri /haproxy\n",
+            1,
+        )
+    });
+    wait_until(SETTLE, "the stats page moves", || {
+        stats_page("/haproxy").is_some_and(|(code, _)| code == 200)
+    });
+    let now = pm.haproxy_pids();
+    assert!(now.iter().any(|pid| !pids.contains(pid)), "{now:?}");
+    wait_routes(web, &[("www.x.test", "/", "www")]);
+}
+
+/// A service's dedicated port on its own `bind_address` (127.0.0.2, not proxymgr's 127.0.0.1) and with its own
+/// `bind_options` (TLS with ALPN), beside one on 127.0.0.2 in plain HTTP.
+#[test]
+fn a_dedicated_port_takes_its_own_bind_address_and_tls_bind_options() {
+    if !tls_available() {
+        return;
+    }
+    let probe = reserve_port();
+    assert!(
+        std::net::TcpListener::bind(loopback(2, probe)).is_ok(),
+        "127.0.0.2 cannot be bound here (Linux routes all of 127/8 to lo)"
+    );
+    let Some((zk, pm)) = start(|_| String::new()) else { return };
+    let cert = tls::self_signed(pm.dir(), "secure", &["secure.edge.test"]);
+    let (secure, plain) = (Backend::start("secure"), Backend::start("plain"));
+    let (secure_port, plain_port) = (reserve_port(), reserve_port());
+    let bind_options = format!("ssl crt {} alpn h2,http/1.1", cert.pem.display());
+    serve(
+        &zk,
+        "secure",
+        &secure,
+        json!({"port": secure_port, "bind_address": "127.0.0.2", "bind_options": bind_options,
+               "listen_options": ["mode http"]}),
+    );
+    serve(
+        &zk,
+        "plain",
+        &plain,
+        json!({"port": plain_port, "bind_address": "127.0.0.2", "listen_options": ["mode http"]}),
+    );
+
+    let at_2 = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    wait_until(SETTLE, "secure answers over TLS on 127.0.0.2", || {
+        https("secure.edge.test", at_2, secure_port, "/", &cert.cert, Http::Two) == "secure HTTP/2"
+    });
+    assert_eq!(
+        https("secure.edge.test", at_2, secure_port, "/", &cert.cert, Http::OneOne),
+        "secure HTTP/1.1"
+    );
+    wait_until(SETTLE, "plain answers on 127.0.0.2", || {
+        fetch(loopback(2, plain_port), "/") == Some((200, "plain".to_string()))
+    });
+    for port in [secure_port, plain_port] {
+        assert!(refused(loopback(1, port)), "port {port} is bound on 127.0.0.2 alone");
+    }
+    assert!(!matches!(fetch(loopback(2, secure_port), "/"), Some((200, _))), "no plain HTTP on the TLS port");
+}
+
+/// `default_servers` serve while the registry reports no server; once it reports one, it alone serves; when
+/// it reports none again, the defaults are back (Synapse's semantics).
+#[test]
+fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_one() {
+    // No removal hold: the real server's removal is the registry's word at once.
+    let Some((zk, _pm)) = start_with(|_| {}, |_| String::new(), "removal_hold:\n  hold_time: 0\n") else {
+        return;
+    };
+    let (default, real) = (Backend::start("default"), Backend::start("real"));
+    let port = reserve_port();
+    zk.create("/services/web", "");
+    let defaults = json!([{"host": "127.0.0.1", "port": default.port()}]);
+    let keys = json!({"port": port, "listen_options": ["mode http"], "default_servers": defaults});
+    zk.create("/service_config/web", &blob(&zk, "web", keys));
+    wait_answers(port, &["default"]);
+
+    add_server(&zk, "web", &real);
+    wait_answers(port, &["real"]);
+    let hits = default.hits();
+    support::hold(Duration::from_secs(1), "the real server alone serving", || match http_get(port) {
+        Ok(name) if name == "real" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(default.hits(), hits, "the default server is not used once a real one is there");
+
+    zk.delete("/services/web/real");
+    wait_answers(port, &["default"]);
+}

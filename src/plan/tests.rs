@@ -12,7 +12,11 @@ fn server(port: u16, weight: Option<u16>) -> Server {
 
 fn spec(options: &[&str]) -> ServiceSpec {
     ServiceSpec {
-        port: 80,
+        port: Some(80),
+        bind_address: None,
+        bind_options: None,
+        frontends: Default::default(),
+        default_servers: Vec::new(),
         listen_options: vec![],
         server_options: options.iter().map(|s| s.to_string()).collect(),
         watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
@@ -34,7 +38,7 @@ fn desired(servers: &[Server]) -> Desired<'static> {
         dynamic: true,
         by_reload: leak(BTreeSet::new()),
     };
-    Desired { head: "head", defaults: &[], services: [("web", service)].into() }
+    Desired { head: "head", defaults: &[], services: [("web", service)].into(), ..Desired::default() }
 }
 
 fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'static> {

@@ -545,6 +545,58 @@ mod tests {
     }
 
     #[test]
+    fn frontends_and_extra_sections_are_checked_by_key() {
+        let head =
+            "service_config: {type: directory, path: /s}\nstate_file: /var/lib/p/state.json\nhaproxy:\n";
+        let good = format!(
+            "{head}  frontends:\n    https: {{bind: \"0.0.0.0:443\", bind_options: ssl crt /e.pem, options: [option forwardfor]}}\n  extra_sections:\n    listen stats: [bind :8404, stats enable]\n"
+        );
+        let config = parse(&good).unwrap();
+        assert_eq!(config.haproxy.map_path("https"), PathBuf::from("/var/lib/p/maps/https.map"));
+        assert_eq!(config.haproxy.extra_sections["listen stats"], ["bind :8404", "stats enable"]);
+        let cases = [
+            (
+                "  frontends: {https: {bind: \"0.0.0.0:0\"}}\n",
+                "haproxy.frontends.https.bind: 0.0.0.0:0 names no port",
+            ),
+            (
+                "  frontends: {https: {bind: \"127.0.0.1:9271\"}}\n",
+                "haproxy.frontends.https.bind: 127.0.0.1:9271 is taken by status",
+            ),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\"}, b: {bind: \"127.0.0.1:80\"}}\n",
+                "haproxy.frontends.b.bind: 127.0.0.1:80 is taken by haproxy.frontends.a",
+            ),
+            ("  frontends: {\"a b\": {bind: \"0.0.0.0:80\"}}\n", "haproxy.frontends.a b: name"),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\", options: [bind :81]}}\n",
+                "haproxy.frontends.a.options[0]",
+            ),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\", options: [listen x]}}\n",
+                "haproxy.frontends.a.options[0]",
+            ),
+            ("  frontends: {a: {bind: \"0.0.0.0:80\", bogus: 1}}\n", "unknown field `bogus`"),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\", bind_options: \"ssl # x\"}}\n",
+                "haproxy.frontends.a.bind_options",
+            ),
+            ("  map_dir: maps\n", "haproxy.map_dir: must be an absolute"),
+            ("  extra_sections: {stats: [x]}\n", "does not start a section"),
+            ("  extra_sections: {defaults: [mode http]}\n", "global and defaults lines go in"),
+            (
+                "  extra_sections: {listen x: [mode http, backend y]}\n",
+                "[1]: \"backend y\" starts a backend section",
+            ),
+            ("  extra_sections: {listen x: [\"mode\\nhttp\"]}\n", "[0]"),
+        ];
+        for (yaml, expected) in cases {
+            let error = parse(&format!("{head}{yaml}")).unwrap_err();
+            assert!(error.contains(expected), "{yaml}: {error}");
+        }
+    }
+
+    #[test]
     fn the_example_file_documents_the_defaults() {
         let example = parse(include_str!("../proxymgr.yml.example")).unwrap();
         // The map directory is filled in beside the state file.

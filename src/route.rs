@@ -14,6 +14,7 @@ use std::fmt;
 
 /// How one service joins one frontend.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Join {
     /// Exact (`api.example.com`) or wildcard (`*.example.com`, one label, as a TLS certificate's); none: any host.
     #[serde(default)]

@@ -544,6 +544,28 @@ mod tests {
     }
 
     #[test]
+    fn a_service_joins_frontends_binds_its_own_address_and_has_default_servers() {
+        let blob = r#"{"type":"zookeeper","server":"a:1","path":"/s","bind_address":"127.0.0.2","port":443,
+            "bind_options":"ssl crt /etc/ssl/api.pem","frontends":{"https":{"hosts":["API.test"],"paths":["/v1/"]}},
+            "default_servers":[{"host":"10.0.0.2","port":80},{"address":"10.0.0.1","port":80,"weight":5}]}"#;
+        let spec = ServiceSpec::parse(blob.as_bytes()).unwrap();
+        assert_eq!(spec.listen_at("0.0.0.0".parse().unwrap()), Some("127.0.0.2:443".parse().unwrap()));
+        assert_eq!(spec.bind_options.as_deref(), Some("ssl crt /etc/ssl/api.pem"));
+        assert_eq!(spec.frontends["https"].hosts, ["api.test"], "host names are lower-cased");
+        let defaults: Vec<String> = spec.default_servers.iter().map(Server::name).collect();
+        assert_eq!(defaults, ["10.0.0.1:80", "10.0.0.2:80"]);
+        assert_eq!(spec.default_servers[0].weight, Some(5));
+        check_saved(&spec, &[]).unwrap();
+        // A backend alone: no port of its own.
+        let backend = r#"{"type":"dns","backends":[{"name":"a.test","port":80}],"frontends":{"https":{"default":true}}}"#;
+        let spec = ServiceSpec::parse(backend.as_bytes()).unwrap();
+        assert_eq!((spec.port, spec.listen_at("0.0.0.0".parse().unwrap())), (None, None));
+        // The state file keeps what the blob said, and an older one (no new keys) still loads.
+        let saved: ServiceSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(saved, spec);
+    }
+
+    #[test]
     fn bad_blobs_are_refused_with_the_reason() {
         let zk = r#""type":"zookeeper","server":"a:1","path":"/s""#;
         let cases = [
@@ -569,6 +591,19 @@ mod tests {
             (r#"{"type":"zookeeper","port":80,"server":"a:1"}"#.to_string(), "needs `path`"),
             (r#"{"type":"zookeeper","port":80,"server":"a:1","path":"s"}"#.to_string(), "path:"),
             (format!("{{{zk},\"port\":80,\"x\":\"{}\"}}", "a".repeat(MAX_BLOB_BYTES)), "over the limit"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"hosts\":[\"exa mple.com\"]}}}}}}"), "frontends.web.hosts[0]: \"exa mple.com\" is not a host name"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"paths\":[\"v1\"]}}}}}}"), "frontends.web.paths[0]: \"v1\" is not a path prefix"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{}}}}}}"), "frontends.web.names neither hosts, paths nor default"),
+            (format!("{{{zk},\"frontends\":{{\"w b\":{{\"default\":true}}}}}}"), "frontends.w b: \"w b\" is not a frontend name"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"default\":true,\"x\":1}}}}}}"), "unknown field `x`"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"default\":true}}}},\"listen_options\":[\"mode tcp\"]}}"), "listen_options[0]: a service that joins frontends is HTTP"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"default\":true}}}},\"bind_address\":\"127.0.0.2\"}}"), "bind_address: the service has no `port`"),
+            (format!("{{{zk},\"port\":80,\"bind_address\":\"localhost\"}}"), "bind_address: \"localhost\" is not an IP address"),
+            (format!("{{{zk},\"port\":80,\"bind_options\":\"ssl\\ncrt x\"}}"), "bind_options"),
+            (format!("{{{zk},\"port\":80,\"bind_options\":\"ssl # x\"}}"), "bind_options"),
+            (format!("{{{zk},\"port\":80,\"default_servers\":[{{\"host\":\"a b\",\"port\":1}}]}}"), "default_servers[0]: address"),
+            (format!("{{{zk},\"port\":80,\"default_servers\":[{{\"host\":\"a\"}}]}}"), "default_servers[0]: has no `port`"),
+            (r#"{"type":"campanjazk","server":"a:1","path":"/s","frontends":{"web":{"default":true}}}"#.to_string(), "needs `remote_port`"),
         ];
         for (blob, expected) in cases {
             let err = ServiceSpec::parse(blob.as_bytes()).unwrap_err().to_string();

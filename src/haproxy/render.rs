@@ -519,3 +519,118 @@ pub(crate) mod tests {
         assert!(text.contains("  http-request set-header X {a} %[src]\n"), "{text}");
     }
 }
+
+#[cfg(test)]
+mod edge_tests {
+    use super::tests::web;
+    use super::*;
+    use crate::config::Frontend;
+    use crate::route::Join;
+    use expect_test::expect;
+    use std::collections::BTreeMap;
+
+    const V26: Capabilities = Capabilities::of((2, 6));
+
+    fn edge() -> HaproxyConfig {
+        let https = Frontend {
+            bind: "0.0.0.0:443".parse().unwrap(),
+            bind_options: Some("ssl crt /etc/proxymgr/edge.pem alpn h2,http/1.1".into()),
+            options: vec!["option forwardfor".into()],
+        };
+        let http = Frontend {
+            bind: "0.0.0.0:80".parse().unwrap(),
+            bind_options: None,
+            options: vec!["http-request redirect scheme https code 301".into()],
+        };
+        let stats = ["bind 127.0.0.1:8404", "stats enable"].map(String::from).to_vec();
+        HaproxyConfig {
+            socket_path: "/run/proxymgr/haproxy.sock".into(),
+            global: vec![],
+            defaults: vec!["mode http".into()],
+            map_dir: Some("/var/lib/proxymgr/maps".into()),
+            frontends: [("https".to_string(), https), ("http".to_string(), http)].into(),
+            extra_sections: [("listen stats".to_string(), stats)].into(),
+            ..HaproxyConfig::default()
+        }
+    }
+
+    #[test]
+    fn frontends_and_extra_sections_follow_the_head() {
+        let fds: BTreeMap<String, i32> = [("https".to_string(), 5), ("http".to_string(), 6)].into();
+        expect![[r#"
+            # Written by proxymgr from its registry; any edit here is overwritten.
+            global
+              stats socket /run/proxymgr/haproxy.sock mode 600 level admin
+              hard-stop-after 60000ms
+
+            defaults
+              mode http
+
+            frontend http
+              bind fd@6
+              mode http
+              option idle-close-on-response
+              http-request redirect scheme https code 301
+              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path]
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/http.map)
+              http-request replace-header X-Proxymgr-Route ^[^./]*(.*)$ *\1 if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/http.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) path,map_beg(/var/lib/proxymgr/maps/http.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request del-header X-Proxymgr-Route
+              use_backend %[var(txn.proxymgr_backend)] if { var(txn.proxymgr_backend) -m found }
+
+            frontend https
+              bind fd@5 ssl crt /etc/proxymgr/edge.pem alpn h2,http/1.1
+              mode http
+              option idle-close-on-response
+              option forwardfor
+              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path]
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/https.map)
+              http-request replace-header X-Proxymgr-Route ^[^./]*(.*)$ *\1 if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/https.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) path,map_beg(/var/lib/proxymgr/maps/https.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request del-header X-Proxymgr-Route
+              use_backend %[var(txn.proxymgr_backend)] if { var(txn.proxymgr_backend) -m found }
+
+            listen stats
+              bind 127.0.0.1:8404
+              stats enable
+        "#]].assert_eq(&Renderer::default().head(&edge(), &V26, &fds));
+    }
+
+    #[test]
+    fn a_frontend_without_a_listener_is_left_out() {
+        let fds: BTreeMap<String, i32> = [("http".to_string(), 6)].into();
+        let head = Renderer::default().head(&edge(), &V26, &fds);
+        assert!(head.contains("frontend http\n") && !head.contains("frontend https"), "{head}");
+    }
+
+    #[test]
+    fn a_service_without_a_port_is_a_backend_and_one_that_joins_frontends_is_http() {
+        let join = Join { hosts: vec!["api.test".into()], paths: vec![], default: false };
+        let api = ServiceSpec {
+            port: None,
+            frontends: [("https".to_string(), join)].into(),
+            listen_options: vec!["balance roundrobin".into()],
+            ..web()
+        };
+        expect![[r#"
+
+            backend api
+              mode http
+              balance roundrobin
+        "#]]
+        .assert_eq(&Renderer::default().listen("api", None, &api, &edge(), &V26));
+        let tls =
+            ServiceSpec { port: Some(8443), bind_options: Some("ssl crt /etc/ssl/api.pem".into()), ..api };
+        expect![[r#"
+
+            listen api
+              bind fd@7 ssl crt /etc/ssl/api.pem
+              mode http
+              option idle-close-on-response
+              balance roundrobin
+        "#]]
+        .assert_eq(&Renderer::default().listen("api", Some(7), &tls, &edge(), &V26));
+    }
+}

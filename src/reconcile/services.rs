@@ -50,7 +50,7 @@ pub enum Blocked {
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Blocked::PortUsed { at, by } => write!(f, "{at} is already used by service {by}"),
+            Blocked::PortUsed { at, by } => write!(f, "port {} is already used by service {by}", at.port()),
             Blocked::FrontendPort { at, frontend } => {
                 write!(f, "{at} is where the frontend {frontend} of proxymgr.yml listens")
             }

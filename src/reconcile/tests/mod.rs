@@ -446,6 +446,7 @@ mod quarantine;
 mod registry;
 mod rejected;
 mod reloads;
+mod routing;
 mod runtime;
 mod slots;
 mod state_file;

@@ -339,6 +339,13 @@ impl Config {
 }
 
 impl HaproxyConfig {
+    /// The names of the sections proxymgr.yml adds: the frontends', and the extra sections' (the word after
+    /// the keyword of each header that has one).
+    pub fn section_names(&self) -> std::collections::BTreeSet<String> {
+        let extra = self.extra_sections.keys().filter_map(|header| header.split_whitespace().nth(1));
+        self.frontends.keys().map(String::as_str).chain(extra).map(String::from).collect()
+    }
+
     /// Where the frontends' map files go.
     pub fn map_dir(&self) -> PathBuf {
         self.map_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/proxymgr/maps"))

@@ -10,8 +10,9 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::overlap;
 use crate::plan::{Desired, DesiredService, Scope};
-use crate::service::{overlap, Server, ServiceSpec};
+use crate::service::{Server, ServiceSpec};
 
 use super::hold::Hold;
 use super::messages::Action;

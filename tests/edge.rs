@@ -316,6 +316,27 @@ fn services_share_a_port_routed_by_exact_then_wildcard_then_any_host_and_longest
     wait_map(&pm, &map, &want);
 }
 
+/// A frontend's own `default_backend` line (its `options`) takes what no route matches, even naming a service
+/// that arrives after proxymgr started (until then HAProxy refuses the frontend).
+#[test]
+fn a_frontend_s_own_default_backend_takes_what_no_route_matches() {
+    let web = reserve_port();
+    let options = ["default_backend catchall"];
+    let Some((zk, _pm)) = start(|_| frontends(&[frontend("web", web, "", &options)])) else { return };
+    let (www, catchall) = (Backend::start("www"), Backend::start("catchall"));
+    serve(&zk, "www", &www, hosts(&["www.x.test"]));
+    serve(&zk, "catchall", &catchall, hosts(&["catchall.test"]));
+    wait_routes(
+        web,
+        &[
+            ("www.x.test", "/", "www"),
+            ("catchall.test", "/", "catchall"),
+            ("other.test", "/", "catchall"),
+            ("www.x.test.other", "/", "catchall"),
+        ],
+    );
+}
+
 /// A Host header is a host name and perhaps a port: one that carries a path (`www.x.test/api`, `/static`)
 /// must not pick the route of that path for a request whose path is another (the route key is `<host><path>`,
 /// so a Host with a `/` in it would otherwise reach `www.x.test/api/` with the path `/x`).
@@ -964,7 +985,7 @@ fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_o
     let port = reserve_port();
     zk.create("/services/web", "");
     let defaults = json!([{"host": "127.0.0.1", "port": default.port()}]);
-    let keys = json!({"port": port, "listen_options": ["mode http"], "default_servers": defaults});
+    let keys = json!({"port": port, "listen_options": ["mode http"], "default_servers": defaults.clone()});
     zk.create("/service_config/web", &blob(&zk, "web", keys));
     wait_answers(port, &["default"]);
 
@@ -979,4 +1000,10 @@ fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_o
 
     zk.delete("/services/web/real");
     wait_answers(port, &["default"]);
+
+    // A registry path that does not exist reports no server either.
+    let ghost = reserve_port();
+    let keys = json!({"port": ghost, "listen_options": ["mode http"], "default_servers": defaults});
+    zk.create("/service_config/ghost", &blob(&zk, "ghost", keys));
+    wait_answers(ghost, &["default"]);
 }

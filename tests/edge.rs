@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::support::load::Load;
+use crate::support::load::{keep_alive_get, Load};
 use crate::support::tls::{self, Http};
 use crate::support::{
     self, fetch, http_get, http_get_host, reserve_port, wait_answers, wait_until, Backend, Proxymgr, Zk,
@@ -433,8 +433,9 @@ fn tls_on_a_shared_frontend_routes_by_host_and_speaks_http2_through_alpn() {
 
 /// A host moves from service a to service b (b claims it while a still has it: a keeps it until it lets go),
 /// b gets a new host and a loses one, while two clients send requests through the frontend for a's host, b's
-/// host and the host that moves: no request fails, each change reaches the backend it names, HAProxy's
-/// processes are the same throughout, and `show map` and the map file (in the configured `map_dir`) follow.
+/// host and the host that moves: no request fails, each change reaches the backend it names (on a connection
+/// kept alive across it too), HAProxy's processes are the same throughout, and `show map` and the map file (in
+/// the configured `map_dir`) follow.
 #[test]
 fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_reload() {
     let web = reserve_port();
@@ -479,6 +480,10 @@ fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_relo
         }
     });
     wait_until(SETTLE, "the load reaches both backends", || a.hits() > 100 && b.hits() > 100);
+    // A client that keeps its connection: each request on it is routed afresh.
+    let mut kept = None;
+    assert_eq!(keep_alive_get(web, "move.test", &mut kept), Ok("a".to_string()));
+    let kept_port = kept.as_ref().map(|c| c.get_ref().local_addr().expect("local address").port());
 
     // b claims move.test while a has it: a keeps it, and the log names both.
     zk.set("/service_config/b", &blob(&zk, "b", hosts(&["b.test", "move.test", "new.test"])));
@@ -494,6 +499,10 @@ fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_relo
         ("new.test", "/", "b"),
     ];
     wait_routes(web, &done);
+    assert_eq!(keep_alive_get(web, "move.test", &mut kept), Ok("b".to_string()), "on the kept connection");
+    assert_eq!(keep_alive_get(web, "stay.test", &mut kept), Ok("a".to_string()), "on the kept connection");
+    let port_now = kept.as_ref().map(|c| c.get_ref().local_addr().expect("local address").port());
+    assert_eq!(port_now, kept_port, "the same connection throughout");
     // The load goes on after the last change.
     let (a_hits, b_hits) = (a.hits(), b.hits());
     wait_until(SETTLE, "more load after the changes", || a.hits() > a_hits + 100 && b.hits() > b_hits + 200);

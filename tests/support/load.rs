@@ -134,14 +134,24 @@ impl Drop for Load {
 /// One HTTP/1.1 request on the kept connection (opened if need be). A response that says `Connection: close`
 /// (what `idle-close-on-response` sends while HAProxy stops) ends the connection after it.
 pub fn keep_alive_request(port: u16, connection: &mut Option<BufReader<TcpStream>>) -> Result<(), String> {
-    let result = (|| -> std::io::Result<bool> {
+    keep_alive_get(port, "test", connection).map(|_| ())
+}
+
+/// `GET /` with `Host: host` over HTTP/1.1 on the kept connection (opened if need be): the body of a 200, else
+/// an error. A response that says `Connection: close` ends the connection after it; so does an error.
+pub fn keep_alive_get(
+    port: u16,
+    host: &str,
+    connection: &mut Option<BufReader<TcpStream>>,
+) -> Result<String, String> {
+    let result = (|| -> std::io::Result<(String, bool)> {
         if connection.is_none() {
             let stream = TcpStream::connect(("127.0.0.1", port))?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
             *connection = Some(BufReader::new(stream));
         }
         let reader = connection.as_mut().expect("connected above");
-        reader.get_mut().write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")?;
+        reader.get_mut().write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
         let mut status = String::new();
         if reader.read_line(&mut status)? == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a response"));
@@ -168,14 +178,14 @@ pub fn keep_alive_request(port: u16, connection: &mut Option<BufReader<TcpStream
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        Ok(close)
+        Ok((String::from_utf8_lossy(&body).into_owned(), close))
     })();
     match result {
-        Ok(close) => {
+        Ok((body, close)) => {
             if close {
                 *connection = None;
             }
-            Ok(())
+            Ok(body)
         }
         Err(e) => {
             *connection = None;

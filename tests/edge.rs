@@ -793,7 +793,8 @@ fn a_route_two_services_claim_stays_with_the_one_that_had_it_and_the_log_names_b
 // ---------------------------------------------------------------------------------------------------------------
 // The rest of issue 16
 
-/// `extra_sections` are rendered as written (a stats page that answers on its port); a SIGHUP that adds one
+/// `extra_sections` are rendered as written (a stats page that answers on its port), and no service takes the
+/// name of one or of a frontend; a SIGHUP that adds one
 /// HAProxy rejects is refused with HAProxy's reason (the log, `haproxy.cfg.rejected`, `/status`), and the
 /// HAProxy serving goes on with the last good config (same pid, routes and stats answering); a good change
 /// then goes through with a reload.
@@ -821,6 +822,18 @@ fn extra_sections_are_rendered_as_written_and_one_haproxy_rejects_keeps_the_last
         [format!("bind 127.0.0.1:{stats}").as_str(), "mode http", "stats enable", "stats uri /"],
         "{cfg}"
     );
+    // A service may not take an extra section's name (nor a frontend's).
+    let other = Backend::start("other");
+    serve(&zk, "stats", &other, hosts(&["stats.x.test"]));
+    serve(&zk, "web", &other, hosts(&["web.x.test"]));
+    wait_log_line(&pm, &["service stats", "proxymgr.yml", "not served"]);
+    wait_log_line(&pm, &["service web", "proxymgr.yml", "not served"]);
+    wait_routes(
+        web,
+        &[("www.x.test", "/", "www"), ("stats.x.test", "/", "HTTP 503"), ("web.x.test", "/", "HTTP 503")],
+    );
+    assert_eq!(other.hits(), 0);
+
     let pids = one_haproxy(&pm);
     let good = pm.haproxy_cfg();
 

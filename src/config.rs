@@ -5,12 +5,13 @@
 //! `proxymgr.yml.example`. Unknown keys and wrong types are errors that name the key: a typo in a load
 //! balancer's config should stop the start, not be ignored.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::option::{char_name, stray_character};
+use crate::option::{char_name, check_option, starts_section, stray_character, Place};
 use serde::Deserialize;
 
 /// Why a proxymgr.yml was refused. Every variant names the file, and the key where there is one.
@@ -101,6 +102,25 @@ pub struct HaproxyConfig {
     /// Where HAProxy serves its own Prometheus exporter (`/metrics`, HAProxy 2.0+ built with it); None: not
     /// rendered.
     pub prometheus_exporter: Option<std::net::SocketAddr>,
+    /// Shared HTTP(S) frontends by name: services join them with routing keys (`route.rs`).
+    pub frontends: BTreeMap<String, Frontend>,
+    /// Where each frontend's map file is written (`<map_dir>/<frontend>.map`); `maps` beside `state_file` when
+    /// proxymgr.yml names none (`Config::parse` fills it in).
+    pub map_dir: Option<PathBuf>,
+    /// Sections rendered as written after everything else, by header line (Synapse's `extra_sections`).
+    pub extra_sections: BTreeMap<String, Vec<String>>,
+}
+
+/// One shared frontend: where it listens (bound by proxymgr, passed to HAProxy as an inherited fd), its bind
+/// options and its lines. It is HTTP: it routes by host and path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frontend {
+    pub bind: SocketAddr,
+    #[serde(default)]
+    pub bind_options: Option<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 impl Default for HaproxyConfig {
@@ -140,6 +160,9 @@ impl Default for HaproxyConfig {
             drift_check_interval: 30.0,
             max_generations: 0,
             prometheus_exporter: None,
+            frontends: BTreeMap::new(),
+            map_dir: None,
+            extra_sections: BTreeMap::new(),
         }
     }
 }
@@ -236,8 +259,12 @@ impl Config {
 
     /// Parses and validates; `file` only names the source in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_norway::from_str(text)
+        let mut config: Config = serde_norway::from_str(text)
             .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        if config.haproxy.map_dir.is_none() {
+            let beside = config.state_file.parent().unwrap_or(Path::new("/")).join("maps");
+            config.haproxy.map_dir = Some(beside);
+        }
         config.validate().map_err(|(key, reason)| ConfigError::Invalid { file: file.into(), key, reason })?;
         Ok(config)
     }
@@ -294,6 +321,7 @@ impl Config {
                 check_config_line(line).map_err(|reason| (format!("{section}[{i}]"), reason))?;
             }
         }
+        check_edge(h, self.status.0)?;
         match &self.service_config {
             ServiceConfigSource::Zookeeper { servers, path } => {
                 check_ensemble(servers).map_err(|reason| ("service_config.servers".to_string(), reason))?;
@@ -311,6 +339,16 @@ impl Config {
 }
 
 impl HaproxyConfig {
+    /// Where the frontends' map files go.
+    pub fn map_dir(&self) -> PathBuf {
+        self.map_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/proxymgr/maps"))
+    }
+
+    /// The map file of the frontend `name`.
+    pub fn map_path(&self, frontend: &str) -> PathBuf {
+        self.map_dir().join(format!("{frontend}.map"))
+    }
+
     pub fn stop_timeout(&self) -> Duration {
         seconds(self.stop_timeout).unwrap_or(Duration::from_secs(10))
     }
@@ -341,6 +379,64 @@ pub fn check_config_line(line: &str) -> Result<(), String> {
     }
     if line.trim().is_empty() {
         return Err("is empty".into());
+    }
+    Ok(())
+}
+
+/// The frontends, the map directory and the extra sections.
+fn check_edge(h: &HaproxyConfig, status: Option<SocketAddr>) -> Result<(), (String, String)> {
+    let map_dir = h.map_dir();
+    if !map_dir.is_absolute() || map_dir.to_str().map_or(true, |p| p.contains(char::is_whitespace)) {
+        let reason = format!("must be an absolute UTF-8 path with no white space, not {}", map_dir.display());
+        return Err(("haproxy.map_dir".into(), reason));
+    }
+    use crate::service::overlap;
+    let mut bound: Vec<(SocketAddr, String)> = Vec::new();
+    status.into_iter().for_each(|s| bound.push((s, "status".into())));
+    h.prometheus_exporter.into_iter().for_each(|e| bound.push((e, "haproxy.prometheus_exporter".into())));
+    for (name, frontend) in &h.frontends {
+        let key = format!("haproxy.frontends.{name}");
+        crate::service::check_name(name).map_err(|e| (key.clone(), e.to_string()))?;
+        if frontend.bind.port() == 0 {
+            return Err((format!("{key}.bind"), format!("{} names no port", frontend.bind)));
+        }
+        if let Some((_, other)) = bound.iter().find(|(at, _)| overlap(*at, frontend.bind)) {
+            return Err((format!("{key}.bind"), format!("{} is taken by {other}", frontend.bind)));
+        }
+        bound.push((frontend.bind, key.clone()));
+        if let Some(options) = &frontend.bind_options {
+            check_option(options, Place::Bind).map_err(|e| (format!("{key}.bind_options"), e.to_string()))?;
+        }
+        for (i, line) in frontend.options.iter().enumerate() {
+            check_option(line, Place::Listen)
+                .map_err(|e| (format!("{key}.options[{i}]"), format!("{line:?} {e}")))?;
+        }
+    }
+    for (header, lines) in &h.extra_sections {
+        let key = format!("haproxy.extra_sections.{header:?}");
+        check_config_line(header).map_err(|reason| (key.clone(), reason))?;
+        match starts_section(header) {
+            Some("global" | "defaults") => {
+                return Err((
+                    key,
+                    "global and defaults lines go in haproxy.global and haproxy.defaults".into(),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                return Err((
+                    key,
+                    "does not start a section (listen, frontend, backend, userlist, ...)".into(),
+                ))
+            }
+        }
+        for (i, line) in lines.iter().enumerate() {
+            check_config_line(line).map_err(|reason| (format!("{key}[{i}]"), reason))?;
+            if let Some(section) = starts_section(line) {
+                let reason = format!("{line:?} starts a {section} section: give it a header of its own");
+                return Err((format!("{key}[{i}]"), reason));
+            }
+        }
     }
     Ok(())
 }
@@ -449,9 +545,63 @@ mod tests {
     }
 
     #[test]
+    fn frontends_and_extra_sections_are_checked_by_key() {
+        let head =
+            "service_config: {type: directory, path: /s}\nstate_file: /var/lib/p/state.json\nhaproxy:\n";
+        let good = format!(
+            "{head}  frontends:\n    https: {{bind: \"0.0.0.0:443\", bind_options: ssl crt /e.pem, options: [option forwardfor]}}\n  extra_sections:\n    listen stats: [bind :8404, stats enable]\n"
+        );
+        let config = parse(&good).unwrap();
+        assert_eq!(config.haproxy.map_path("https"), PathBuf::from("/var/lib/p/maps/https.map"));
+        assert_eq!(config.haproxy.extra_sections["listen stats"], ["bind :8404", "stats enable"]);
+        let cases = [
+            (
+                "  frontends: {https: {bind: \"0.0.0.0:0\"}}\n",
+                "haproxy.frontends.https.bind: 0.0.0.0:0 names no port",
+            ),
+            (
+                "  frontends: {https: {bind: \"127.0.0.1:9271\"}}\n",
+                "haproxy.frontends.https.bind: 127.0.0.1:9271 is taken by status",
+            ),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\"}, b: {bind: \"127.0.0.1:80\"}}\n",
+                "haproxy.frontends.b.bind: 127.0.0.1:80 is taken by haproxy.frontends.a",
+            ),
+            ("  frontends: {\"a b\": {bind: \"0.0.0.0:80\"}}\n", "haproxy.frontends.a b: name"),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\", options: [bind :81]}}\n",
+                "haproxy.frontends.a.options[0]",
+            ),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\", options: [listen x]}}\n",
+                "haproxy.frontends.a.options[0]",
+            ),
+            ("  frontends: {a: {bind: \"0.0.0.0:80\", bogus: 1}}\n", "unknown field `bogus`"),
+            (
+                "  frontends: {a: {bind: \"0.0.0.0:80\", bind_options: \"ssl # x\"}}\n",
+                "haproxy.frontends.a.bind_options",
+            ),
+            ("  map_dir: maps\n", "haproxy.map_dir: must be an absolute"),
+            ("  extra_sections: {stats: [x]}\n", "does not start a section"),
+            ("  extra_sections: {defaults: [mode http]}\n", "global and defaults lines go in"),
+            (
+                "  extra_sections: {listen x: [mode http, backend y]}\n",
+                "[1]: \"backend y\" starts a backend section",
+            ),
+            ("  extra_sections: {listen x: [\"mode\\nhttp\"]}\n", "[0]"),
+        ];
+        for (yaml, expected) in cases {
+            let error = parse(&format!("{head}{yaml}")).unwrap_err();
+            assert!(error.contains(expected), "{yaml}: {error}");
+        }
+    }
+
+    #[test]
     fn the_example_file_documents_the_defaults() {
         let example = parse(include_str!("../proxymgr.yml.example")).unwrap();
-        assert_eq!(example.haproxy, HaproxyConfig::default());
+        // The map directory is filled in beside the state file.
+        let maps = Some(PathBuf::from("/var/lib/proxymgr/maps"));
+        assert_eq!(example.haproxy, HaproxyConfig { map_dir: maps, ..HaproxyConfig::default() });
         assert_eq!(example.removal_hold, RemovalHold::default());
         assert_eq!(example.status, StatusListen::default());
         assert_eq!(

@@ -10,6 +10,7 @@ mod option;
 mod plan;
 mod reconcile;
 mod registry;
+mod route;
 mod service;
 mod slots;
 mod state;

@@ -10,6 +10,8 @@ pub enum Place {
     /// Words appended to a `server` line, and to the `add server` runtime command that adds the server at run
     /// time (`server_options`, Nerve's `haproxy_server_options`).
     Server,
+    /// Words appended to a service's own `bind` line (`bind_options`: `ssl crt ...`, `accept-proxy`).
+    Bind,
 }
 
 /// Why an option line was refused: what would take it out of its section, its server line or its runtime
@@ -70,7 +72,7 @@ pub enum OptionError {
 /// `src/log.c`, `src/flt_spoe.c`, `addons/ot/src/parser.c`, ...), from the release tarballs 1.8.0, 2.4.0,
 /// 2.8.0, 3.0.0, 3.2.0 and 3.4.0 (the comment says the first of these that has it). The SPOE and OpenTracing
 /// ones are meant for those filters' own files, but HAProxy registers them for haproxy.cfg too.
-const SECTION_KEYWORDS: &[&str] = &[
+pub const SECTION_KEYWORDS: &[&str] = &[
     "acme",           // 3.2
     "backend",        // 1.8
     "cache",          // 1.8
@@ -119,6 +121,11 @@ pub fn check_option(line: &str, place: Place) -> Result<(), OptionError> {
     let words = words(line)?;
     match place {
         Place::Listen => check_keyword(words.first().copied())?,
+        Place::Bind => {
+            if line.contains('#') {
+                return Err(OptionError::Comment);
+            }
+        }
         Place::Server => {
             if line.contains(';') {
                 return Err(OptionError::CommandSeparator);
@@ -136,6 +143,12 @@ pub fn check_option(line: &str, place: Place) -> Result<(), OptionError> {
         }
     }
     Ok(())
+}
+
+/// The section keyword `line` starts with, if it starts one (compared as `check_option` does).
+pub fn starts_section(line: &str) -> Option<&'static str> {
+    let keyword = line.split_whitespace().next()?.to_ascii_lowercase();
+    SECTION_KEYWORDS.iter().copied().find(|&s| s == keyword)
 }
 
 /// The first word of a listen option (none for a comment).

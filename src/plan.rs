@@ -10,6 +10,7 @@ use std::fmt::{self, Write};
 
 use crate::haproxy::command::{Command, State};
 use crate::haproxy::Capabilities;
+use crate::route::Key;
 use crate::service::{Server, ServiceSpec};
 use crate::slots;
 
@@ -21,7 +22,25 @@ const DEFAULT_WEIGHT: u16 = 1;
 pub struct Running {
     pub head: String,
     pub services: BTreeMap<String, RunningService>,
+    /// Each shared frontend's routes (its map).
+    pub routes: Routes,
 }
+
+/// The routes of one shared frontend: its map file, as haproxy.cfg names it, and each key's backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrontendRoutes {
+    pub map: String,
+    pub routes: BTreeMap<Key, String>,
+}
+
+impl FrontendRoutes {
+    pub fn new(map: String) -> FrontendRoutes {
+        FrontendRoutes { map, routes: BTreeMap::new() }
+    }
+}
+
+/// Every shared frontend's routes, by frontend.
+pub type Routes = BTreeMap<String, FrontendRoutes>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunningService {
@@ -51,12 +70,21 @@ impl RunningServer {
 
 /// What HAProxy should have, borrowed from the reconciler's state (nothing is copied per change). It holds
 /// every service, or, for [`Scope::Changed`], only those the scope names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired<'a> {
     pub head: &'a str,
     /// The config's `defaults` lines: their `default-server` line goes into `add server` too.
     pub defaults: &'a [String],
     pub services: BTreeMap<&'a str, DesiredService<'a>>,
+    /// Every frontend's routes, whatever the scope (a routing change costs a comparison of maps, no walk).
+    pub routes: &'a Routes,
+}
+
+impl Default for Desired<'_> {
+    fn default() -> Self {
+        static NO_ROUTES: Routes = BTreeMap::new();
+        Desired { head: "", defaults: &[], services: BTreeMap::new(), routes: &NO_ROUTES }
+    }
 }
 
 /// What a plan compares, so that a plan costs what the changed services cost, not a walk through every one.
@@ -229,7 +257,7 @@ impl Desired<'_> {
             };
             (name.to_string(), service)
         });
-        Running { head: self.head.to_string(), services: services.collect() }
+        Running { head: self.head.to_string(), services: services.collect(), routes: self.routes.clone() }
     }
 }
 
@@ -276,6 +304,21 @@ pub enum Step {
         service: String,
         server: String,
     },
+    /// A key of a frontend's map is added, sent to another backend, or removed.
+    Route {
+        frontend: String,
+        map: String,
+        key: Key,
+        change: RouteChange,
+    },
+}
+
+/// What becomes of one key of a frontend's map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    Add { backend: String },
+    Move { from: String, to: String },
+    Remove { backend: String },
 }
 
 impl Step {
@@ -288,6 +331,7 @@ impl Step {
             Step::Add { .. } => "add",
             Step::Fill { .. } => "fill",
             Step::Delete { .. } => "delete",
+            Step::Route { .. } => "route",
         }
     }
 }
@@ -331,7 +375,46 @@ pub fn plan(running: &Running, desired: &Desired, caps: &Capabilities, scope: Sc
             plan_servers(&mut plan, name, have, want, desired.defaults, caps, tidy);
         }
     }
+    plan_routes(&mut plan, running, desired);
     plan
+}
+
+/// The routes that change, frontend by frontend: the keys gone first, then the new and moved ones. A key
+/// waits for the reload its backend takes while the serving process lacks that backend or has it with another
+/// skeleton (not yet HTTP, say); a frontend the serving process lacks, or has with another map, comes with the
+/// reload its head takes.
+fn plan_routes(plan: &mut Plan, running: &Running, desired: &Desired) {
+    if running.routes == *desired.routes {
+        return;
+    }
+    let ready = |backend: &str| {
+        running.services.get(backend).is_some_and(|have| {
+            desired.services.get(backend).map_or(true, |want| want.skeleton == have.skeleton)
+        })
+    };
+    for (frontend, want) in desired.routes {
+        let Some(have) = running.routes.get(frontend).filter(|have| have.map == want.map) else { continue };
+        let step = |key: &Key, change| Step::Route {
+            frontend: frontend.clone(),
+            map: want.map.clone(),
+            key: key.clone(),
+            change,
+        };
+        for (key, backend) in &have.routes {
+            if !want.routes.contains_key(key) {
+                plan.steps.push(step(key, RouteChange::Remove { backend: backend.clone() }));
+            }
+        }
+        for (key, backend) in &want.routes {
+            let change = match have.routes.get(key) {
+                Some(current) if current == backend => continue,
+                _ if !ready(backend) => continue,
+                Some(current) => RouteChange::Move { from: current.clone(), to: backend.clone() },
+                None => RouteChange::Add { backend: backend.clone() },
+            };
+            plan.steps.push(step(key, change));
+        }
+    }
 }
 /// Pairs every running service with its desired one; the services only one side has take a reload.
 fn pair_all<'r, 'd, 'a>(
@@ -504,6 +587,10 @@ impl Step {
             | Step::Add { service, .. }
             | Step::Fill { service, .. }
             | Step::Delete { service, .. } => service,
+            Step::Route { change, .. } => match change {
+                RouteChange::Add { backend } | RouteChange::Remove { backend } => backend,
+                RouteChange::Move { to, .. } => to,
+            },
         }
     }
 
@@ -561,6 +648,14 @@ impl Step {
             Step::Delete { service, server } => {
                 vec![Command::DelServer { backend: service.clone(), server: server.clone() }]
             }
+            Step::Route { map, key, change, .. } => {
+                let (map, key) = (map.clone(), key.to_string());
+                vec![match change {
+                    RouteChange::Add { backend } => Command::AddMap { map, key, backend: backend.clone() },
+                    RouteChange::Move { to, .. } => Command::SetMap { map, key, backend: to.clone() },
+                    RouteChange::Remove { .. } => Command::DelMap { map, key },
+                }]
+            }
         }
     }
 }
@@ -568,6 +663,19 @@ impl Step {
 impl Running {
     /// Records a step HAProxy carried out.
     pub fn apply(&mut self, step: &Step) {
+        if let Step::Route { frontend, key, change, .. } = step {
+            if let Some(routes) = self.routes.get_mut(frontend) {
+                match change {
+                    RouteChange::Add { backend } | RouteChange::Move { to: backend, .. } => {
+                        routes.routes.insert(key.clone(), backend.clone());
+                    }
+                    RouteChange::Remove { .. } => {
+                        routes.routes.remove(key);
+                    }
+                }
+            }
+            return;
+        }
         let Some(service) = self.services.get_mut(step.service()) else { return };
         match step {
             Step::Disable { server, .. } => {
@@ -595,6 +703,7 @@ impl Running {
             Step::Delete { server, .. } => {
                 service.servers.remove(server);
             }
+            Step::Route { .. } => {}
         }
     }
 }

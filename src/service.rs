@@ -5,7 +5,9 @@
 //! go into haproxy.cfg (and server options into runtime commands) as written, so each is checked with
 //! `option::check_option` for its place.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{check_ensemble, check_znode_path};
 use crate::option::{check_option, OptionError, Place};
+use crate::route::Join;
 
 /// The largest blob we parse; ZooKeeper allows 1 MiB, a service description is a few hundred bytes.
 pub const MAX_BLOB_BYTES: usize = 64 * 1024;
@@ -41,7 +44,20 @@ pub enum SpecError {
 /// state file; the registry's blobs are read through `RawSpec`.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
-    pub port: u16,
+    /// Its dedicated port; None for a service only reached through shared frontends (then it is a `backend`).
+    pub port: Option<u16>,
+    /// The address of its dedicated port; None: `haproxy.bind_address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_address: Option<IpAddr>,
+    /// Options of its dedicated port's `bind` line (`ssl crt ...`), after `bind fd@N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<String>,
+    /// The shared frontends of proxymgr.yml it joins, by name, and how.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub frontends: BTreeMap<String, Join>,
+    /// Served while its watcher reports no server (Synapse's `default_servers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_servers: Vec<Server>,
     pub listen_options: Vec<String>,
     pub server_options: Vec<String>,
     pub watcher: WatcherSpec,
@@ -89,7 +105,13 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 struct RawSpec {
     #[serde(rename = "type")]
     kind: String,
-    port: i64,
+    port: Option<i64>,
+    bind_address: Option<String>,
+    bind_options: Option<String>,
+    #[serde(default)]
+    frontends: BTreeMap<String, Join>,
+    #[serde(default)]
+    default_servers: Vec<serde_json::Value>,
     #[serde(default)]
     listen_options: Vec<String>,
     #[serde(default)]
@@ -116,8 +138,53 @@ struct RawDnsBackend {
 impl ServiceSpec {
     pub fn parse(data: &[u8]) -> Result<ServiceSpec, SpecError> {
         let raw: RawSpec = parse_json(data)?;
-        let port = check_port(raw.port)?;
+        let port = match raw.port {
+            Some(port) => Some(check_port(port)?),
+            None if raw.frontends.is_empty() => {
+                return Err(SpecError::Invalid("needs `port`, or `frontends` to join".into()))
+            }
+            None => None,
+        };
         check_options(&raw.listen_options, &raw.server_options)?;
+        let bind_address =
+            match raw.bind_address {
+                Some(_) if port.is_none() => {
+                    return Err(SpecError::Invalid("bind_address: the service has no `port` to bind".into()))
+                }
+                Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
+                    SpecError::Invalid(format!("bind_address: {text:?} is not an IP address"))
+                })?),
+                None => None,
+            };
+        let bind_options = raw.bind_options.filter(|o| !o.trim().is_empty());
+        if let Some(options) = &bind_options {
+            if port.is_none() {
+                return Err(SpecError::Invalid("bind_options: the service has no `port` to bind".into()));
+            }
+            check_option_at("bind_options".into(), options, Place::Bind)?;
+        }
+        let mut frontends = BTreeMap::new();
+        for (frontend, join) in raw.frontends {
+            check_frontend_name(&frontend)
+                .map_err(|reason| SpecError::Invalid(format!("frontends.{frontend}: {reason}")))?;
+            let join = join.checked().map_err(|e| SpecError::Invalid(format!("frontends.{frontend}.{e}")))?;
+            frontends.insert(frontend, join);
+        }
+        if !frontends.is_empty() {
+            if let Some(i) = raw.listen_options.iter().position(|o| is_mode_tcp(o)) {
+                return Err(SpecError::Invalid(format!(
+                    "listen_options[{i}]: a service that joins frontends is HTTP; `mode tcp` cannot route by host"
+                )));
+            }
+        }
+        let mut default_servers = Vec::new();
+        for (i, value) in raw.default_servers.iter().enumerate() {
+            let server = Server::parse(value.to_string().as_bytes())
+                .map_err(|e| SpecError::Invalid(format!("default_servers[{i}]: {e}")))?;
+            default_servers.push(server);
+        }
+        default_servers.sort();
+        default_servers.dedup_by(|a, b| a.name() == b.name());
         let kind = raw.kind.as_str();
         // A key of another watcher type is a mistake worth naming (a dns blob with `file` does nothing).
         let given = [
@@ -145,7 +212,16 @@ impl ServiceSpec {
                 if kind == "zookeeper" {
                     WatcherSpec::Zookeeper { server, path }
                 } else {
-                    let port = raw.remote_port.map(check_port).transpose()?.unwrap_or(port);
+                    let port = match (raw.remote_port, port) {
+                        (Some(remote), _) => check_port(remote)?,
+                        (None, Some(port)) => port,
+                        (None, None) => {
+                            return Err(SpecError::Invalid(
+                                "campanjazk watcher needs `remote_port` where the service has no `port`"
+                                    .into(),
+                            ))
+                        }
+                    };
                     WatcherSpec::Campanjazk { server, path, port }
                 }
             }
@@ -183,6 +259,10 @@ impl ServiceSpec {
         };
         Ok(ServiceSpec {
             port,
+            bind_address,
+            bind_options,
+            frontends,
+            default_servers,
             listen_options: raw.listen_options,
             server_options: raw.server_options,
             watcher,
@@ -220,6 +300,37 @@ pub fn check_name(name: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// A frontend's name as a blob may give it: HAProxy's rule for names (whether proxymgr.yml has it is the
+/// reconciler's to say: it changes on SIGHUP).
+fn check_frontend_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 100
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a frontend name"))
+    }
+}
+
+/// Whether a listen option sets TCP mode.
+fn is_mode_tcp(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.len() >= 2 && words[0].eq_ignore_ascii_case("mode") && words[1].eq_ignore_ascii_case("tcp")
+}
+
+/// Whether two listening addresses take the same port: the same address, or either on every address.
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+impl ServiceSpec {
+    /// Where its dedicated port listens, `haproxy.bind_address` unless it names its own; None without one.
+    pub fn listen_at(&self, default: IpAddr) -> Option<SocketAddr> {
+        self.port.map(|port| SocketAddr::new(self.bind_address.unwrap_or(default), port))
+    }
+}
+
 /// Every option line of a service, each for its place.
 fn check_options(listen_options: &[String], server_options: &[String]) -> Result<(), SpecError> {
     for (key, options, place) in
@@ -235,9 +346,19 @@ fn check_options(listen_options: &[String], server_options: &[String]) -> Result
 /// What reaches haproxy.cfg from a spec and its servers that were not parsed here (the state file's, which an
 /// older proxymgr wrote, or anyone who could write the file): the same checks as a blob's and a node's.
 pub fn check_saved(spec: &ServiceSpec, servers: &[Server]) -> Result<(), SpecError> {
-    check_port(spec.port.into())?;
+    if let Some(port) = spec.port {
+        check_port(port.into())?;
+    }
     check_options(&spec.listen_options, &spec.server_options)?;
-    for server in servers {
+    if let Some(options) = &spec.bind_options {
+        check_option_at("bind_options".into(), options, Place::Bind)?;
+    }
+    for (frontend, join) in &spec.frontends {
+        check_frontend_name(frontend)
+            .map_err(|reason| SpecError::Invalid(format!("frontends.{frontend}: {reason}")))?;
+        join.clone().checked().map_err(|e| SpecError::Invalid(format!("frontends.{frontend}.{e}")))?;
+    }
+    for server in servers.iter().chain(&spec.default_servers) {
         check_address(&server.address)?;
         for option in &server.options {
             check_option_at(format!("server {}", server.endpoint()), option, Place::Server)?;
@@ -402,7 +523,7 @@ mod tests {
     #[test]
     fn the_originals_blob_parses() {
         let spec = ServiceSpec::parse(WEB.as_bytes()).unwrap();
-        assert_eq!(spec.port, 8080);
+        assert_eq!(spec.port, Some(8080));
         assert_eq!(spec.listen_options, ["mode http"]);
         assert_eq!(spec.server_options, ["check inter 2000"]);
         assert_eq!(
@@ -423,12 +544,34 @@ mod tests {
     }
 
     #[test]
+    fn a_service_joins_frontends_binds_its_own_address_and_has_default_servers() {
+        let blob = r#"{"type":"zookeeper","server":"a:1","path":"/s","bind_address":"127.0.0.2","port":443,
+            "bind_options":"ssl crt /etc/ssl/api.pem","frontends":{"https":{"hosts":["API.test"],"paths":["/v1/"]}},
+            "default_servers":[{"host":"10.0.0.2","port":80},{"address":"10.0.0.1","port":80,"weight":5}]}"#;
+        let spec = ServiceSpec::parse(blob.as_bytes()).unwrap();
+        assert_eq!(spec.listen_at("0.0.0.0".parse().unwrap()), Some("127.0.0.2:443".parse().unwrap()));
+        assert_eq!(spec.bind_options.as_deref(), Some("ssl crt /etc/ssl/api.pem"));
+        assert_eq!(spec.frontends["https"].hosts, ["api.test"], "host names are lower-cased");
+        let defaults: Vec<String> = spec.default_servers.iter().map(Server::name).collect();
+        assert_eq!(defaults, ["10.0.0.1:80", "10.0.0.2:80"]);
+        assert_eq!(spec.default_servers[0].weight, Some(5));
+        check_saved(&spec, &[]).unwrap();
+        // A backend alone: no port of its own.
+        let backend = r#"{"type":"dns","backends":[{"name":"a.test","port":80}],"frontends":{"https":{"default":true}}}"#;
+        let spec = ServiceSpec::parse(backend.as_bytes()).unwrap();
+        assert_eq!((spec.port, spec.listen_at("0.0.0.0".parse().unwrap())), (None, None));
+        // The state file keeps what the blob said, and an older one (no new keys) still loads.
+        let saved: ServiceSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(saved, spec);
+    }
+
+    #[test]
     fn bad_blobs_are_refused_with_the_reason() {
         let zk = r#""type":"zookeeper","server":"a:1","path":"/s""#;
         let cases = [
             ("{".to_string(), "invalid JSON"),
             ("\u{0}\u{1}binary".to_string(), "invalid JSON"),
-            (format!("{{{zk}}}"), "missing field `port`"),
+            (format!("{{{zk}}}"), "needs `port`, or `frontends` to join"),
             (format!("{{{zk},\"port\":0}}"), "port 0 is out of range"),
             (format!("{{{zk},\"port\":65536}}"), "port 65536 is out of range"),
             (format!("{{{zk},\"port\":\"80\"}}"), "invalid type"),
@@ -448,6 +591,19 @@ mod tests {
             (r#"{"type":"zookeeper","port":80,"server":"a:1"}"#.to_string(), "needs `path`"),
             (r#"{"type":"zookeeper","port":80,"server":"a:1","path":"s"}"#.to_string(), "path:"),
             (format!("{{{zk},\"port\":80,\"x\":\"{}\"}}", "a".repeat(MAX_BLOB_BYTES)), "over the limit"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"hosts\":[\"exa mple.com\"]}}}}}}"), "frontends.web.hosts[0]: \"exa mple.com\" is not a host name"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"paths\":[\"v1\"]}}}}}}"), "frontends.web.paths[0]: \"v1\" is not a path prefix"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{}}}}}}"), "frontends.web.names neither hosts, paths nor default"),
+            (format!("{{{zk},\"frontends\":{{\"w b\":{{\"default\":true}}}}}}"), "frontends.w b: \"w b\" is not a frontend name"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"default\":true,\"x\":1}}}}}}"), "unknown field `x`"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"default\":true}}}},\"listen_options\":[\"mode tcp\"]}}"), "listen_options[0]: a service that joins frontends is HTTP"),
+            (format!("{{{zk},\"frontends\":{{\"web\":{{\"default\":true}}}},\"bind_address\":\"127.0.0.2\"}}"), "bind_address: the service has no `port`"),
+            (format!("{{{zk},\"port\":80,\"bind_address\":\"localhost\"}}"), "bind_address: \"localhost\" is not an IP address"),
+            (format!("{{{zk},\"port\":80,\"bind_options\":\"ssl\\ncrt x\"}}"), "bind_options"),
+            (format!("{{{zk},\"port\":80,\"bind_options\":\"ssl # x\"}}"), "bind_options"),
+            (format!("{{{zk},\"port\":80,\"default_servers\":[{{\"host\":\"a b\",\"port\":1}}]}}"), "default_servers[0]: address"),
+            (format!("{{{zk},\"port\":80,\"default_servers\":[{{\"host\":\"a\"}}]}}"), "default_servers[0]: has no `port`"),
+            (r#"{"type":"campanjazk","server":"a:1","path":"/s","frontends":{"web":{"default":true}}}"#.to_string(), "needs `remote_port`"),
         ];
         for (blob, expected) in cases {
             let err = ServiceSpec::parse(blob.as_bytes()).unwrap_err().to_string();

@@ -229,7 +229,11 @@ mod tests {
         let path = dir.path().join("sub/state.json");
         assert_eq!(State::load(&path), None);
         let spec = ServiceSpec {
-            port: 80,
+            port: Some(80),
+            bind_address: None,
+            bind_options: None,
+            frontends: Default::default(),
+            default_servers: Vec::new(),
             listen_options: vec!["mode http".into()],
             server_options: vec![],
             watcher: WatcherSpec::File { file: "/etc/s".into(), interval: Duration::from_millis(1500) },

@@ -50,6 +50,22 @@ pub enum Command {
         address: String,
         port: u16,
     },
+    /// A route of a frontend's map (`map` as haproxy.cfg names its file): a new key, a key to another backend,
+    /// a key gone. Keys and backends hold no white space, `;` or `\` (`route.rs`, `service::check_name`).
+    AddMap {
+        map: String,
+        key: String,
+        backend: String,
+    },
+    SetMap {
+        map: String,
+        key: String,
+        backend: String,
+    },
+    DelMap {
+        map: String,
+        key: String,
+    },
 }
 
 impl fmt::Display for Command {
@@ -78,6 +94,9 @@ impl fmt::Display for Command {
             Command::SetAddr { backend, server, address, port } => {
                 write!(f, "set server {backend}/{server} addr {address} port {port}")
             }
+            Command::AddMap { map, key, backend } => write!(f, "add map {map} {key} {backend}"),
+            Command::SetMap { map, key, backend } => write!(f, "set map {map} {key} {backend}"),
+            Command::DelMap { map, key } => write!(f, "del map {map} {key}"),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! config files}; the core above it knows none of them, only what they reported.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -111,18 +111,32 @@ impl Instance {
         self.haproxy = haproxy;
     }
 
-    /// Binds a listener on each port (once: a bound port keeps its socket across reloads).
-    pub fn bind(&mut self, address: IpAddr, ports: &[u16]) -> Vec<(u16, Result<RawFd, ListenerError>)> {
-        ports.iter().map(|&port| (port, self.listeners.open(address, port))).collect()
+    /// Binds a listener on each address (once: a bound address keeps its socket across reloads).
+    pub fn bind(&mut self, addresses: &[SocketAddr]) -> Vec<(SocketAddr, Result<RawFd, ListenerError>)> {
+        addresses.iter().map(|&at| (at, self.listeners.open(at))).collect()
     }
 
-    pub fn close_listeners_but(&mut self, keep: &BTreeSet<u16>) {
-        self.listeners.retain(|port| keep.contains(&port));
+    pub fn close_listeners_but(&mut self, keep: &BTreeSet<SocketAddr>) {
+        self.listeners.retain(|at| keep.contains(&at));
     }
 
     /// Writes `text` as a candidate beside haproxy.cfg and starts a HAProxy on it with `fds`, telling every live
     /// one to finish (`-sf`) once it serves. `why` is for the log.
-    pub fn start(&mut self, text: &str, fds: Vec<RawFd>, why: &str) -> Result<u32, StartFailure> {
+    pub fn start(
+        &mut self,
+        text: &str,
+        fds: Vec<RawFd>,
+        maps: &[(PathBuf, String)],
+        why: &str,
+    ) -> Result<u32, StartFailure> {
+        // The maps the candidate names are read as it starts: they are the new process's, and the serving one
+        // has its own in memory.
+        for (path, text) in maps {
+            if let Err(e) = super::write(path, text) {
+                log::error!("{e}; HAProxy keeps its running config");
+                return Err(StartFailure::Write(e));
+            }
+        }
         let candidate = match Candidate::write(&self.haproxy.config_path, text) {
             Ok(candidate) => candidate,
             Err(e) => {
@@ -234,8 +248,10 @@ impl Instance {
     }
 
     /// Rewrites haproxy.cfg with runtime changes HAProxy accepted (unchecked: its skeleton was).
-    pub fn write_config(&mut self, text: String) {
-        self.config_writer.write(&self.haproxy.config_path, text);
+    pub fn write_config(&mut self, text: String, maps: Vec<(PathBuf, String)>) {
+        let mut files = maps;
+        files.push((self.haproxy.config_path.clone(), text));
+        self.config_writer.write(files);
     }
 
     /// Hands the state file's writer a snapshot with the live pids; false while it still writes the last one.

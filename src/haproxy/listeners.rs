@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -47,10 +47,10 @@ pub struct NotAListener(pub RawFd);
 
 #[derive(Default)]
 pub struct Listeners {
-    bound: BTreeMap<u16, Bound>,
-    /// Sockets the proxymgr before this one handed over, by port, until a service claims them or the first
-    /// HAProxy started without them.
-    handed: BTreeMap<u16, Bound>,
+    bound: BTreeMap<SocketAddr, Bound>,
+    /// Sockets the proxymgr before this one handed over, by address, until a service or frontend claims them
+    /// or the first HAProxy started without them.
+    handed: BTreeMap<SocketAddr, Bound>,
 }
 
 struct Bound {
@@ -70,7 +70,7 @@ impl Listeners {
             let listener = TcpListener::from(socket);
             match listener.local_addr() {
                 Ok(addr) if listening && stream => {
-                    self.handed.insert(addr.port(), Bound { listener, addr, listening: true });
+                    self.handed.insert(addr, Bound { listener, addr, listening: true });
                 }
                 other => log::warn!("a handed-over socket is not a TCP listener ({other:?}); closing it"),
             }
@@ -82,11 +82,8 @@ impl Listeners {
 
     /// Closes the handed-over sockets no service claimed: the first HAProxy started here serves without them.
     pub fn drop_unclaimed(&mut self) {
-        for (port, bound) in std::mem::take(&mut self.handed) {
-            log::info!(
-                "closing the handed-over listener on {} (port {port}): no service uses it",
-                bound.addr
-            );
+        for at in std::mem::take(&mut self.handed).into_keys() {
+            log::info!("closing the handed-over listener on {at}: no service or frontend uses it");
         }
     }
 
@@ -95,23 +92,19 @@ impl Listeners {
         self.bound.values().map(|b| b.listener.as_raw_fd()).collect()
     }
 
-    /// The fd of the listener on `port`: one held, else the one handed over on that address, else a new one.
-    pub fn open(&mut self, address: IpAddr, port: u16) -> Result<RawFd, ListenerError> {
-        if let Some(bound) = self.bound.get(&port) {
+    /// The fd of the listener on `addr`: one held, else the one handed over on it, else a new one.
+    pub fn open(&mut self, addr: SocketAddr) -> Result<RawFd, ListenerError> {
+        if let Some(bound) = self.bound.get(&addr) {
             return Ok(bound.listener.as_raw_fd());
         }
-        if let Some(handed) = self.handed.remove(&port) {
+        if let Some(handed) = self.handed.remove(&addr) {
             let fd = handed.listener.as_raw_fd();
-            if handed.addr.ip() == address {
-                self.bound.insert(port, handed);
-                return Ok(fd);
-            }
-            log::info!("the handed-over listener on {} is not on {address}; closing it", handed.addr);
+            self.bound.insert(addr, handed);
+            return Ok(fd);
         }
-        let addr = SocketAddr::new(address, port);
         let listener = bind(addr).map_err(|e| ListenerError { addr, fd: None, source: e.into() })?;
         let fd = listener.as_raw_fd();
-        self.bound.insert(port, Bound { listener, addr, listening: false });
+        self.bound.insert(addr, Bound { listener, addr, listening: false });
         Ok(fd)
     }
 
@@ -139,21 +132,21 @@ impl Listeners {
     /// A listener on a port the kernel picks (bound at once, so no other test can be handed the same port in
     /// between): the port and the fd.
     #[cfg(test)]
-    pub fn open_any(&mut self, address: IpAddr) -> Result<(u16, RawFd), ListenerError> {
+    pub fn open_any(&mut self, address: std::net::IpAddr) -> Result<(u16, RawFd), ListenerError> {
         let addr = SocketAddr::new(address, 0);
         let listener = bind(addr).map_err(|e| ListenerError { addr, fd: None, source: e.into() })?;
         let fd = listener.as_raw_fd();
         let addr = listener.local_addr().map_err(|source| ListenerError { addr, fd: Some(fd), source })?;
-        self.bound.insert(addr.port(), Bound { listener, addr, listening: false });
+        self.bound.insert(addr, Bound { listener, addr, listening: false });
         Ok((addr.port(), fd))
     }
 
-    /// Closes every listener whose port is not in `keep`.
-    pub fn retain(&mut self, keep: impl Fn(u16) -> bool) {
-        self.bound.retain(|&port, _| {
-            let keep = keep(port);
+    /// Closes every listener whose address is not in `keep`.
+    pub fn retain(&mut self, keep: impl Fn(SocketAddr) -> bool) {
+        self.bound.retain(|&at, _| {
+            let keep = keep(at);
             if !keep {
-                log::info!("closing listener on port {port}");
+                log::info!("closing listener on {at}");
             }
             keep
         });
@@ -197,9 +190,9 @@ mod tests {
     fn a_second_listener_binds_beside_the_first() {
         // What a restarted proxymgr does while the HAProxy its killed predecessor left still holds the port.
         let mut first = Listeners::default();
-        first.open("127.0.0.1".parse().unwrap(), 0).unwrap();
+        first.open_any("127.0.0.1".parse().unwrap()).unwrap();
         first.listen_all().unwrap();
-        let addr = first.bound[&0].listener.local_addr().unwrap();
+        let addr = first.bound.values().next().unwrap().listener.local_addr().unwrap();
         let second = bind(addr).unwrap();
         assert_eq!(second.local_addr().unwrap(), addr);
         let flags = nix::fcntl::fcntl(second.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();

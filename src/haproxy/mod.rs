@@ -75,6 +75,7 @@ impl Candidate {
 /// accepted through `install` and whose server lines it just accepted at run time.
 pub fn write(path: &Path, text: &str) -> Result<(), InstallError> {
     let write_error = |source| InstallError::Write { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(dir_of(path)).map_err(write_error)?;
     let file = candidate(path, text).map_err(write_error)?;
     file.as_file().sync_all().map_err(write_error)?;
     file.persist(path).map_err(|e| write_error(e.error))?;
@@ -90,8 +91,8 @@ pub struct ConfigWriter {
 }
 
 enum Job {
-    /// Runtime changes HAProxy accepted: the whole file, unchecked (see `write`).
-    Write { path: PathBuf, text: String },
+    /// Runtime changes HAProxy accepted: whole files (haproxy.cfg and the maps), unchecked (see `write`).
+    Write(Vec<(PathBuf, String)>),
     /// HAProxy serves this candidate: it becomes haproxy.cfg.
     Accept(Candidate),
     /// Everything before is done.
@@ -107,7 +108,7 @@ impl ConfigWriter {
                 // A write followed by another write is superseded by it.
                 let mut i = 0;
                 while i + 1 < queue.len() {
-                    if matches!((&queue[i], &queue[i + 1]), (Job::Write { .. }, Job::Write { .. })) {
+                    if matches!((&queue[i], &queue[i + 1]), (Job::Write(_), Job::Write(_))) {
                         queue.remove(i);
                     } else {
                         i += 1;
@@ -121,8 +122,8 @@ impl ConfigWriter {
         ConfigWriter { jobs: spawned.map(|_| jobs) }
     }
 
-    pub fn write(&self, path: &Path, text: String) {
-        self.send(Job::Write { path: path.to_path_buf(), text });
+    pub fn write(&self, files: Vec<(PathBuf, String)>) {
+        self.send(Job::Write(files));
     }
 
     pub fn accept(&self, candidate: Candidate) {
@@ -153,15 +154,19 @@ impl ConfigWriter {
 fn run(job: Job) {
     let started = std::time::Instant::now();
     match job {
-        Job::Write { path, text } => match write(&path, &text) {
-            Ok(()) => log::debug!(
-                "{} rewritten for runtime changes ({} bytes, {} µs)",
-                path.display(),
-                text.len(),
-                started.elapsed().as_micros()
-            ),
-            Err(e) => log::error!("{e}"),
-        },
+        Job::Write(files) => {
+            for (path, text) in files {
+                match write(&path, &text) {
+                    Ok(()) => log::debug!(
+                        "{} rewritten for runtime changes ({} bytes, {} µs)",
+                        path.display(),
+                        text.len(),
+                        started.elapsed().as_micros()
+                    ),
+                    Err(e) => log::error!("{e}"),
+                }
+            }
+        }
         Job::Accept(candidate) => {
             if let Err(e) = candidate.accept() {
                 log::error!("{e}");
@@ -212,17 +217,31 @@ pub fn rejected_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// `proxymgr --check`: whether HAProxy accepts the global and defaults sections `config` renders to; HAProxy's
-/// complaint when it does not.
+/// `proxymgr --check`: whether HAProxy accepts the head `config` renders to (global, defaults, the frontends and
+/// the extra sections); HAProxy's complaint when it does not. The frontends are checked on loopback listeners
+/// of the kernel's choosing with empty maps, as their own addresses may be taken by the HAProxy serving now.
 pub fn check_head(config: &crate::config::HaproxyConfig, binary: &process::Binary) -> Result<(), String> {
-    let text = render::Renderer::default().head(config, &Capabilities::of_binary(binary));
+    let maps = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let mut config = config.clone();
+    config.map_dir = Some(maps.path().to_path_buf());
+    let mut listeners = Vec::new();
+    let mut fds = std::collections::BTreeMap::new();
+    for name in config.frontends.keys() {
+        std::fs::write(config.map_path(name), "").map_err(|e| format!("cannot write an empty map: {e}"))?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot bind a loopback listener to check frontend {name} on: {e}"))?;
+        fds.insert(name.clone(), std::os::fd::AsRawFd::as_raw_fd(&listener));
+        listeners.push(listener);
+    }
+    let text = render::Renderer::default().head(&config, &Capabilities::of_binary(binary), &fds);
+    let fds: Vec<_> = fds.into_values().collect();
     let file = tempfile::Builder::new()
         .prefix("proxymgr-check.")
         .suffix(".cfg")
         .tempfile()
         .and_then(|mut file| file.write_all(text.as_bytes()).map(|()| file))
         .map_err(|e| format!("cannot write a temporary file: {e}"))?;
-    binary.check(file.path(), &[]).map_err(|e| e.to_string())
+    binary.check(file.path(), &fds).map_err(|e| e.to_string())
 }
 
 /// Creates the directory of the stats socket when it is missing (HAProxy does not, and fails to start).
@@ -257,7 +276,11 @@ mod tests {
 
     fn spec(port: u16, listen_options: &[&str]) -> ServiceSpec {
         ServiceSpec {
-            port,
+            port: Some(port),
+            bind_address: None,
+            bind_options: None,
+            frontends: Default::default(),
+            default_servers: Vec::new(),
             listen_options: listen_options.iter().map(|s| s.to_string()).collect(),
             server_options: vec!["check".into(), "inter 2000".into(), "weight 10".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/s".into() },
@@ -278,12 +301,12 @@ mod tests {
         };
         let servers = [Server::new("127.0.0.1", 9001).unwrap(), Server::new("::1", 9002).unwrap()];
         let caps = Capabilities::of((2, 6));
-        let mut text = renderer.head(&config, &caps);
+        let mut text = renderer.head(&config, &caps, &std::collections::BTreeMap::new());
         let mut fds = Vec::new();
         for (name, spec) in services {
             // The kernel picks the port as the socket binds: two tests running at once cannot share it.
             let (_, fd) = listeners.open_any("127.0.0.1".parse().unwrap()).unwrap();
-            text.push_str(&renderer.listen(name, fd, spec, &config, &caps));
+            text.push_str(&renderer.listen(name, Some(fd), spec, &config, &caps));
             text.push_str(&renderer.servers(spec, &servers, &config.defaults, &caps, None));
             fds.push(fd);
         }
@@ -326,7 +349,7 @@ mod tests {
             prometheus_exporter: Some(([127, 0, 0, 1], 8405).into()),
             ..HaproxyConfig::default()
         };
-        let text = Renderer::default().head(&config, &Capabilities::of_binary(&binary));
+        let text = Renderer::default().head(&config, &Capabilities::of_binary(&binary), &Default::default());
         assert!(text.contains("frontend proxymgr-prometheus"), "{text}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("haproxy.cfg");
@@ -344,13 +367,13 @@ mod tests {
         let path = dir.path().join("haproxy.cfg");
         let (events, _inbox) = crossbeam_channel::unbounded();
         let writer = ConfigWriter::start(events);
-        writer.write(&path, "a".into());
-        writer.write(&path, "b".into());
+        writer.write(vec![(path.clone(), "a".into())]);
+        writer.write(vec![(path.clone(), "b".into())]);
         writer.accept(Candidate::write(&path, "c").unwrap());
         writer.flush(std::time::Duration::from_secs(5));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "c", "the accepted candidate came last");
         writer.accept(Candidate::write(&path, "d").unwrap());
-        writer.write(&path, "e".into());
+        writer.write(vec![(path.clone(), "e".into())]);
         writer.flush(std::time::Duration::from_secs(5));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "e");
 

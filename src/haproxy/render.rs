@@ -30,10 +30,33 @@ frontend {exporter_name}
 {{ endif }}";
 
 const LISTEN: &str = "
-listen {name}
-  bind fd@{fd}
-{{ if idle_close }}  option idle-close-on-response
+{kind} {name}
+{{ if bind }}  bind fd@{fd}{bind_options}
+{{ endif }}{{ if http }}  mode http
+{{ endif }}{{ if idle_close }}  option idle-close-on-response
 {{ endif }}{{ for line in listen_options }}  {line}
+{{ endfor }}";
+
+/// A shared frontend: its lines, then the routing through its map (`route.rs` says why three lookups).
+const FRONTEND: &str = "
+frontend {name}
+  bind fd@{fd}{bind_options}
+  mode http
+{{ if idle_close }}  option idle-close-on-response
+{{ endif }}{{ for line in options }}  {line}
+{{ endfor }}  http-request set-header {header} %[req.hdr(host),lower,field(1,:)]%[path]
+  http-request set-var({var}) req.fhdr({header}),map_beg({map})
+  http-request replace-header {header} ^[^./]*(.*)$ *\\1 if !\\{ var({var}) -m found }
+  http-request set-var({var}) req.fhdr({header}),map_beg({map}) if !\\{ var({var}) -m found }
+  http-request set-var({var}) path,map_beg({map}) if !\\{ var({var}) -m found }
+  http-request del-header {header}
+  use_backend %[var({var})] if \\{ var({var}) -m found }
+";
+
+/// A section of `haproxy.extra_sections`, as written.
+const EXTRA: &str = "
+{header}
+{{ for line in lines }}  {line}
 {{ endfor }}";
 
 const SERVERS: &str = "\
@@ -59,11 +82,41 @@ struct Head<'a> {
 
 #[derive(Serialize)]
 struct Listen<'a> {
+    /// `listen` with a port of its own, `backend` without.
+    kind: &'static str,
     name: &'a str,
+    bind: bool,
     fd: i32,
+    /// The service's bind options, with a leading space when there are any.
+    bind_options: String,
+    /// Whether it joins frontends (which route HTTP).
+    http: bool,
     idle_close: bool,
     listen_options: &'a [String],
 }
+
+#[derive(Serialize)]
+struct FrontendSection<'a> {
+    name: &'a str,
+    fd: i32,
+    bind_options: String,
+    idle_close: bool,
+    options: &'a [String],
+    map: String,
+    header: &'static str,
+    var: &'static str,
+}
+
+#[derive(Serialize)]
+struct Extra<'a> {
+    header: &'a str,
+    lines: &'a [String],
+}
+
+/// The request header the frontends build their map keys in (removed before the request goes on), and the
+/// variable the backend found is kept in.
+const ROUTE_HEADER: &str = "X-Proxymgr-Route";
+const ROUTE_VAR: &str = "txn.proxymgr_backend";
 
 #[derive(Serialize)]
 struct Servers {
@@ -96,13 +149,22 @@ impl Default for Renderer {
         // The templates are constants of this file; the unit tests render both.
         templates.add_template("head", HEAD).expect("the head template parses");
         templates.add_template("listen", LISTEN).expect("the listen template parses");
+        templates.add_template("frontend", FRONTEND).expect("the frontend template parses");
+        templates.add_template("extra", EXTRA).expect("the extra section template parses");
         templates.add_template("servers", SERVERS).expect("the servers template parses");
         Renderer { templates }
     }
 }
 
 impl Renderer {
-    pub fn head(&self, config: &HaproxyConfig, caps: &Capabilities) -> String {
+    /// The head: `global`, `defaults`, the exporter's frontend, the shared frontends (each on its listener in
+    /// `frontend_fds`) and the extra sections: everything that is the operator's, from proxymgr.yml.
+    pub fn head(
+        &self,
+        config: &HaproxyConfig,
+        caps: &Capabilities,
+        frontend_fds: &std::collections::BTreeMap<String, i32>,
+    ) -> String {
         let sets_it = config.global.iter().any(|l| l.split_whitespace().next() == Some("hard-stop-after"));
         let hard_stop_after = if caps.hard_stop_after && !sets_it && config.hard_stop_after > 0.0 {
             format!("{}ms", (config.hard_stop_after * 1000.0).round() as u64)
@@ -120,22 +182,54 @@ impl Renderer {
             },
             exporter_name: EXPORTER_NAME,
         };
-        self.templates.render("head", &head).expect("the head renders: its context has no optional field")
+        let mut text = self
+            .templates
+            .render("head", &head)
+            .expect("the head renders: its context has no optional field");
+        for (name, frontend) in &config.frontends {
+            // One that could not be bound is left out until it is (the core logs it and tries again).
+            let Some(&fd) = frontend_fds.get(name) else { continue };
+            let mentions =
+                frontend.options.iter().chain(&config.defaults).any(|l| l.contains("idle-close-on-response"));
+            let section = FrontendSection {
+                name,
+                fd,
+                bind_options: frontend.bind_options.as_ref().map(|o| format!(" {o}")).unwrap_or_default(),
+                idle_close: caps.idle_close_on_response && !mentions,
+                options: &frontend.options,
+                map: config.map_path(name).display().to_string(),
+                header: ROUTE_HEADER,
+                var: ROUTE_VAR,
+            };
+            let frontend = self.templates.render("frontend", &section);
+            text.push_str(&frontend.expect("a frontend renders: its context has no optional field"));
+        }
+        for (header, lines) in &config.extra_sections {
+            let extra = self.templates.render("extra", &Extra { header, lines });
+            text.push_str(&extra.expect("an extra section renders: its context has no optional field"));
+        }
+        text
     }
 
-    /// A service's `listen` section without its servers: what only a reload can change.
+    /// A service's section without its servers, what only a reload can change: `listen` on its port (`fd`),
+    /// or `backend` for a service without one, reached through frontends alone.
     pub fn listen(
         &self,
         name: &str,
-        fd: i32,
+        fd: Option<i32>,
         spec: &ServiceSpec,
         config: &HaproxyConfig,
         caps: &Capabilities,
     ) -> String {
+        let http = !spec.frontends.is_empty();
         let listen = Listen {
+            kind: if fd.is_some() { "listen" } else { "backend" },
             name,
-            fd,
-            idle_close: caps.idle_close_on_response && wants_idle_close(config, spec),
+            bind: fd.is_some(),
+            fd: fd.unwrap_or(-1),
+            bind_options: spec.bind_options.as_ref().map(|o| format!(" {o}")).unwrap_or_default(),
+            http,
+            idle_close: fd.is_some() && caps.idle_close_on_response && wants_idle_close(config, spec, http),
             listen_options: &spec.listen_options,
         };
         self.templates
@@ -227,31 +321,36 @@ pub fn server_arguments(spec: &ServiceSpec, server: &Server, separator: &str) ->
 /// Keep-alive clients lose a request at every reload unless idle connections are closed after a response
 /// (DESIGN.md §3: 43-69 errors per 50 reloads without it, 0 with it). HAProxy takes it in HTTP mode only and
 /// warns elsewhere, so it goes where the service is HTTP and its options do not speak of it themselves.
-fn wants_idle_close(config: &HaproxyConfig, spec: &ServiceSpec) -> bool {
+fn wants_idle_close(config: &HaproxyConfig, spec: &ServiceSpec, http: bool) -> bool {
     let mode = |lines: &[String]| {
         lines.iter().rev().find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
             ["mode", mode] => Some(mode == "http"),
             _ => None,
         })
     };
-    let is_http = mode(&spec.listen_options).or_else(|| mode(&config.defaults)).unwrap_or(false);
+    let is_http = http || mode(&spec.listen_options).or_else(|| mode(&config.defaults)).unwrap_or(false);
     let mentions =
         spec.listen_options.iter().chain(&config.defaults).any(|l| l.contains("idle-close-on-response"));
     is_http && !mentions
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::service::WatcherSpec;
     use expect_test::expect;
+    use std::collections::BTreeMap;
 
     const V26: Capabilities = Capabilities::of((2, 6));
     const V15: Capabilities = Capabilities::of((1, 5));
 
     pub fn web() -> ServiceSpec {
         ServiceSpec {
-            port: 8080,
+            port: Some(8080),
+            bind_address: None,
+            bind_options: None,
+            frontends: Default::default(),
+            default_servers: Vec::new(),
             listen_options: vec!["mode http".into(), "balance roundrobin".into()],
             server_options: vec!["check".into(), "inter 2000".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
@@ -291,11 +390,14 @@ mod tests {
               mode tcp
               timeout client 1m
         "#]]
-        .assert_eq(&Renderer::default().head(&config(), &V26));
-        let old = Renderer::default().head(&config(), &V15);
+        .assert_eq(&Renderer::default().head(&config(), &V26, &BTreeMap::new()));
+        let old = Renderer::default().head(&config(), &V15, &BTreeMap::new());
         assert!(!old.contains("hard-stop-after"), "{old}");
         let own = HaproxyConfig { global: vec!["hard-stop-after 5s".into()], ..config() };
-        assert_eq!(Renderer::default().head(&own, &V26).matches("hard-stop-after").count(), 1);
+        assert_eq!(
+            Renderer::default().head(&own, &V26, &BTreeMap::new()).matches("hard-stop-after").count(),
+            1
+        );
     }
 
     #[test]
@@ -319,19 +421,23 @@ mod tests {
               no log
               http-request use-service prometheus-exporter if { path /metrics }
         "#]]
-        .assert_eq(&r.head(&exporter, &V26));
+        .assert_eq(&r.head(&exporter, &V26, &BTreeMap::new()));
         let v6 = HaproxyConfig { prometheus_exporter: Some("[::1]:8405".parse().unwrap()), ..config() };
-        assert!(r.head(&v6, &V26).contains("\n  bind [::1]:8405\n"));
+        assert!(r.head(&v6, &V26, &BTreeMap::new()).contains("\n  bind [::1]:8405\n"));
         let v18 = Capabilities::of((1, 8));
-        assert_eq!(r.head(&exporter, &v18), r.head(&config(), &v18), "HAProxy 1.8 has no exporter");
-        assert!(!r.head(&config(), &V26).contains("frontend"), "not asked for");
+        assert_eq!(
+            r.head(&exporter, &v18, &BTreeMap::new()),
+            r.head(&config(), &v18, &BTreeMap::new()),
+            "HAProxy 1.8 has no exporter"
+        );
+        assert!(!r.head(&config(), &V26, &BTreeMap::new()).contains("frontend"), "not asked for");
     }
 
     #[test]
     fn listen_snapshot() {
         let r = Renderer::default();
-        let text =
-            r.listen("web", 7, &web(), &config(), &V26) + &r.servers(&web(), &servers(), &[], &V26, None);
+        let text = r.listen("web", Some(7), &web(), &config(), &V26)
+            + &r.servers(&web(), &servers(), &[], &V26, None);
         expect![[r#"
 
             listen web
@@ -370,7 +476,7 @@ mod tests {
     fn idle_close_only_for_http_services_that_do_not_choose_themselves() {
         let r = Renderer::default();
         let has = |spec: &ServiceSpec, config: &HaproxyConfig, caps: &Capabilities| {
-            r.listen("s", 3, spec, config, caps).lines().any(|l| l == "  option idle-close-on-response")
+            r.listen("s", Some(3), spec, config, caps).lines().any(|l| l == "  option idle-close-on-response")
         };
         let tcp = ServiceSpec { listen_options: vec!["mode tcp".into()], ..web() };
         let inherits = ServiceSpec { listen_options: vec![], ..web() };
@@ -396,7 +502,9 @@ mod tests {
             listen empty
               bind fd@3
         "#]]
-        .assert_eq(&(r.listen("empty", 3, &spec, &config(), &V26) + &r.servers(&spec, &[], &[], &V26, None)));
+        .assert_eq(
+            &(r.listen("empty", Some(3), &spec, &config(), &V26) + &r.servers(&spec, &[], &[], &V26, None)),
+        );
         assert_eq!(
             r.servers(&spec, &servers()[..1], &[], &V26, None),
             "  server 127.0.0.1:9001 127.0.0.1:9001\n"
@@ -407,7 +515,122 @@ mod tests {
     fn braces_in_values_are_not_template_syntax() {
         let spec =
             ServiceSpec { listen_options: vec!["http-request set-header X {a} %[src]".into()], ..web() };
-        let text = Renderer::default().listen("web", 3, &spec, &config(), &V26);
+        let text = Renderer::default().listen("web", Some(3), &spec, &config(), &V26);
         assert!(text.contains("  http-request set-header X {a} %[src]\n"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::tests::web;
+    use super::*;
+    use crate::config::Frontend;
+    use crate::route::Join;
+    use expect_test::expect;
+    use std::collections::BTreeMap;
+
+    const V26: Capabilities = Capabilities::of((2, 6));
+
+    fn edge() -> HaproxyConfig {
+        let https = Frontend {
+            bind: "0.0.0.0:443".parse().unwrap(),
+            bind_options: Some("ssl crt /etc/proxymgr/edge.pem alpn h2,http/1.1".into()),
+            options: vec!["option forwardfor".into()],
+        };
+        let http = Frontend {
+            bind: "0.0.0.0:80".parse().unwrap(),
+            bind_options: None,
+            options: vec!["http-request redirect scheme https code 301".into()],
+        };
+        let stats = ["bind 127.0.0.1:8404", "stats enable"].map(String::from).to_vec();
+        HaproxyConfig {
+            socket_path: "/run/proxymgr/haproxy.sock".into(),
+            global: vec![],
+            defaults: vec!["mode http".into()],
+            map_dir: Some("/var/lib/proxymgr/maps".into()),
+            frontends: [("https".to_string(), https), ("http".to_string(), http)].into(),
+            extra_sections: [("listen stats".to_string(), stats)].into(),
+            ..HaproxyConfig::default()
+        }
+    }
+
+    #[test]
+    fn frontends_and_extra_sections_follow_the_head() {
+        let fds: BTreeMap<String, i32> = [("https".to_string(), 5), ("http".to_string(), 6)].into();
+        expect![[r#"
+            # Written by proxymgr from its registry; any edit here is overwritten.
+            global
+              stats socket /run/proxymgr/haproxy.sock mode 600 level admin
+              hard-stop-after 60000ms
+
+            defaults
+              mode http
+
+            frontend http
+              bind fd@6
+              mode http
+              option idle-close-on-response
+              http-request redirect scheme https code 301
+              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path]
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/http.map)
+              http-request replace-header X-Proxymgr-Route ^[^./]*(.*)$ *\1 if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/http.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) path,map_beg(/var/lib/proxymgr/maps/http.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request del-header X-Proxymgr-Route
+              use_backend %[var(txn.proxymgr_backend)] if { var(txn.proxymgr_backend) -m found }
+
+            frontend https
+              bind fd@5 ssl crt /etc/proxymgr/edge.pem alpn h2,http/1.1
+              mode http
+              option idle-close-on-response
+              option forwardfor
+              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path]
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/https.map)
+              http-request replace-header X-Proxymgr-Route ^[^./]*(.*)$ *\1 if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/https.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request set-var(txn.proxymgr_backend) path,map_beg(/var/lib/proxymgr/maps/https.map) if !{ var(txn.proxymgr_backend) -m found }
+              http-request del-header X-Proxymgr-Route
+              use_backend %[var(txn.proxymgr_backend)] if { var(txn.proxymgr_backend) -m found }
+
+            listen stats
+              bind 127.0.0.1:8404
+              stats enable
+        "#]].assert_eq(&Renderer::default().head(&edge(), &V26, &fds));
+    }
+
+    #[test]
+    fn a_frontend_without_a_listener_is_left_out() {
+        let fds: BTreeMap<String, i32> = [("http".to_string(), 6)].into();
+        let head = Renderer::default().head(&edge(), &V26, &fds);
+        assert!(head.contains("frontend http\n") && !head.contains("frontend https"), "{head}");
+    }
+
+    #[test]
+    fn a_service_without_a_port_is_a_backend_and_one_that_joins_frontends_is_http() {
+        let join = Join { hosts: vec!["api.test".into()], paths: vec![], default: false };
+        let api = ServiceSpec {
+            port: None,
+            frontends: [("https".to_string(), join)].into(),
+            listen_options: vec!["balance roundrobin".into()],
+            ..web()
+        };
+        expect![[r#"
+
+            backend api
+              mode http
+              balance roundrobin
+        "#]]
+        .assert_eq(&Renderer::default().listen("api", None, &api, &edge(), &V26));
+        let tls =
+            ServiceSpec { port: Some(8443), bind_options: Some("ssl crt /etc/ssl/api.pem".into()), ..api };
+        expect![[r#"
+
+            listen api
+              bind fd@7 ssl crt /etc/ssl/api.pem
+              mode http
+              option idle-close-on-response
+              balance roundrobin
+        "#]]
+        .assert_eq(&Renderer::default().listen("api", Some(7), &tls, &edge(), &V26));
     }
 }

@@ -12,7 +12,11 @@ fn server(port: u16, weight: Option<u16>) -> Server {
 
 fn spec(options: &[&str]) -> ServiceSpec {
     ServiceSpec {
-        port: 80,
+        port: Some(80),
+        bind_address: None,
+        bind_options: None,
+        frontends: Default::default(),
+        default_servers: Vec::new(),
         listen_options: vec![],
         server_options: options.iter().map(|s| s.to_string()).collect(),
         watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
@@ -34,7 +38,7 @@ fn desired(servers: &[Server]) -> Desired<'static> {
         dynamic: true,
         by_reload: leak(BTreeSet::new()),
     };
-    Desired { head: "head", defaults: &[], services: [("web", service)].into() }
+    Desired { head: "head", defaults: &[], services: [("web", service)].into(), ..Desired::default() }
 }
 
 fn with_options(mut desired: Desired<'static>, options: &[&str]) -> Desired<'static> {
@@ -385,4 +389,89 @@ fn filled_slots_are_the_desired_state() {
         [(a.name(), Some(1), true), (c.name(), Some(3), true), (server(4, None).name(), Some(2), true)];
     assert_eq!(slots, want, "b gave its slot up to the second newcomer");
     assert_eq!(plan(&running, &desired, &V24, Scope::All), Plan::default());
+}
+
+/// A frontend `web` with its map at `/m/web.map` and these `(key, backend)` routes.
+fn routes(map: &str, entries: &[(&str, &str)]) -> Routes {
+    let routes = entries.iter().map(|(k, b)| (Key::new("", k), b.to_string())).collect();
+    [("web".to_string(), FrontendRoutes { map: map.to_string(), routes })].into()
+}
+
+#[test]
+fn routes_change_through_the_map_without_a_reload() {
+    let desired_with =
+        |entries: &[(&str, &str)]| Desired { routes: leak(routes("/m/web.map", entries)), ..desired(&[]) };
+    let running_with =
+        |entries: &[(&str, &str)]| Running { routes: routes("/m/web.map", entries), ..running(&[], &[]) };
+    // (what, running, desired, commands): "web" is the one backend both have.
+    type Entries = &'static [(&'static str, &'static str)];
+    let table: &[(&str, Entries, Entries, &[&str])] = &[
+        ("nothing changed", &[("a.test/", "web")], &[("a.test/", "web")], &[]),
+        ("a new key", &[], &[("a.test/", "web")], &["add map /m/web.map a.test/ web"]),
+        ("a key gone", &[("a.test/", "web")], &[], &["del map /m/web.map a.test/"]),
+        (
+            "keys gone go first",
+            &[("b.test/", "web")],
+            &[("a.test/", "web")],
+            &["del map /m/web.map b.test/", "add map /m/web.map a.test/ web"],
+        ),
+        (
+            "a key moved to a backend HAProxy lacks waits for its reload",
+            &[("a.test/", "web")],
+            &[("a.test/", "api")],
+            &[],
+        ),
+        ("a new key of a backend HAProxy lacks waits for its reload", &[], &[("a.test/", "api")], &[]),
+    ];
+    for (what, have, want, commands) in table {
+        let plan = plan(&running_with(have), &desired_with(want), &V26, Scope::All);
+        let sent: Vec<String> =
+            plan.steps.iter().flat_map(|s| s.commands(&V26)).map(|c| c.to_string()).collect();
+        assert_eq!(sent, *commands, "{what}");
+        assert_eq!(plan.reload, [], "{what}: routes take no reload");
+    }
+}
+
+#[test]
+fn a_key_moves_between_backends_and_is_recorded_when_applied() {
+    let mut running = running(&[], &[]);
+    let api = running.services["web"].clone();
+    running.services.insert("api".into(), RunningService { skeleton: "listen api".into(), ..api.clone() });
+    running.routes = routes("/m/web.map", &[("a.test/", "web")]);
+    let mut want = desired(&[]);
+    let api_spec = DesiredService { skeleton: "listen api", ..want.services["web"] };
+    want.services.insert("api", api_spec);
+    want.routes = leak(routes("/m/web.map", &[("a.test/", "api")]));
+    let plan = plan(&running, &want, &V26, Scope::All);
+    let sent: Vec<String> = plan.steps.iter().flat_map(|s| s.commands(&V26)).map(|c| c.to_string()).collect();
+    assert_eq!(sent, ["set map /m/web.map a.test/ api"]);
+    assert_eq!(plan.steps[0].service(), "api");
+    assert_eq!(plan.steps[0].kind(), "route");
+    plan.steps.iter().for_each(|s| running.apply(s));
+    assert_eq!(running.routes, *want.routes);
+}
+
+#[test]
+fn a_backend_waiting_for_its_new_skeleton_gets_no_route_before_its_reload() {
+    // HAProxy has `web`, but as the TCP section it was before it joined the frontend.
+    let running = Running { routes: routes("/m/web.map", &[]), ..running(&[], &[]) };
+    let mut want = desired(&[]);
+    want.services.get_mut("web").unwrap().skeleton = "backend web\n  mode http";
+    want.routes = leak(routes("/m/web.map", &[("a.test/", "web")]));
+    let plan = plan(&running, &want, &V26, Scope::All);
+    assert_eq!(plan.steps, []);
+    assert_eq!(plan.reload, [ReloadReason::Reshaped("web".into())]);
+}
+
+#[test]
+fn a_frontend_haproxy_has_with_another_map_gets_its_routes_by_reload() {
+    let running = Running { routes: routes("/old/web.map", &[]), ..running(&[], &[]) };
+    let want = Desired {
+        head: "new head",
+        routes: leak(routes("/m/web.map", &[("a.test/", "web")])),
+        ..desired(&[])
+    };
+    let plan = plan(&running, &want, &V26, Scope::All);
+    assert_eq!(plan.steps, []);
+    assert_eq!(plan.reload, [ReloadReason::HeadChanged]);
 }

@@ -14,6 +14,7 @@
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ use crate::haproxy::process::{Binary, ProcessError};
 use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime::{RuntimeError, ServerStatus};
 use crate::haproxy::Capabilities;
-use crate::plan::{effective_weight, plan, Desired, ReloadReason, Running, RunningServer, Scope, Step};
+use crate::plan::{
+    effective_weight, plan, Desired, ReloadReason, Routes, Running, RunningServer, Scope, Step,
+};
 use crate::service::{Server, ServiceSpec};
 use crate::slots;
 use crate::state::SavedService;
@@ -34,7 +37,7 @@ use crate::status;
 use super::hold::{Holding, Policy};
 use super::messages::{Action, CommandFailure, Generations, HandOverFailure, Input, StartFailure};
 use super::quarantine::{self, Culprit, Layout, Quarantine, Refused};
-use super::services::{changes, Services};
+use super::services::{changes, Ports, Services};
 
 mod converge;
 mod drift;
@@ -43,6 +46,7 @@ mod observe;
 mod pacing;
 mod registry;
 mod render;
+mod routing;
 mod start;
 
 use converge::{After, Carried, Steps};
@@ -114,9 +118,11 @@ pub struct Core {
     services: Services,
     /// The removal holds under way, by when they end.
     holding: Holding,
-    /// The listener of every port bound, and why the others could not be.
-    fds: BTreeMap<u16, RawFd>,
-    bind_errors: BTreeMap<u16, String>,
+    /// The listener of every address bound, why the others could not be, and the frontends' addresses.
+    ports: Ports,
+    /// The shared frontends' desired routes, and the joins and keys left out of them.
+    routes: Routes,
+    route_refusals: Vec<super::routes::Refusal>,
     following: Option<Following>,
     retry_blocked_at: Option<Instant>,
     /// The serving process's state, as far as proxymgr made it; None while none serves.
@@ -192,6 +198,12 @@ impl Core {
         let next_drift_check = config.haproxy.drift_check_interval().map(|d| now + d);
         let mut actions = VecDeque::new();
         actions.push_back(Action::FollowSource { source: config.service_config.clone(), generation: 0 });
+        let ports = Ports {
+            bind_address: config.haproxy.bind_address,
+            fds: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            frontends: config.haproxy.frontends.clone(),
+        };
         Core {
             caps: Capabilities::of_binary(binary),
             config,
@@ -201,8 +213,9 @@ impl Core {
             registry: None,
             services: Services::default(),
             holding: Holding::default(),
-            fds: BTreeMap::new(),
-            bind_errors: BTreeMap::new(),
+            ports,
+            routes: Routes::new(),
+            route_refusals: Vec::new(),
             following: None,
             retry_blocked_at: None,
             running: None,
@@ -358,14 +371,28 @@ impl Core {
             Input::Hangup => self.actions.push_back(Action::ReadConfig),
             Input::Child => self.actions.push_back(Action::Reap),
             Input::Bound(results) => {
-                for (port, result) in results {
+                for (at, result) in results {
+                    let frontend = self.ports.frontends.iter().find(|(_, f)| f.bind == at).map(|(n, _)| n);
                     match result {
                         Ok(fd) => {
-                            self.fds.insert(port, fd);
-                            self.bind_errors.remove(&port);
+                            if let Some(name) = frontend {
+                                if self.ports.errors.contains_key(&at) {
+                                    log::info!("frontend {name}: listening on {at}");
+                                }
+                                // The head holds the frontends: rendered again with this one.
+                                self.head = None;
+                            }
+                            self.ports.fds.insert(at, fd);
+                            self.ports.errors.remove(&at);
                         }
                         Err(e) => {
-                            self.bind_errors.insert(port, e.to_string());
+                            if let Some(name) = frontend.filter(|_| !self.ports.errors.contains_key(&at)) {
+                                log::error!(
+                                    "frontend {name}: {e}; left out of haproxy.cfg, trying again every {:?}",
+                                    BLOCKED_RETRY
+                                );
+                            }
+                            self.ports.errors.insert(at, e.to_string());
                         }
                     }
                 }
@@ -438,7 +465,8 @@ impl Core {
     /// The desired state as the planner reads it, borrowed from the services (see `Services::desired`).
     fn desired<'a>(&'a self, scope: Scope<'a>) -> Desired<'a> {
         let head = self.head.as_deref().unwrap_or_default();
-        self.services.desired(head, &self.config.haproxy.defaults, &self.no_dynamic, &self.quarantine, scope)
+        let defaults = &self.config.haproxy.defaults;
+        self.services.desired(head, defaults, &self.routes, &self.no_dynamic, &self.quarantine, scope)
     }
 
     fn busy(&self) -> bool {

@@ -4,7 +4,7 @@
 //! feeds the outcome straight back, before it asks the core for the next action.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ pub enum Input {
     },
 
     /// `Action::Bind`'s outcome: each port with its listener's fd, or why it cannot be bound.
-    Bound(Vec<(u16, Result<RawFd, ListenerError>)>),
+    Bound(Vec<(SocketAddr, Result<RawFd, ListenerError>)>),
     /// `Action::ReadConfig`'s outcome (an unreadable file was logged, and changes nothing).
     ConfigRead(Box<(Config, Binary)>),
     /// `Action::Start`'s outcomes.
@@ -114,7 +114,7 @@ impl From<Box<(Command, RuntimeError)>> for CommandFailure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Bind listeners (held across reloads) on these ports; answered by `Input::Bound`.
-    Bind { address: IpAddr, ports: Vec<u16> },
+    Bind { addresses: Vec<SocketAddr> },
     /// Start (or restart, replacing the old one) a service's watcher.
     Watch { service: String, spec: WatcherSpec, generation: u64 },
     /// Stop a service's watcher.
@@ -124,16 +124,17 @@ pub enum Action {
     /// Read proxymgr.yml again; answered by `Input::ConfigRead` when it is valid.
     ReadConfig,
     /// From now on run this HAProxy binary, with these paths.
-    UseHaproxy { binary: Binary, haproxy: HaproxyConfig },
+    UseHaproxy { binary: Binary, haproxy: Box<HaproxyConfig> },
     /// One planned step's runtime commands, in order, stopping at the first failure; answered by `Input::Ran`.
     Run(Vec<Command>),
     /// `show servers state <backend>`; answered by `Input::ServersState`.
     QueryServers { backend: String },
-    /// Rewrite haproxy.cfg with server changes HAProxy accepted at run time (unchecked; its skeleton was).
-    WriteConfig { text: String },
-    /// Write `text` as a candidate beside haproxy.cfg and start a HAProxy on it with `fds` and `-sf` every live
-    /// one; answered by `Input::Started` or `Input::StartFailed`.
-    Start { text: String, fds: Vec<RawFd>, reasons: Vec<ReloadReason> },
+    /// Rewrite haproxy.cfg and the frontends' map files with changes HAProxy accepted at run time (unchecked;
+    /// the skeleton was).
+    WriteConfig { text: String, maps: Vec<(PathBuf, String)> },
+    /// Write the frontends' `maps`, and `text` as a candidate beside haproxy.cfg, and start a HAProxy on it with
+    /// `fds` and `-sf` every live one; answered by `Input::Started` or `Input::StartFailed`.
+    Start { text: String, fds: Vec<RawFd>, maps: Vec<(PathBuf, String)>, reasons: Vec<ReloadReason> },
     /// Ask the socket which pid serves; answered by `Input::Serving`. Not `pid`: the kept connection reached an
     /// older process, so it is dropped.
     AskServing { pid: u32 },
@@ -148,7 +149,7 @@ pub enum Action {
     /// The candidate is kept aside as rejected, for `reason`; the process it was to replace serves on.
     Reject { reason: String },
     /// Close every listener but those on these ports.
-    CloseListeners { keep: BTreeSet<u16> },
+    CloseListeners { keep: BTreeSet<SocketAddr> },
     /// Write the state file with these services and the live HAProxy pids; answered by `Input::StateSaved`.
     SaveState { path: PathBuf, services: BTreeMap<String, SavedService> },
     /// Stop every watcher and HAProxy (gracefully, up to `timeout`), then, with `save`, write the state file

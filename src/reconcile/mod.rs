@@ -10,6 +10,7 @@ mod core;
 mod hold;
 mod messages;
 mod quarantine;
+mod routes;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -114,7 +115,7 @@ fn execute_all(core: &mut Core, instance: &mut Instance, sources: &mut Sources) 
 
 fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Option<Input> {
     Some(match action {
-        Action::Bind { address, ports } => Input::Bound(instance.bind(address, &ports)),
+        Action::Bind { addresses } => Input::Bound(instance.bind(&addresses)),
         Action::Watch { service, spec, generation } => {
             let watcher = watcher::start(&service, &spec, generation, &sources.context);
             sources.watchers.insert(service, watcher);
@@ -130,7 +131,7 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
         }
         Action::ReadConfig => return sources.read_config().map(|read| Input::ConfigRead(Box::new(read))),
         Action::UseHaproxy { binary, haproxy } => {
-            instance.reconfigure(binary, haproxy);
+            instance.reconfigure(binary, *haproxy);
             return None;
         }
         Action::Run(commands) => Input::Ran(instance.run(&commands).map_err(Into::into)),
@@ -138,13 +139,13 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             let result = instance.servers_state(&backend);
             Input::ServersState { backend, result }
         }
-        Action::WriteConfig { text } => {
-            instance.write_config(text);
+        Action::WriteConfig { text, maps } => {
+            instance.write_config(text, maps);
             return None;
         }
-        Action::Start { text, fds, reasons } => {
+        Action::Start { text, fds, maps, reasons } => {
             let why = reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            match instance.start(&text, fds, &why) {
+            match instance.start(&text, fds, &maps, &why) {
                 Ok(pid) => Input::Started { pid },
                 Err(failure) => Input::StartFailed(failure),
             }

@@ -353,7 +353,11 @@ mod tests {
 
     fn spec(server_options: &[&str]) -> ServiceSpec {
         ServiceSpec {
-            port: 80,
+            port: Some(80),
+            bind_address: None,
+            bind_options: None,
+            frontends: Default::default(),
+            default_servers: Vec::new(),
             listen_options: vec![],
             server_options: server_options.iter().map(|o| o.to_string()).collect(),
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },

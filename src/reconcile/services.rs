@@ -5,12 +5,13 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::plan::{Desired, DesiredService, Scope};
-use crate::service::{Server, ServiceSpec};
+use crate::service::{overlap, Server, ServiceSpec};
 
 use super::hold::Hold;
 use super::messages::Action;
@@ -38,8 +39,10 @@ pub struct Service {
 /// Why a service of the registry is not set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Blocked {
-    /// Another service has its port.
-    PortUsed { port: u16, by: String },
+    /// Another service has its port (on its address, or on every address).
+    PortUsed { at: SocketAddr, by: String },
+    /// A frontend of proxymgr.yml has its port.
+    FrontendPort { at: SocketAddr, frontend: String },
     /// Its listener cannot be bound (another program has the port, say).
     Bind(String),
 }
@@ -47,10 +50,25 @@ pub enum Blocked {
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Blocked::PortUsed { port, by } => write!(f, "port {port} is already used by service {by}"),
+            Blocked::PortUsed { at, by } => write!(f, "port {} is already used by service {by}", at.port()),
+            Blocked::FrontendPort { at, frontend } => {
+                write!(f, "{at} is where the frontend {frontend} of proxymgr.yml listens")
+            }
             Blocked::Bind(reason) => write!(f, "{reason}"),
         }
     }
+}
+
+/// The listeners as the core knows them: what a service's port is checked against.
+pub struct Ports {
+    /// `haproxy.bind_address`: where a service's port listens unless its blob names an address.
+    pub bind_address: IpAddr,
+    /// Every listener bound, by address.
+    pub fds: BTreeMap<SocketAddr, RawFd>,
+    /// Why each address that could not be bound could not.
+    pub errors: BTreeMap<SocketAddr, String>,
+    /// proxymgr.yml's frontends, whose ports no service may take.
+    pub frontends: BTreeMap<String, crate::config::Frontend>,
 }
 
 #[derive(Default)]
@@ -66,13 +84,13 @@ pub struct Services {
 
 impl Services {
     /// Makes the services follow the registry's set: removes what is gone, sets up what is new or changed.
-    /// `fds` holds the listener of every port that could be bound, `bind_errors` why the others could not.
+    /// `ports` holds the listener of every address that could be bound and why the others could not, and
+    /// what else claims ports.
     /// Returns the services already served whose spec changed.
     pub fn follow(
         &mut self,
         registry: &BTreeMap<String, ServiceSpec>,
-        fds: &BTreeMap<u16, RawFd>,
-        bind_errors: &BTreeMap<u16, String>,
+        ports: &Ports,
         now: Instant,
         actions: &mut VecDeque<Action>,
     ) -> Vec<String> {
@@ -94,7 +112,7 @@ impl Services {
         let (known, new): (Vec<_>, Vec<_>) =
             registry.iter().partition(|(name, _)| self.map.contains_key(*name));
         for (name, spec) in known.into_iter().chain(new) {
-            match self.set_up(name, spec, fds, bind_errors, now, actions) {
+            match self.set_up(name, spec, ports, now, actions) {
                 Ok(spec_changed) => {
                     if spec_changed {
                         changed.push(name.clone());
@@ -123,22 +141,25 @@ impl Services {
         &mut self,
         name: &str,
         spec: &ServiceSpec,
-        fds: &BTreeMap<u16, RawFd>,
-        bind_errors: &BTreeMap<u16, String>,
+        ports: &Ports,
         now: Instant,
         actions: &mut VecDeque<Action>,
     ) -> Result<bool, Blocked> {
         if self.map.get(name).is_some_and(|s| &s.spec == spec) {
             return Ok(false);
         }
-        if let Some((other, _)) =
-            self.map.iter().find(|(n, s)| n.as_str() != name && s.spec.port == spec.port)
-        {
-            return Err(Blocked::PortUsed { port: spec.port, by: other.clone() });
-        }
-        if !fds.contains_key(&spec.port) {
-            let reason = bind_errors.get(&spec.port).cloned();
-            return Err(Blocked::Bind(reason.unwrap_or_else(|| format!("port {} is not bound", spec.port))));
+        if let Some(at) = spec.listen_at(ports.bind_address) {
+            let theirs = |s: &Service| s.spec.listen_at(ports.bind_address).is_some_and(|a| overlap(a, at));
+            if let Some((other, _)) = self.map.iter().find(|(n, s)| n.as_str() != name && theirs(s)) {
+                return Err(Blocked::PortUsed { at, by: other.clone() });
+            }
+            if let Some((frontend, _)) = ports.frontends.iter().find(|(_, f)| overlap(f.bind, at)) {
+                return Err(Blocked::FrontendPort { at, frontend: frontend.clone() });
+            }
+            if !ports.fds.contains_key(&at) {
+                let reason = ports.errors.get(&at).cloned();
+                return Err(Blocked::Bind(reason.unwrap_or_else(|| format!("{at} is not bound"))));
+            }
         }
         let generation = self.next_generation;
         let watch = |actions: &mut VecDeque<Action>| {
@@ -163,7 +184,10 @@ impl Services {
                 return Ok(true);
             }
             None => {
-                log::info!("service {name}: added on port {}", spec.port);
+                match spec.listen_at(ports.bind_address) {
+                    Some(at) => log::info!("service {name}: added on {at}"),
+                    None => log::info!("service {name}: added, as a backend of its frontends"),
+                }
                 watch(actions);
                 self.next_generation += 1;
                 self.awaiting.insert((now, name.to_string()));
@@ -196,6 +220,7 @@ impl Services {
         &'a self,
         head: &'a str,
         defaults: &'a [String],
+        routes: &'a crate::plan::Routes,
         no_dynamic: &BTreeMap<String, Vec<String>>,
         quarantine: &'a Quarantine,
         scope: Scope,
@@ -216,12 +241,12 @@ impl Services {
             }
             _ => self.map.iter().map(|(n, s)| of(n, s)).collect(),
         };
-        Desired { head, defaults, services }
+        Desired { head, defaults, services, routes }
     }
 
-    /// The ports every service needs.
-    pub fn ports(&self) -> BTreeSet<u16> {
-        self.map.values().map(|s| s.spec.port).collect()
+    /// The addresses every service listens on.
+    pub fn listen_at(&self, bind_address: IpAddr) -> BTreeSet<SocketAddr> {
+        self.map.values().filter_map(|s| s.spec.listen_at(bind_address)).collect()
     }
 }
 

@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(r.update(nodes(&[("a", "{broken")])), None, "a keeps port 80, nothing to send");
         assert_eq!(r.update(nodes(&[("a", A_GLOBAL)])), None, "a refused option keeps it too");
         let changed = r.update(nodes(&[("a", A81)])).unwrap();
-        assert_eq!(changed["a"].port, 81);
+        assert_eq!(changed["a"].port, Some(81));
         assert_eq!(r.update(nodes(&[])).unwrap().len(), 0);
         // Once deleted, a bad blob under the same name is not a service.
         assert_eq!(r.update(nodes(&[("a", "{bad")])), None);

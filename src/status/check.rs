@@ -469,7 +469,7 @@ pub fn table(status: &Status, now_unix: f64) -> String {
             };
             rows.push(vec![
                 one_line(&service.name),
-                service.port.to_string(),
+                service.port.map_or_else(|| "-".to_string(), |p| p.to_string()),
                 format!("{}/{}", service.in_rotation(), service.server_count()),
                 service.quarantined().count().to_string(),
                 service.held().count().to_string(),

@@ -110,7 +110,8 @@ pub struct Session {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Service {
     pub name: String,
-    pub port: u16,
+    /// Its own port; None for a service reached through shared frontends alone.
+    pub port: Option<u16>,
     /// Its watcher and what it follows (`zookeeper zk1:2181 /services/web/servers`, `dns db.internal:5432`).
     pub watcher: String,
     pub watcher_state: WatcherState,

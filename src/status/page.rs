@@ -243,7 +243,8 @@ struct SessionPart {
 struct ServicePart {
     name: String,
     has_problems: bool,
-    port: u16,
+    /// `port 8080`, or what it has instead.
+    port: String,
     watcher: String,
     watcher_state: &'static str,
     watcher_state_text: &'static str,
@@ -409,7 +410,7 @@ impl ServicePart {
         ServicePart {
             name: service.name.clone(),
             has_problems,
-            port: service.port,
+            port: service.port.map_or_else(|| "no port of its own".to_string(), |p| format!("port {p}")),
             watcher: service.watcher.clone(),
             watcher_state,
             watcher_state_text,
@@ -633,7 +634,7 @@ td.down, p.down \{ color: #8a1c1c; font-weight: 600; }
 <section id="services">
 <h2>Services</h2>
 {{ if services }}{{ for service in services }}<section class="service{{ if service.has_problems }} has-problems{{ endif }}" id="service-{service.name}" data-service="{service.name}">
-<h3>{service.name} <small class="meta">port {service.port}, {service.in_rotation}</small></h3>
+<h3>{service.name} <small class="meta">{service.port}, {service.in_rotation}</small></h3>
 <dl>
 <dt>watcher</dt><dd class="mono">{service.watcher}</dd>
 <dt>watcher state</dt><dd class="watcher-state {service.watcher_state}">{service.watcher_state_text}</dd>

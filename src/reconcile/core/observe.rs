@@ -474,7 +474,11 @@ mod tests {
     #[test]
     fn why_the_two_views_differ() {
         let spec = ServiceSpec {
-            port: 80,
+            port: Some(80),
+            bind_address: None,
+            bind_options: None,
+            frontends: Default::default(),
+            default_servers: Vec::new(),
             listen_options: vec![],
             server_options: vec![],
             watcher: WatcherSpec::File { file: "/f".into(), interval: Duration::from_secs(5) },

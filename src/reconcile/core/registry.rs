@@ -21,16 +21,18 @@ impl Core {
         now: Instant,
     ) {
         self.retry_blocked_at = None;
-        let mut missing: Vec<u16> =
-            registry.values().map(|s| s.port).filter(|port| !self.fds.contains_key(port)).collect();
+        let bind_address = self.ports.bind_address;
+        let services = registry.values().filter_map(|s| s.listen_at(bind_address));
+        let frontends = self.ports.frontends.values().map(|f| f.bind);
+        let mut missing: Vec<SocketAddr> =
+            frontends.chain(services).filter(|at| !self.ports.fds.contains_key(at)).collect();
         missing.sort_unstable();
         missing.dedup();
         self.following = Some(Following { registry, restore });
         if missing.is_empty() {
             self.follow(now);
         } else {
-            self.actions
-                .push_back(Action::Bind { address: self.config.haproxy.bind_address, ports: missing });
+            self.actions.push_back(Action::Bind { addresses: missing });
         }
     }
 
@@ -46,7 +48,7 @@ impl Core {
         let Some(Following { registry, restore }) = self.following.take() else { return };
         // Services may have come or gone: the next plan looks at every one.
         self.reshaped = true;
-        let changed = self.services.follow(&registry, &self.fds, &self.bind_errors, now, &mut self.actions);
+        let changed = self.services.follow(&registry, &self.ports, now, &mut self.actions);
         let services = &self.services;
         self.quarantine.retain(|name| services.map.contains_key(name));
         for name in &changed {
@@ -62,9 +64,15 @@ impl Core {
                 self.services.reported(&name);
             }
         }
-        if !self.services.blocked.is_empty() {
+        self.routes_changed();
+        if !self.services.blocked.is_empty() || self.frontends_unbound() {
             self.retry_blocked_at = Some(now + BLOCKED_RETRY);
         }
+    }
+
+    /// Whether a frontend of proxymgr.yml has no listener yet (it is left out of haproxy.cfg until it has).
+    fn frontends_unbound(&self) -> bool {
+        self.ports.frontends.values().any(|f| !self.ports.fds.contains_key(&f.bind))
     }
 
     pub(super) fn servers(
@@ -76,6 +84,19 @@ impl Core {
     ) {
         let Some(s) = self.services.map.get_mut(&service).filter(|s| s.generation == generation) else {
             return;
+        };
+        // Synapse's `default_servers`: served while the registry has none.
+        let defaults = &s.spec.default_servers;
+        let servers = if servers.is_empty() && !defaults.is_empty() {
+            if s.reported.as_slice() != defaults.as_slice() {
+                log::warn!(
+                    "service {service}: its watcher reports no servers; serving its {} default server(s)",
+                    defaults.len()
+                );
+            }
+            Arc::new(defaults.clone())
+        } else {
+            servers
         };
         let allow_empty = s.spec.allow_empty;
         let last = s.reported.len();
@@ -190,9 +211,16 @@ impl Core {
         self.config.removal_hold = config.removal_hold;
         self.caps = Capabilities::of_binary(&binary);
         self.binary_version = binary.version_text.clone();
-        self.actions.push_back(Action::UseHaproxy { binary, haproxy: config.haproxy.clone() });
+        self.actions.push_back(Action::UseHaproxy { binary, haproxy: Box::new(config.haproxy.clone()) });
         self.config.haproxy = config.haproxy;
+        self.ports.bind_address = self.config.haproxy.bind_address;
+        if self.ports.frontends != self.config.haproxy.frontends {
+            self.ports.frontends = self.config.haproxy.frontends.clone();
+            // New frontends' listeners are bound as the registry's set is followed again.
+            self.follow_registry_again(now);
+        }
         self.forget_renders();
+        self.routes_changed();
         self.next_drift_check = self.config.haproxy.drift_check_interval().map(|d| now + d);
     }
 }

@@ -7,13 +7,16 @@ impl Core {
     /// Renders what changed since the last render and the planner needs: the head and each service's skeleton.
     pub(super) fn refresh_renders(&mut self, scope: Scope) {
         if self.head.is_none() {
-            self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps));
+            self.head = Some(self.renderer.head(&self.config.haproxy, &self.caps, &self.frontend_fds()));
         }
-        let (renderer, fds, config, caps) = (&self.renderer, &self.fds, &self.config.haproxy, &self.caps);
+        let (renderer, ports, config, caps) = (&self.renderer, &self.ports, &self.config.haproxy, &self.caps);
         let render = |name: &String, service: &mut Service| {
             if service.skeleton.is_none() {
                 // Every service set up had its listener bound.
-                let fd = fds.get(&service.spec.port).copied().unwrap_or(-1);
+                let fd = service
+                    .spec
+                    .listen_at(ports.bind_address)
+                    .map(|at| ports.fds.get(&at).copied().unwrap_or(-1));
                 service.skeleton = Some(renderer.listen(name, fd, &service.spec, config, caps));
             }
         };
@@ -27,6 +30,12 @@ impl Core {
             }
             _ => self.services.map.iter_mut().for_each(|(name, service)| render(name, service)),
         }
+    }
+
+    /// The listener of each frontend bound; one that is not is left out of haproxy.cfg until it is.
+    pub(super) fn frontend_fds(&self) -> BTreeMap<String, RawFd> {
+        let frontends = self.config.haproxy.frontends.iter();
+        frontends.filter_map(|(name, f)| Some((name.clone(), *self.ports.fds.get(&f.bind)?))).collect()
     }
 
     /// Everything in haproxy.cfg but the server lines, as rendered: what HAProxy must accept before a reload.
@@ -160,7 +169,8 @@ impl Core {
     /// FILE_WRITE_INTERVAL while servers churn.
     pub(super) fn write_file(&mut self, now: Instant) {
         let text = self.config_text();
-        self.actions.push_back(Action::WriteConfig { text });
+        let maps = self.map_files();
+        self.actions.push_back(Action::WriteConfig { text, maps });
         self.file_stale = false;
         self.file_due = now + FILE_WRITE_INTERVAL;
     }

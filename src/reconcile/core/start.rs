@@ -24,7 +24,7 @@ pub(super) struct Starting {
     pub(super) specs: BTreeMap<String, ServiceSpec>,
     /// Whom the lines of its config belong to.
     pub(super) layout: Layout,
-    pub(super) ports: BTreeSet<u16>,
+    pub(super) ports: BTreeSet<SocketAddr>,
     pub(super) skeleton: String,
     pub(super) since: Instant,
     pub(super) next_poll: Instant,
@@ -40,7 +40,7 @@ pub(super) struct Launch {
     pub(super) layout: Layout,
     /// Which slot each server is in, by service (where HAProxy has slots).
     pub(super) slots: BTreeMap<String, slots::Layout>,
-    pub(super) ports: BTreeSet<u16>,
+    pub(super) ports: BTreeSet<SocketAddr>,
     pub(super) skeleton: String,
     pub(super) reasons: Vec<ReloadReason>,
     pub(super) changes_since: Option<Instant>,
@@ -56,16 +56,20 @@ impl Core {
         let slots = self.slot_layouts(true);
         let (text, layout) = self.candidate_text(&slots);
         let (mut fds, mut ports) = (Vec::new(), BTreeSet::new());
-        for service in self.services.map.values() {
-            if let Some(&fd) = self.fds.get(&service.spec.port) {
-                fds.push(fd);
-                ports.insert(service.spec.port);
+        let services = self.services.listen_at(self.ports.bind_address);
+        let frontends = self.config.haproxy.frontends.values().map(|f| f.bind);
+        for at in frontends.chain(services) {
+            if let Some(&fd) = self.ports.fds.get(&at) {
+                if ports.insert(at) {
+                    fds.push(fd);
+                }
             }
         }
         let launch_reasons = reasons.clone();
         let skeleton = self.skeleton();
         self.launch = Some(Launch { layout, slots, ports, skeleton, reasons: launch_reasons, changes_since });
-        self.actions.push_back(Action::Start { text, fds, reasons });
+        let maps = self.map_files();
+        self.actions.push_back(Action::Start { text, fds, maps, reasons });
     }
 
     pub(super) fn started(&mut self, pid: u32, now: Instant) {
@@ -135,9 +139,10 @@ impl Core {
         // What changed while it started was not planned against it.
         self.dirty_all = true;
         // Listeners neither the new process's config nor the desired state binds close now.
-        let mut keep = self.services.ports();
+        let mut keep = self.services.listen_at(self.ports.bind_address);
+        keep.extend(self.config.haproxy.frontends.values().map(|f| f.bind));
         keep.extend(starting.ports);
-        self.fds.retain(|port, _| keep.contains(port));
+        self.ports.fds.retain(|at, _| keep.contains(at));
         self.actions.push_back(Action::CloseListeners { keep });
         self.converge(now);
     }

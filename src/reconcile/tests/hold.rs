@@ -38,7 +38,7 @@ fn saved(actions: &[Action]) -> Option<Vec<u16>> {
 /// The servers of the haproxy.cfg written among `actions`, if it was.
 fn in_file(actions: &[Action]) -> Option<Vec<u16>> {
     actions.iter().find_map(|a| match a {
-        Action::WriteConfig { text } => {
+        Action::WriteConfig { text, .. } => {
             Some(SIX.iter().copied().filter(|p| text.contains(&format!("server 10.0.0.1:{p} "))).collect())
         }
         _ => None,

@@ -122,15 +122,16 @@ impl World {
 
     fn answer(&mut self, action: &Action) -> Option<Input> {
         Some(match action {
-            Action::Bind { ports, .. } => Input::Bound(
-                ports
+            Action::Bind { addresses } => Input::Bound(
+                addresses
                     .iter()
-                    .map(|&p| {
+                    .map(|&at| {
+                        let p = at.port();
                         (
-                            p,
+                            at,
                             if self.taken.contains(&p) {
                                 Err(ListenerError {
-                                    addr: ([127, 0, 0, 1], p).into(),
+                                    addr: at,
                                     fd: None,
                                     source: io(std::io::ErrorKind::AddrInUse),
                                 })
@@ -315,7 +316,11 @@ fn binary() -> Binary {
 
 fn spec(port: u16) -> ServiceSpec {
     ServiceSpec {
-        port,
+        port: Some(port),
+        bind_address: None,
+        bind_options: None,
+        frontends: Default::default(),
+        default_servers: Vec::new(),
         listen_options: vec!["mode http".into()],
         server_options: vec!["check".into()],
         watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
@@ -441,6 +446,7 @@ mod quarantine;
 mod registry;
 mod rejected;
 mod reloads;
+mod routing;
 mod runtime;
 mod slots;
 mod state_file;

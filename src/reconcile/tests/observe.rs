@@ -43,7 +43,7 @@ fn a_serving_service_shows_both_views_agreeing_and_its_first_start() {
     let status = story.status(10);
     assert_eq!(status.haproxy.as_ref().map(|h| (h.pid, h.version.as_str())), Some((101, "2.6.12")));
     let web = &status.services[0];
-    assert_eq!((web.name.as_str(), web.port, web.in_rotation()), ("web", 8080, 2));
+    assert_eq!((web.name.as_str(), web.port, web.in_rotation()), ("web", Some(8080), 2));
     assert!(web.all_servers().all(|s| s.registry.is_some() && s.difference.is_none()), "{web:?}");
     assert_eq!((web.servers.len(), web.registered.len()), (0, 2), "both agree: kept small");
     let reload = status.last_reload.expect("the first start");

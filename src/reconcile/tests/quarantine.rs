@@ -38,7 +38,8 @@ fn a_server_add_server_refuses_for_its_own_options_is_held_out_alone() {
     assert_eq!(commands(&actions)[0], "add server web/10.0.0.1:4 10.0.0.1:4 check", "{actions:?}");
     let actions = [actions, story.tick(2050)].concat();
     assert!(!started(&actions));
-    let Some(Action::WriteConfig { text }) = actions.iter().find(|a| matches!(a, Action::WriteConfig { .. }))
+    let Some(Action::WriteConfig { text, .. }) =
+        actions.iter().find(|a| matches!(a, Action::WriteConfig { .. }))
     else {
         panic!("haproxy.cfg is written: {actions:?}")
     };

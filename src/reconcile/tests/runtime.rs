@@ -35,7 +35,8 @@ fn haproxy_cfg_follows_runtime_changes_at_most_every_200_ms() {
     assert!(!kinds(&story.input(1050, servers("web", 0, &[1, 2]))).contains(&"WriteConfig"));
     assert_eq!(story.wake(), Some(1200));
     let actions = story.tick(1200);
-    let Some(Action::WriteConfig { text }) = actions.iter().find(|a| matches!(a, Action::WriteConfig { .. }))
+    let Some(Action::WriteConfig { text, .. }) =
+        actions.iter().find(|a| matches!(a, Action::WriteConfig { .. }))
     else {
         panic!("{actions:?}")
     };

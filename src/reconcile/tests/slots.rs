@@ -36,7 +36,7 @@ fn a_new_server_fills_an_empty_slot_and_the_file_follows_without_a_reload() {
     assert_eq!(commands(&actions), fill(3, 3));
     assert!(!started(&actions));
     let written = actions.iter().chain(&story.tick(1200)).find_map(|a| match a {
-        Action::WriteConfig { text } => Some(text.clone()),
+        Action::WriteConfig { text, .. } => Some(text.clone()),
         _ => None,
     });
     let written = written.expect("haproxy.cfg is rewritten");

@@ -22,7 +22,7 @@ fn ready(name: &str) -> ServerView {
 fn service(name: &str, port: u16, servers: Vec<ServerView>) -> Service {
     Service {
         name: name.into(),
-        port,
+        port: Some(port),
         watcher: format!("zookeeper zk1:2181 /services/{name}"),
         watcher_state: WatcherState::Reporting,
         hold: None,

@@ -18,7 +18,7 @@ fn server(name: &str, state: Option<ServerState>, difference: Option<Difference>
 }
 
 fn service(name: &str, servers: Vec<ServerView>) -> Service {
-    Service { name: name.into(), port: 8080, servers, ..Service::default() }
+    Service { name: name.into(), port: Some(8080), servers, ..Service::default() }
 }
 
 fn status() -> Status {

@@ -26,7 +26,7 @@ fn server(
 fn service(name: &str, port: u16, servers: Vec<ServerView>) -> Service {
     Service {
         name: name.to_string(),
-        port,
+        port: Some(port),
         watcher: format!("zookeeper zk1:2181 /services/{name}/servers"),
         watcher_state: WatcherState::Reporting,
         hold: None,

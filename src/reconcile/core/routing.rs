@@ -1,0 +1,29 @@
+//! The shared frontends' routes: the table made again whenever the services or the frontends change
+//! (`routes.rs` decides), its refusals logged once, and the map files a start or a rewrite writes.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::reconcile::routes;
+
+impl Core {
+    /// Makes the routing table again from every service's joins; logs each refusal once, when it appears.
+    pub(super) fn routes_changed(&mut self) {
+        let haproxy = &self.config.haproxy;
+        let maps =
+            haproxy.frontends.keys().map(|name| (name.clone(), haproxy.map_path(name).display().to_string()));
+        let services = self.services.map.iter().map(|(name, s)| (name.as_str(), &s.spec));
+        let (routes, refusals) = routes::table(services, &maps.collect(), &self.routes);
+        for refusal in refusals.iter().filter(|r| !self.route_refusals.contains(r)) {
+            log::error!("{refusal}");
+        }
+        self.route_refusals = refusals;
+        self.routes = routes;
+    }
+
+    /// Each frontend's map file and its text, as the desired routes make them.
+    pub(super) fn map_files(&self) -> Vec<(PathBuf, String)> {
+        let haproxy = &self.config.haproxy;
+        self.routes.iter().map(|(name, routes)| (haproxy.map_path(name), routes::map_text(routes))).collect()
+    }
+}

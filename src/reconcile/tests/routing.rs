@@ -1,0 +1,127 @@
+//! Stories: shared frontends and their routes.
+
+use super::*;
+use crate::route::Join;
+
+const EDGE: &str = "service_config:\n  type: zookeeper\n  servers: 127.0.0.1:2181\nstate_file: /var/lib/p/state.json\nhaproxy:\n  frontends:\n    web: {bind: \"0.0.0.0:80\"}\n";
+
+/// `name` as a backend of the frontend `web`, routed for `hosts`.
+fn joined(name: &str, hosts: &[&str]) -> (String, ServiceSpec) {
+    let join = Join { hosts: hosts.iter().map(|h| h.to_string()).collect(), paths: vec![], default: false };
+    (name.to_string(), ServiceSpec { port: None, frontends: [("web".to_string(), join)].into(), ..spec(0) })
+}
+
+fn registry(list: &[(String, ServiceSpec)]) -> Input {
+    Input::Services { source: 0, services: list.iter().cloned().collect() }
+}
+
+/// `api` and `www` on the frontend `web`, each with a server; HAProxy serves them.
+fn edge() -> Story {
+    let mut story = Story::with_config(EDGE, BTreeMap::new());
+    let actions = story.input(0, registry(&[joined("api", &["api.test"]), joined("www", &["www.test"])]));
+    let Some(Action::Bind { addresses }) = actions.first() else { panic!("{actions:?}") };
+    assert_eq!(addresses, &["0.0.0.0:80".parse().unwrap()], "the frontend's listener is bound first");
+    story.input(0, servers("api", 0, &[1]));
+    let actions = story.input(0, servers("www", 1, &[2]));
+    let Some(Action::Start { text, maps, fds, .. }) =
+        actions.iter().find(|a| matches!(a, Action::Start { .. }))
+    else {
+        panic!("{actions:?}")
+    };
+    assert!(text.contains("frontend web\n  bind fd@1080\n") && text.contains("\nbackend api\n"), "{text}");
+    assert_eq!(fds, &[1080], "the frontend's listener is passed, and no service has a port");
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0].0, Path::new("/var/lib/p/maps/web.map"));
+    assert!(maps[0].1.ends_with("api.test/ api\nwww.test/ www\n"), "{}", maps[0].1);
+    story.tick(5);
+    story
+}
+
+#[test]
+fn a_host_moved_added_or_removed_changes_the_map_at_run_time() {
+    let mut story = edge();
+    let actions = story
+        .input(1000, registry(&[joined("api", &["api.test", "new.test"]), joined("www", &["api2.test"])]));
+    assert_eq!(
+        commands(&actions),
+        [
+            "del map /var/lib/p/maps/web.map www.test/",
+            "add map /var/lib/p/maps/web.map api2.test/ www",
+            "add map /var/lib/p/maps/web.map new.test/ api",
+        ]
+    );
+    assert!(!started(&actions), "{actions:?}");
+    let actions = story.input(1100, registry(&[joined("api", &["api.test"]), joined("www", &["new.test"])]));
+    assert_eq!(
+        commands(&actions),
+        ["del map /var/lib/p/maps/web.map api2.test/", "set map /var/lib/p/maps/web.map new.test/ www"]
+    );
+    assert!(!started(&actions));
+    // The map file follows, with haproxy.cfg.
+    let actions = story.tick(1300);
+    let Some(Action::WriteConfig { maps, .. }) =
+        actions.iter().find(|a| matches!(a, Action::WriteConfig { .. }))
+    else {
+        panic!("{actions:?}")
+    };
+    assert!(maps[0].1.ends_with("api.test/ api\nnew.test/ www\n"), "{}", maps[0].1);
+}
+
+#[test]
+fn a_new_backend_takes_a_reload_and_its_routes_come_with_it() {
+    let mut story = edge();
+    let list = [joined("api", &["api.test"]), joined("www", &["www.test"]), joined("new", &["new.test"])];
+    let actions = story.input(1000, registry(&list));
+    assert_eq!(commands(&actions), Vec::<String>::new(), "no route to a backend HAProxy lacks");
+    let actions = story.input(1000, servers("new", 2, &[3]));
+    let Some(Action::Start { maps, .. }) = actions.iter().find(|a| matches!(a, Action::Start { .. })) else {
+        panic!("{actions:?}")
+    };
+    assert!(maps[0].1.contains("new.test/ new\n"), "{}", maps[0].1);
+    assert_eq!(reasons(&actions), [ReloadReason::ServiceAdded("new".into())]);
+}
+
+#[test]
+fn a_host_two_services_claim_stays_with_the_one_that_had_it() {
+    let mut story = edge();
+    // `aaa` sorts first, but `api` routes api.test already.
+    let list = [
+        joined("aaa", &["api.test", "aaa.test"]),
+        joined("api", &["api.test"]),
+        joined("www", &["www.test"]),
+    ];
+    story.input(1000, registry(&list));
+    let actions = story.input(1000, servers("aaa", 2, &[3]));
+    let Some(Action::Start { maps, .. }) = actions.iter().find(|a| matches!(a, Action::Start { .. })) else {
+        panic!("{actions:?}")
+    };
+    assert!(maps[0].1.contains("aaa.test/ aaa\napi.test/ api\n"), "{}", maps[0].1);
+}
+
+#[test]
+fn default_servers_serve_while_the_registry_has_none() {
+    let mut story = Story::new();
+    let fallback = Server::new("10.9.9.9", 80).unwrap();
+    let web = ServiceSpec { default_servers: vec![fallback.clone()], ..spec(8080) };
+    story.input(0, Input::Services { source: 0, services: [("web".to_string(), web)].into() });
+    let actions = story.input(0, servers("web", 0, &[]));
+    assert!(start_text(&actions).contains("server 10.9.9.9:80 10.9.9.9:80"), "{}", start_text(&actions));
+    story.tick(5);
+    // The registry's servers replace them as soon as it has any.
+    let actions = story.input(1000, servers("web", 0, &[1]));
+    assert_eq!(
+        commands(&actions),
+        [
+            "set server web/10.9.9.9:80 state maint",
+            "add server web/10.0.0.1:1 10.0.0.1:1 check",
+            "enable health web/10.0.0.1:1",
+            "set server web/10.0.0.1:1 state ready",
+        ]
+    );
+    // And come back when it has none again.
+    let actions = story.input(2000, servers("web", 0, &[]));
+    assert_eq!(
+        commands(&actions),
+        ["set server web/10.0.0.1:1 state maint", "set server web/10.9.9.9:80 state ready"]
+    );
+}

@@ -339,6 +339,13 @@ impl Config {
 }
 
 impl HaproxyConfig {
+    /// The names of the sections proxymgr.yml adds: the frontends', and the extra sections' (the word after
+    /// the keyword of each header that has one).
+    pub fn section_names(&self) -> std::collections::BTreeSet<String> {
+        let extra = self.extra_sections.keys().filter_map(|header| header.split_whitespace().nth(1));
+        self.frontends.keys().map(String::as_str).chain(extra).map(String::from).collect()
+    }
+
     /// Where the frontends' map files go.
     pub fn map_dir(&self) -> PathBuf {
         self.map_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/proxymgr/maps"))
@@ -383,6 +390,28 @@ pub fn check_config_line(line: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The name of the frontend that serves HAProxy's Prometheus exporter (`haproxy.prometheus_exporter`); no
+/// service or frontend may take it (`service::check_name`, `check_edge`).
+pub const EXPORTER_NAME: &str = "proxymgr-prometheus";
+
+/// Whether two listening addresses take the same port: the same address, or either on every address.
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// HAProxy's rule for a section's name: 1 to 100 letters, digits, `-`, `_`, `.` and `:`.
+pub fn check_section_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 100 {
+        return Err(format!("name {name:?} must be 1 to 100 characters long"));
+    }
+    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
+        Some(c) => Err(format!(
+            "name {name:?} contains {c:?}; HAProxy takes only letters, digits, '-', '_', '.' and ':'"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The frontends, the map directory and the extra sections.
 fn check_edge(h: &HaproxyConfig, status: Option<SocketAddr>) -> Result<(), (String, String)> {
     let map_dir = h.map_dir();
@@ -390,13 +419,15 @@ fn check_edge(h: &HaproxyConfig, status: Option<SocketAddr>) -> Result<(), (Stri
         let reason = format!("must be an absolute UTF-8 path with no white space, not {}", map_dir.display());
         return Err(("haproxy.map_dir".into(), reason));
     }
-    use crate::service::overlap;
     let mut bound: Vec<(SocketAddr, String)> = Vec::new();
     status.into_iter().for_each(|s| bound.push((s, "status".into())));
     h.prometheus_exporter.into_iter().for_each(|e| bound.push((e, "haproxy.prometheus_exporter".into())));
     for (name, frontend) in &h.frontends {
         let key = format!("haproxy.frontends.{name}");
-        crate::service::check_name(name).map_err(|e| (key.clone(), e.to_string()))?;
+        check_section_name(name).map_err(|reason| (key.clone(), reason))?;
+        if name == EXPORTER_NAME {
+            return Err((key, "is proxymgr's own name (the frontend of haproxy.prometheus_exporter)".into()));
+        }
         if frontend.bind.port() == 0 {
             return Err((format!("{key}.bind"), format!("{} names no port", frontend.bind)));
         }

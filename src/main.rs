@@ -51,7 +51,8 @@ struct Args {
     /// Log debug messages.
     #[arg(short, long)]
     debug: bool,
-    /// Validate the configuration (and that HAProxy accepts its global and defaults lines), then exit.
+    /// Validate the configuration (and that HAProxy accepts what it renders of it: global, defaults, frontends,
+    /// extra sections), then exit.
     #[arg(short = 't', long)]
     check: bool,
     /// Internal: the keeper a handing-over proxymgr starts (SIGUSR2), with the hand-over socket's path, then its
@@ -185,7 +186,7 @@ fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
     match haproxy::check_head(&config.haproxy, binary) {
         Ok(()) => {
             println!(
-                "{}: OK (HAProxy {} accepts its global and defaults)",
+                "{}: OK (HAProxy {} accepts its global, defaults, frontends and extra sections)",
                 args.config.display(),
                 binary.version_text
             );

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{check_ensemble, check_znode_path};
+use crate::config::{check_ensemble, check_section_name, check_znode_path};
 use crate::option::{check_option, OptionError, Place};
 use crate::route::Join;
 
@@ -283,45 +283,24 @@ fn interval(seconds: Option<f64>) -> Result<Duration, SpecError> {
 /// HAProxy's rule for proxy and server names: letters, digits, `-`, `_`, `.` and `:`; and not the name of
 /// proxymgr's own frontend, which HAProxy would refuse beside a service's `listen` of the same name.
 pub fn check_name(name: &str) -> Result<(), SpecError> {
-    if name == crate::haproxy::render::EXPORTER_NAME {
+    if name == crate::config::EXPORTER_NAME {
         return Err(SpecError::Invalid(format!(
             "name {name:?} is proxymgr's own (the frontend of haproxy.prometheus_exporter)"
         )));
     }
-    if name.is_empty() || name.len() > 100 {
-        return Err(SpecError::Invalid(format!("name {name:?} must be 1 to 100 characters long")));
-    }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-    {
-        return Err(SpecError::Invalid(format!(
-            "name {name:?} contains {c:?}; HAProxy takes only letters, digits, '-', '_', '.' and ':'"
-        )));
-    }
-    Ok(())
+    check_section_name(name).map_err(SpecError::Invalid)
 }
 
 /// A frontend's name as a blob may give it: HAProxy's rule for names (whether proxymgr.yml has it is the
 /// reconciler's to say: it changes on SIGHUP).
 fn check_frontend_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 100
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("{name:?} is not a frontend name"))
-    }
+    check_section_name(name).map_err(|_| format!("{name:?} is not a frontend name"))
 }
 
 /// Whether a listen option sets TCP mode.
 fn is_mode_tcp(line: &str) -> bool {
     let words: Vec<&str> = line.split_whitespace().collect();
     words.len() >= 2 && words[0].eq_ignore_ascii_case("mode") && words[1].eq_ignore_ascii_case("tcp")
-}
-
-/// Whether two listening addresses take the same port: the same address, or either on every address.
-pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 impl ServiceSpec {

@@ -64,9 +64,7 @@ const SERVERS: &str = "\
 {{ endfor }}{{ for run in empty_slots }}  server-template {slot_prefix} {run} {placeholder}{slot_options} disabled
 {{ endfor }}";
 
-/// The name of the frontend that serves HAProxy's Prometheus exporter (`haproxy.prometheus_exporter`); no
-/// service may take it (`service::check_name`).
-pub const EXPORTER_NAME: &str = "proxymgr-prometheus";
+use crate::config::EXPORTER_NAME;
 
 #[derive(Serialize)]
 struct Head<'a> {

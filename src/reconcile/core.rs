@@ -203,6 +203,7 @@ impl Core {
             fds: BTreeMap::new(),
             errors: BTreeMap::new(),
             frontends: config.haproxy.frontends.clone(),
+            names: config.haproxy.section_names(),
         };
         Core {
             caps: Capabilities::of_binary(binary),

@@ -10,8 +10,9 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::overlap;
 use crate::plan::{Desired, DesiredService, Scope};
-use crate::service::{overlap, Server, ServiceSpec};
+use crate::service::{Server, ServiceSpec};
 
 use super::hold::Hold;
 use super::messages::Action;
@@ -43,6 +44,8 @@ pub enum Blocked {
     PortUsed { at: SocketAddr, by: String },
     /// A frontend of proxymgr.yml has its port.
     FrontendPort { at: SocketAddr, frontend: String },
+    /// A section of proxymgr.yml (a frontend, an extra section) has its name.
+    NameTaken,
     /// Its listener cannot be bound (another program has the port, say).
     Bind(String),
 }
@@ -53,6 +56,9 @@ impl fmt::Display for Blocked {
             Blocked::PortUsed { at, by } => write!(f, "port {} is already used by service {by}", at.port()),
             Blocked::FrontendPort { at, frontend } => {
                 write!(f, "{at} is where the frontend {frontend} of proxymgr.yml listens")
+            }
+            Blocked::NameTaken => {
+                write!(f, "its name is a section's of proxymgr.yml (a frontend or an extra section)")
             }
             Blocked::Bind(reason) => write!(f, "{reason}"),
         }
@@ -69,6 +75,8 @@ pub struct Ports {
     pub errors: BTreeMap<SocketAddr, String>,
     /// proxymgr.yml's frontends, whose ports no service may take.
     pub frontends: BTreeMap<String, crate::config::Frontend>,
+    /// The names of proxymgr.yml's sections (frontends, extra sections), which no service may take.
+    pub names: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -145,6 +153,9 @@ impl Services {
         now: Instant,
         actions: &mut VecDeque<Action>,
     ) -> Result<bool, Blocked> {
+        if ports.names.contains(name) {
+            return Err(Blocked::NameTaken);
+        }
         if self.map.get(name).is_some_and(|s| &s.spec == spec) {
             return Ok(false);
         }

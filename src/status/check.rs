@@ -19,7 +19,9 @@
 use std::cmp::Reverse;
 use std::fmt::{self, Write as _};
 
-use super::model::{Difference, ReloadResult, ServerState, ServerView, Service, Status, WatcherState};
+use super::model::{
+    Difference, ReloadResult, RouteState, ServerState, ServerView, Service, Status, WatcherState,
+};
 
 /// How long after proxymgr's start a service whose watcher has not reported yet, and that has no server in
 /// rotation, is still taken for one starting up rather than for one without servers. Twice the longest
@@ -135,6 +137,10 @@ pub enum Problem {
     /// WARNING: it never served, so nothing that worked has stopped working, and every other service serves;
     /// its registration is to be fixed.
     Blocked { service: String, reason: String },
+    /// Routes a service's spec asks for that are not routed (another service has the key on that frontend, or
+    /// proxymgr.yml has no such frontend), each as a person reads it. WARNING: the service serves through its
+    /// other routes and its own port, but requests meant for these go elsewhere; its registration is to be fixed.
+    Unrouted { service: String, routes: Vec<String> },
 }
 
 /// A registration HAProxy refused: the server's `address:port` and HAProxy's reason.
@@ -159,7 +165,8 @@ impl Problem {
             | Problem::SpecRejected { .. }
             | Problem::Quarantined { .. }
             | Problem::Held { .. }
-            | Problem::Blocked { .. } => Level::Warning,
+            | Problem::Blocked { .. }
+            | Problem::Unrouted { .. } => Level::Warning,
         }
     }
 }
@@ -217,6 +224,13 @@ impl fmt::Display for Problem {
             Problem::Blocked { service, reason } => {
                 write!(f, "{}: not served: {}", one_line(service), short(reason))
             }
+            Problem::Unrouted { service, routes } => write!(
+                f,
+                "{}: {} {} not routed",
+                one_line(service),
+                routes.len(),
+                plural(routes.len() as u64, "route", "routes")
+            ),
         }
     }
 }
@@ -344,6 +358,23 @@ pub fn verdict(status: &Status, now_unix: f64) -> Verdict {
         }
         if let Some((kept, until)) = held(service) {
             problems.push(Problem::Held { service: name(), kept, until_seconds: seconds(until - now_unix) });
+        }
+        let unrouted: Vec<String> = service
+            .routes
+            .iter()
+            .filter_map(|route| {
+                let at = format!("{} {}", route.frontend, route.key);
+                match &route.state {
+                    RouteState::Taken { by } => Some(format!("{at}: routed to service {by}")),
+                    RouteState::NoFrontend => {
+                        Some(format!("{}: no such frontend in proxymgr.yml", route.frontend))
+                    }
+                    RouteState::Routed | RouteState::Pending => None,
+                }
+            })
+            .collect();
+        if !unrouted.is_empty() {
+            problems.push(Problem::Unrouted { service: name(), routes: unrouted });
         }
     }
     for blocked in &status.blocked {

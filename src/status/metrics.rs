@@ -136,6 +136,17 @@ impl Samples {
     }
 }
 
+/// A route's state's place among `proxymgr_routes`' labels.
+fn route_index(state: &crate::status::RouteState) -> usize {
+    use crate::status::RouteState;
+    match state {
+        RouteState::Routed => 0,
+        RouteState::Pending => 1,
+        RouteState::Taken { .. } => 2,
+        RouteState::NoFrontend => 3,
+    }
+}
+
 fn family(name: &'static str, help: &'static str, samples: Samples) -> Family {
     Family { name, help, samples }
 }
@@ -256,6 +267,26 @@ fn families(status: &Status, now_unix: f64, memory: &dyn Fn(u32) -> Option<u64>)
              as in_rotation).",
             Samples::Count(per_service(&|service| {
                 vec![(vec![("service", service.name.clone())], service.held().count() as u64)]
+            })),
+        ),
+        family(
+            "proxymgr_routes",
+            "The routes of shared frontends a service's spec asks for, by state: routed, pending (coming with \
+             a runtime change or a reload), taken (another service has the key), no_frontend (proxymgr.yml \
+             has no such frontend). Given for services that join frontends.",
+            Samples::Count(per_service(&|service| {
+                if service.routes.is_empty() {
+                    return Vec::new();
+                }
+                let mut counts = [0u64; 4];
+                for route in &service.routes {
+                    counts[route_index(&route.state)] += 1;
+                }
+                ["routed", "pending", "taken", "no_frontend"]
+                    .iter()
+                    .zip(counts)
+                    .map(|(state, count)| (vec![("service", service.name.clone()), ("state", (*state).into())], count))
+                    .collect()
             })),
         ),
         family(

@@ -119,6 +119,9 @@ pub struct Service {
     pub hold: Option<HoldView>,
     /// Whether HAProxy rejected this service's current spec and the one it served last stands in for it.
     pub spec_rejected: bool,
+    /// The routes of shared frontends its spec asks for, and what became of each.
+    #[serde(default)]
+    pub routes: Vec<RouteView>,
     /// The servers either view has: as the daemon publishes them, those quarantined or held, or that the
     /// registry no longer has, by name; the others are in `registered`. Read back from JSON, every server.
     pub servers: Vec<ServerView>,
@@ -246,16 +249,40 @@ impl Serialize for Service {
                 )
             }
         }
-        let mut out = serializer.serialize_struct("Service", 7)?;
+        let mut out = serializer.serialize_struct("Service", 8)?;
         out.serialize_field("name", &self.name)?;
         out.serialize_field("port", &self.port)?;
         out.serialize_field("watcher", &self.watcher)?;
         out.serialize_field("watcher_state", &self.watcher_state)?;
         out.serialize_field("hold", &self.hold)?;
         out.serialize_field("spec_rejected", &self.spec_rejected)?;
+        out.serialize_field("routes", &self.routes)?;
         out.serialize_field("servers", &All(self))?;
         out.end()
     }
+}
+
+/// A route of a shared frontend a service's spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    pub frontend: String,
+    /// `host/path`, `*.domain/path` or `/path` (any host), as the frontend's map has it.
+    pub key: String,
+    pub state: RouteState,
+}
+
+/// What became of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteState {
+    /// HAProxy routes it to this service.
+    Routed,
+    /// Not yet: it comes with a runtime change or with the reload that adds the service's backend.
+    Pending,
+    /// Another service has this key on this frontend.
+    Taken { by: String },
+    /// proxymgr.yml has no frontend by that name.
+    NoFrontend,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

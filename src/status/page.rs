@@ -74,6 +74,7 @@ fn kind(problem: &Problem) -> &'static str {
         Problem::Quarantined { .. } => "quarantined",
         Problem::Held { .. } => "held",
         Problem::Blocked { .. } => "blocked",
+        Problem::Unrouted { .. } => "unrouted",
     }
 }
 
@@ -92,7 +93,8 @@ fn concerns(problem: &Problem) -> Option<&str> {
         | Problem::SpecRejected { service }
         | Problem::Quarantined { service, .. }
         | Problem::Held { service, .. }
-        | Problem::Blocked { service, .. } => Some(service),
+        | Problem::Blocked { service, .. }
+        | Problem::Unrouted { service, .. } => Some(service),
     }
 }
 
@@ -162,7 +164,21 @@ fn texts(problem: &Problem) -> Vec<(String, String)> {
             kept.join(", ")
         )),
         Problem::Blocked { reason, .. } => line(format!("not served: {reason}")),
+        Problem::Unrouted { routes, .. } => {
+            routes.iter().map(|route| (format!("not routed: {route}"), String::new())).collect()
+        }
     }
+}
+
+fn route_part(route: &crate::status::RouteView) -> RoutePart {
+    use crate::status::RouteState;
+    let (state, text) = match &route.state {
+        RouteState::Routed => ("routed", "routed".to_string()),
+        RouteState::Pending => ("pending", "pending: comes with the next change HAProxy takes".to_string()),
+        RouteState::Taken { by } => ("taken", format!("not routed: service {by} has it")),
+        RouteState::NoFrontend => ("no-frontend", "not routed: no such frontend in proxymgr.yml".to_string()),
+    };
+    RoutePart { route: format!("{} {}", route.frontend, route.key), state, text }
 }
 
 /// The page's context: every text already formed, so the template only places and escapes it.
@@ -250,6 +266,8 @@ struct ServicePart {
     watcher_state_text: &'static str,
     in_rotation: String,
     hold: Option<HoldPart>,
+    /// Its routes of shared frontends, each `frontend key: state`.
+    routes: Vec<RoutePart>,
     servers: Vec<ServerPart>,
     /// What says the servers left out of the table (those whose two views agree, when there are too many to
     /// list); empty when none is.
@@ -259,6 +277,14 @@ struct ServicePart {
 /// The most servers the page lists in all: beyond it, only those whose two views differ are (a page of 50 000
 /// rows helps nobody, and would cost the daemon tens of megabytes to render); `/status` has every one.
 pub const LISTED_SERVERS: usize = 2000;
+
+#[derive(Serialize)]
+struct RoutePart {
+    route: String,
+    /// `routed`, `pending`, `taken` or `no-frontend`: the class, and what the page says.
+    state: &'static str,
+    text: String,
+}
 
 #[derive(Serialize)]
 struct HoldPart {
@@ -423,6 +449,7 @@ impl ServicePart {
                 .hold
                 .as_ref()
                 .map(|hold| HoldPart { until: When::new(hold.until, now), kept: hold.kept.join(", ") }),
+            routes: service.routes.iter().map(route_part).collect(),
             servers: service
                 .all_servers()
                 .filter(|s| all || s.difference.is_some())
@@ -639,6 +666,7 @@ td.down, p.down \{ color: #8a1c1c; font-weight: 600; }
 <dt>watcher</dt><dd class="mono">{service.watcher}</dd>
 <dt>watcher state</dt><dd class="watcher-state {service.watcher_state}">{service.watcher_state_text}</dd>
 {{ if service.hold }}<dt>removal hold</dt><dd class="hold">keeps {service.hold.kept} in rotation, ends {{ call when with service.hold.until }}</dd>
+{{ endif }}{{ if service.routes }}<dt>routes</dt><dd><ul class="routes">{{ for route in service.routes }}<li class="route {route.state}"><span class="mono">{route.route}</span> {route.text}</li>{{ endfor }}</ul></dd>
 {{ endif }}</dl>
 {{ if service.servers }}<table class="servers">
 <thead>

@@ -412,6 +412,7 @@ impl Core {
             },
             hold: until.map(|until| HoldView { until: unix(until), kept: kept.iter().cloned().collect() }),
             spec_rejected: self.quarantine.spec_rejected(name),
+            routes: self.route_views(name, &s.spec),
             servers: listed,
             registered: Registered { registry: Some(registry.clone()), servers: registered },
         }

@@ -213,10 +213,17 @@ impl Core {
         self.binary_version = binary.version_text.clone();
         self.actions.push_back(Action::UseHaproxy { binary, haproxy: Box::new(config.haproxy.clone()) });
         self.config.haproxy = config.haproxy;
-        self.ports.bind_address = self.config.haproxy.bind_address;
-        if self.ports.frontends != self.config.haproxy.frontends {
-            self.ports.frontends = self.config.haproxy.frontends.clone();
-            // New frontends' listeners are bound as the registry's set is followed again.
+        let (haproxy, ports) = (&self.config.haproxy, &mut self.ports);
+        let names = haproxy.section_names();
+        if ports.frontends != haproxy.frontends
+            || ports.bind_address != haproxy.bind_address
+            || ports.names != names
+        {
+            ports.bind_address = haproxy.bind_address;
+            ports.frontends = haproxy.frontends.clone();
+            ports.names = names;
+            // New addresses are bound, and the services checked against them, as the registry's set is followed
+            // again.
             self.follow_registry_again(now);
         }
         self.forget_renders();

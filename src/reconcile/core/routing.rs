@@ -18,7 +18,32 @@ impl Core {
             log::error!("{refusal}");
         }
         self.route_refusals = refusals;
+        if routes != self.routes {
+            // Every service's routes may read otherwise now.
+            self.observed.all_stale();
+        }
         self.routes = routes;
+    }
+
+    /// What became of each route `spec` asks for, for the status.
+    pub(super) fn route_views(&self, name: &str, spec: &ServiceSpec) -> Vec<status::RouteView> {
+        let mut views = Vec::new();
+        for (frontend, join) in &spec.frontends {
+            let desired = self.routes.get(frontend);
+            let running = self.running.as_ref().and_then(|r| r.routes.get(frontend));
+            for (key, _) in join.keys() {
+                let state = match desired.map(|d| d.routes.get(&key)) {
+                    None => status::RouteState::NoFrontend,
+                    Some(Some(by)) if by != name => status::RouteState::Taken { by: by.clone() },
+                    _ if running.and_then(|r| r.routes.get(&key)).is_some_and(|b| b == name) => {
+                        status::RouteState::Routed
+                    }
+                    _ => status::RouteState::Pending,
+                };
+                views.push(status::RouteView { frontend: frontend.clone(), key: key.to_string(), state });
+            }
+        }
+        views
     }
 
     /// Each frontend's map file and its text, as the desired routes make them.

@@ -125,3 +125,32 @@ fn default_servers_serve_while_the_registry_has_none() {
         ["set server web/10.0.0.1:1 state maint", "set server web/10.9.9.9:80 state ready"]
     );
 }
+
+#[test]
+fn a_service_named_as_a_frontend_is_not_set_up() {
+    let mut story = Story::with_config(EDGE, BTreeMap::new());
+    let actions = story.input(0, registry(&[joined("web", &["web.test"]), joined("api", &["api.test"])]));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Watch { service, .. } if service == "web")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Watch { service, .. } if service == "api")),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_new_frontend_on_sighup_is_bound_and_served_by_reload() {
+    let mut story = edge();
+    let yaml = format!("{EDGE}    admin: {{bind: \"127.0.0.1:81\"}}\n");
+    let config = Config::parse(Path::new("proxymgr.yml"), &format!("{yaml}status: off\n")).unwrap();
+    let actions = story.input(1000, Input::ConfigRead(Box::new((config, binary()))));
+    let Some(Action::Bind { addresses }) = actions.iter().find(|a| matches!(a, Action::Bind { .. })) else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(addresses, &["127.0.0.1:81".parse().unwrap()]);
+    let start = start_text(&actions);
+    assert!(start.contains("frontend admin\n  bind fd@1081\n"), "{start}");
+    assert_eq!(reasons(&actions), [ReloadReason::HeadChanged]);
+}

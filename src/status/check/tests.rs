@@ -27,6 +27,7 @@ fn service(name: &str, port: u16, servers: Vec<ServerView>) -> Service {
         watcher_state: WatcherState::Reporting,
         hold: None,
         spec_rejected: false,
+        routes: Vec::new(),
         servers,
         registered: Default::default(),
     }
@@ -432,4 +433,35 @@ fn the_table_of_a_proxymgr_starting() {
         No services.
     "#]]
     .assert_eq(&table(&Status::default(), NOW));
+}
+
+#[test]
+fn routes_another_service_has_or_no_frontend_takes_are_a_warning() {
+    use crate::status::{RouteState, RouteView};
+    let mut status = healthy();
+    let route = |key: &str, state| RouteView { frontend: "https".into(), key: key.into(), state };
+    std::sync::Arc::make_mut(&mut status.services[0]).routes = vec![
+        route("a.test/", RouteState::Routed),
+        route("b.test/", RouteState::Pending),
+        route("c.test/", RouteState::Taken { by: "other".into() }),
+        RouteView { frontend: "nope".into(), key: "d.test/".into(), state: RouteState::NoFrontend },
+    ];
+    let verdict = verdict(&status, NOW);
+    let name = status.services[0].name.clone();
+    assert_eq!(verdict.level, Level::Warning);
+    assert_eq!(
+        verdict.problems,
+        [Problem::Unrouted {
+            service: name.clone(),
+            routes: vec![
+                "https c.test/: routed to service other".into(),
+                "nope: no such frontend in proxymgr.yml".into()
+            ]
+        }]
+    );
+    assert!(
+        verdict.first_line().contains(&format!("{name}: 2 routes not routed")),
+        "{}",
+        verdict.first_line()
+    );
 }

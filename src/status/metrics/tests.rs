@@ -314,3 +314,26 @@ fn resident_memory_from_proc_status() {
     assert!(resident_bytes(std::process::id()).is_some_and(|bytes| bytes > 0));
     assert_eq!(resident_bytes(u32::MAX), None);
 }
+
+#[test]
+fn routes_are_counted_by_state_for_services_that_join_frontends() {
+    use crate::status::{RouteState, RouteView};
+    let mut status = status();
+    let route = |state| RouteView { frontend: "https".into(), key: "a.test/".into(), state };
+    let first = std::sync::Arc::make_mut(&mut status.services[0]);
+    first.routes = vec![route(RouteState::Routed), route(RouteState::Routed), route(RouteState::NoFrontend)];
+    let name = first.name.clone();
+    let s = scrape(&encode(&status, NOW, &memory));
+    for (state, expected) in [("routed", 2.0), ("pending", 0.0), ("taken", 0.0), ("no_frontend", 1.0)] {
+        assert_eq!(
+            value(&s, "proxymgr_routes", &[("service", &name), ("state", state)]),
+            expected,
+            "{state}"
+        );
+    }
+    let other = status.services[1].name.clone();
+    assert!(
+        absent(&s, "proxymgr_routes", &[("service", &other), ("state", "routed")]),
+        "no joins, no routes"
+    );
+}

@@ -31,6 +31,7 @@ fn service(name: &str, port: u16, servers: Vec<ServerView>) -> Service {
         watcher_state: WatcherState::Reporting,
         hold: None,
         spec_rejected: false,
+        routes: Vec::new(),
         servers,
         registered: Default::default(),
     }

@@ -172,8 +172,8 @@ check:
 
 # proxymgr against regenerate-and-reload on real ZooKeeper and HAProxy, held to DESIGN.md §6 (BENCHMARKS.md has
 # the method). Release build; bounded, ~10 minutes; results in target/bench/results.md. Not part of `make test`.
-# BENCH_QUICK=1: the small size and a short churn only, fewer samples. BENCH_ONLY=small,churn,storm,large picks
-# phases; the storm phase draws docs/storm.svg.
+# BENCH_QUICK=1: the small size, a short churn and 30 routing changes, fewer samples.
+# BENCH_ONLY=small,churn,storm,routing,large picks phases; the storm phase draws docs/storm.svg.
 bench: deps
 	$(CARGO) build --release --bins --examples
 	PROXYMGR_BIN=$(CURDIR)/target/release/proxymgr $(CURDIR)/target/release/examples/bench

@@ -198,7 +198,7 @@ impl fmt::Display for ReloadReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReloadReason::FirstStart => write!(f, "first start"),
-            ReloadReason::HeadChanged => write!(f, "global or defaults changed"),
+            ReloadReason::HeadChanged => write!(f, "global, defaults, frontends or extra sections changed"),
             ReloadReason::ServiceAdded(name) => write!(f, "service {name} added"),
             ReloadReason::ServiceRemoved(name) => write!(f, "service {name} removed"),
             ReloadReason::Reshaped(name) => write!(f, "service {name}: port or options changed"),

@@ -6,6 +6,8 @@
 //! only if the one before found nothing: as `<host><path>` (the Host header lower-cased, without its port), as
 //! `*.<host without its first label><path>`, and as `<path>`. So an exact host beats a wildcard, a wildcard beats
 //! any host, and within each the longest path prefix wins, whatever the order the keys were added in at run time.
+//! A Host header that is not a host name (HAProxy lets `www.test/admin` through) is looked up as no host at all:
+//! else a client could put a path prefix in it and reach a backend meant for that prefix alone.
 //!
 //! Everything here comes from the registry: a key never holds what would end a map line or a runtime command
 //! (white space, `#`, `;`, `\`, quotes, control characters).

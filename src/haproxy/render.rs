@@ -44,7 +44,8 @@ frontend {name}
   mode http
 {{ if idle_close }}  option idle-close-on-response
 {{ endif }}{{ for line in options }}  {line}
-{{ endfor }}  http-request set-header {header} %[req.hdr(host),lower,field(1,:)]%[path]
+{{ endfor }}  http-request del-header {header}
+  http-request set-header {header} %[req.hdr(host),lower,field(1,:)]%[path] if \\{ req.hdr(host),lower,field(1,:) -m reg ^[a-z0-9.-]+$ }
   http-request set-var({var}) req.fhdr({header}),map_beg({map})
   http-request replace-header {header} ^[^./]*(.*)$ *\\1 if !\\{ var({var}) -m found }
   http-request set-var({var}) req.fhdr({header}),map_beg({map}) if !\\{ var({var}) -m found }
@@ -569,7 +570,8 @@ mod edge_tests {
               mode http
               option idle-close-on-response
               http-request redirect scheme https code 301
-              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path]
+              http-request del-header X-Proxymgr-Route
+              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path] if { req.hdr(host),lower,field(1,:) -m reg ^[a-z0-9.-]+$ }
               http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/http.map)
               http-request replace-header X-Proxymgr-Route ^[^./]*(.*)$ *\1 if !{ var(txn.proxymgr_backend) -m found }
               http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/http.map) if !{ var(txn.proxymgr_backend) -m found }
@@ -582,7 +584,8 @@ mod edge_tests {
               mode http
               option idle-close-on-response
               option forwardfor
-              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path]
+              http-request del-header X-Proxymgr-Route
+              http-request set-header X-Proxymgr-Route %[req.hdr(host),lower,field(1,:)]%[path] if { req.hdr(host),lower,field(1,:) -m reg ^[a-z0-9.-]+$ }
               http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/https.map)
               http-request replace-header X-Proxymgr-Route ^[^./]*(.*)$ *\1 if !{ var(txn.proxymgr_backend) -m found }
               http-request set-var(txn.proxymgr_backend) req.fhdr(X-Proxymgr-Route),map_beg(/var/lib/proxymgr/maps/https.map) if !{ var(txn.proxymgr_backend) -m found }

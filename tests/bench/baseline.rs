@@ -13,6 +13,13 @@
 //! It renders the same `global` and `defaults` lines as proxymgr's config in the same run, the same admin
 //! socket (`mode 600 level admin`) and `hard-stop-after`, but none of proxymgr's extras: no inherited
 //! listeners, no `option idle-close-on-response`. It runs as a thread of the bench program.
+//!
+//! Shared frontends (issue 16, the `routing` phase) are rendered as Synapse renders its `shared_frontend`: one
+//! `frontend` section with its `bind` line and the frontend's options, then, service by service (by name), one
+//! `use_backend <service> if { hdr(host) -i <host> }` line per host the service's blob lists under
+//! `frontends.<name>.hosts` (the same blob proxymgr reads). A service that joins a frontend and has no `port`
+//! is a `backend` section. A routing change is a changed blob, so it takes a full render and a reload, as with
+//! Synapse. Only host routes are rendered (`paths` and `default` are not): the routing phase uses hosts only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -31,6 +38,7 @@ use nix::unistd::Pid;
 use zookeeper::{AddWatchMode, WatchedEvent, ZkError, ZooKeeper};
 
 use crate::haproxy;
+use crate::target::Frontend;
 use crate::topo::{SERVER_ROOT, SERVICE_ROOT};
 
 /// How long a new HAProxy may take to answer on the socket (a 1000×50 config takes ~1 s).
@@ -60,8 +68,9 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// Starts the loop against the ZooKeeper at `zk`; does not wait for anything.
-    pub fn start(zk: &str, global: &[&str], defaults: &[&str]) -> Baseline {
+    /// Starts the loop against the ZooKeeper at `zk`, rendering `frontends` as shared frontends; does not wait
+    /// for anything.
+    pub fn start(zk: &str, global: &[&str], defaults: &[&str], frontends: &[Frontend]) -> Baseline {
         let mut dir =
             tempfile::Builder::new().prefix("bench-reload-").tempdir().expect("a temporary directory");
         if std::env::var("PROXYMGR_TEST_KEEP").as_deref() == Ok("1") {
@@ -70,6 +79,7 @@ impl Baseline {
         }
         let shared = Arc::new(Shared::default());
         let head = head(&dir.path().join("haproxy.sock"), global, defaults);
+        let frontends = frontends.to_vec();
         let thread = std::thread::Builder::new()
             .name("reload-baseline".into())
             .spawn({
@@ -81,7 +91,7 @@ impl Baseline {
                         .unwrap_or(0);
                     shared.tid.store(tid, Ordering::SeqCst);
                     let mut processes = Processes::new(&dir);
-                    if let Err(e) = run(&zk, &dir, &head, &shared, &mut processes) {
+                    if let Err(e) = run(&zk, &dir, &head, &frontends, &shared, &mut processes) {
                         eprintln!("reload baseline: {e}");
                         *shared.error.lock().unwrap() = Some(e);
                     }
@@ -118,8 +128,11 @@ impl Drop for Baseline {
 /// One service as the baseline knows it.
 #[derive(Debug, Clone, Default)]
 struct Service {
-    port: u16,
+    /// None: the service is only a backend of the shared frontends it joins.
+    port: Option<u16>,
     path: String,
+    /// Frontend name -> the host names the service's blob routes to it there.
+    routes: BTreeMap<String, Vec<String>>,
     listen_options: Vec<String>,
     server_options: Vec<String>,
     /// node name -> server line's name, endpoint and weight.
@@ -133,7 +146,21 @@ struct Server {
     weight: Option<u64>,
 }
 
-fn run(zk: &str, dir: &Path, head: &str, shared: &Shared, processes: &mut Processes) -> Result<(), String> {
+/// The text every render starts with and the shared frontends it ends with.
+struct Fixed<'a> {
+    head: &'a str,
+    frontends: &'a [Frontend],
+}
+
+fn run(
+    zk: &str,
+    dir: &Path,
+    head: &str,
+    frontends: &[Frontend],
+    shared: &Shared,
+    processes: &mut Processes,
+) -> Result<(), String> {
+    let fixed = Fixed { head, frontends };
     let client = connect(zk, &shared.stop)?;
     let (tx, rx) = crossbeam_channel::unbounded::<String>();
     for root in [SERVICE_ROOT, SERVER_ROOT] {
@@ -150,7 +177,7 @@ fn run(zk: &str, dir: &Path, head: &str, shared: &Shared, processes: &mut Proces
     let mut services = read_all(&client)?;
     let mut last = String::new();
     shared.busy.store(true, Ordering::SeqCst);
-    render_and_reload(&services, head, dir, shared, processes, &mut last);
+    render_and_reload(&services, &fixed, dir, shared, processes, &mut last);
     shared.busy.store(false, Ordering::SeqCst);
 
     while !shared.stop.load(Ordering::SeqCst) {
@@ -164,7 +191,7 @@ fn run(zk: &str, dir: &Path, head: &str, shared: &Shared, processes: &mut Proces
         let mut paths: BTreeSet<String> = BTreeSet::from([first]);
         paths.extend(rx.try_iter());
         apply(&client, &mut services, &paths);
-        render_and_reload(&services, head, dir, shared, processes, &mut last);
+        render_and_reload(&services, &fixed, dir, shared, processes, &mut last);
         if rx.is_empty() {
             shared.busy.store(false, Ordering::SeqCst);
         }
@@ -216,9 +243,28 @@ fn read_service(client: &ZooKeeper, name: &str) -> Option<Service> {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
             .unwrap_or_default()
     };
+    let routes: BTreeMap<String, Vec<String>> = blob["frontends"]
+        .as_object()
+        .map(|joins| {
+            joins
+                .iter()
+                .map(|(frontend, join)| {
+                    let hosts = join["hosts"].as_array().map(Vec::as_slice).unwrap_or_default();
+                    let hosts = hosts.iter().filter_map(|h| h.as_str().map(str::to_ascii_lowercase));
+                    (frontend.clone(), hosts.collect())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let port = match blob["port"].as_u64() {
+        Some(port) => Some(port as u16),
+        None if !routes.is_empty() => None,
+        None => return None,
+    };
     let mut service = Service {
-        port: blob["port"].as_u64()? as u16,
+        port,
         path: blob["path"].as_str()?.to_string(),
+        routes,
         listen_options: strings("listen_options"),
         server_options: strings("server_options"),
         servers: BTreeMap::new(),
@@ -292,11 +338,18 @@ fn head(socket: &Path, global: &[&str], defaults: &[&str]) -> String {
 }
 
 /// The whole file, every time.
-fn render(services: &BTreeMap<String, Service>, head: &str) -> String {
+fn render(services: &BTreeMap<String, Service>, fixed: &Fixed) -> String {
     let mut text = String::with_capacity(64 * 1024);
-    text.push_str(head);
+    text.push_str(fixed.head);
     for (name, service) in services {
-        let _ = write!(text, "\nlisten {name}\n  bind 127.0.0.1:{}\n", service.port);
+        match service.port {
+            Some(port) => {
+                let _ = write!(text, "\nlisten {name}\n  bind 127.0.0.1:{port}\n");
+            }
+            None => {
+                let _ = write!(text, "\nbackend {name}\n");
+            }
+        }
         for line in &service.listen_options {
             let _ = writeln!(text, "  {line}");
         }
@@ -314,19 +367,32 @@ fn render(services: &BTreeMap<String, Service>, head: &str) -> String {
             text.push('\n');
         }
     }
+    for frontend in fixed.frontends {
+        let _ =
+            write!(text, "\nfrontend {}\n  bind 127.0.0.1:{}\n  mode http\n", frontend.name, frontend.port);
+        for line in &frontend.options {
+            let _ = writeln!(text, "  {line}");
+        }
+        // Synapse's shared_frontend: each service's routing lines, service by service.
+        for (name, service) in services {
+            for host in service.routes.get(&frontend.name).map(Vec::as_slice).unwrap_or_default() {
+                let _ = writeln!(text, "  use_backend {name} if {{ hdr(host) -i {host} }}");
+            }
+        }
+    }
     text
 }
 
 fn render_and_reload(
     services: &BTreeMap<String, Service>,
-    head: &str,
+    fixed: &Fixed,
     dir: &Path,
     shared: &Shared,
     processes: &mut Processes,
     last: &mut String,
 ) {
     let started = Instant::now();
-    let text = render(services, head);
+    let text = render(services, fixed);
     shared.render_us.lock().unwrap().push(started.elapsed().as_micros() as u64);
     if text == *last {
         return;

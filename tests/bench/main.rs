@@ -8,13 +8,16 @@
 //! - `storm` (100 services × 20 servers): 20 new services 0.5 s apart while clients hold connections through
 //!   every HAProxy: processes alive at once, their summed memory, each new service's delay; drawn into
 //!   `docs/storm.svg` when both sides ran;
+//! - `routing` (50 services on one shared HTTP frontend, routed by host): 100 routing changes (a host moved,
+//!   added, removed) under load, each until a request for that host reaches its new service; HAProxy starts
+//!   and failed requests meanwhile (routing.rs);
 //! - `large` (1000 services × 50 servers): cold start, idle CPU, peak RSS, convergence, reload to serving, and
 //!   proxymgr's plan/render times for a one-service change.
 //!
-//! Environment: `BENCH_QUICK=1` runs the small phase and a 10 s churn with fewer samples (a minute or two);
-//! `BENCH_ONLY=small,churn,storm,large` picks phases; `PROXYMGR_BIN` the daemon (default: target/release/proxymgr);
-//! `PROXYMGR_TEST_KEEP=1` keeps every temporary directory (configs, logs). Progress goes to stderr, the results
-//! (Markdown) to stdout and `target/bench/results.md`.
+//! Environment: `BENCH_QUICK=1` runs the small phase, a 10 s churn and 30 routing changes at 20 services with
+//! fewer samples (a minute or two); `BENCH_ONLY=small,churn,storm,routing,large` picks phases; `PROXYMGR_BIN`
+//! the daemon (default: target/release/proxymgr); `PROXYMGR_TEST_KEEP=1` keeps every temporary directory
+//! (configs, logs). Progress goes to stderr, the results (Markdown) to stdout and `target/bench/results.md`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -23,6 +26,7 @@ mod baseline;
 mod haproxy;
 mod plot;
 mod report;
+mod routing;
 mod scenarios;
 mod scrape;
 mod stats;
@@ -69,6 +73,8 @@ struct Plan {
     large_rounds: usize,
     large_new: usize,
     idle_window: Duration,
+    routing_services: usize,
+    routing_changes: usize,
 }
 
 impl Plan {
@@ -76,8 +82,8 @@ impl Plan {
         let quick = std::env::var("BENCH_QUICK").as_deref() == Ok("1");
         let phases = match std::env::var("BENCH_ONLY") {
             Ok(only) if !only.trim().is_empty() => only.split(',').map(|p| p.trim().to_string()).collect(),
-            _ if quick => vec!["small".into(), "churn".into()],
-            _ => vec!["small".into(), "churn".into(), "storm".into(), "large".into()],
+            _ if quick => vec!["small".into(), "churn".into(), "routing".into()],
+            _ => vec!["small".into(), "churn".into(), "storm".into(), "routing".into(), "large".into()],
         };
         if quick {
             Plan {
@@ -91,6 +97,8 @@ impl Plan {
                 large_rounds: 5,
                 large_new: 2,
                 idle_window: Duration::from_secs(10),
+                routing_services: 20,
+                routing_changes: 30,
             }
         } else {
             Plan {
@@ -104,6 +112,8 @@ impl Plan {
                 large_rounds: 20,
                 large_new: 5,
                 idle_window: Duration::from_secs(30),
+                routing_services: 50,
+                routing_changes: 100,
             }
         }
     }
@@ -141,6 +151,7 @@ fn main() -> ExitCode {
             "small" => small(&plan, &backends, &mut report),
             "churn" => churn(&plan, &backends, &mut report),
             "storm" => storm(&backends, &mut report),
+            "routing" => routing::phase(plan.routing_services, plan.routing_changes, &backends, &mut report),
             "large" => large(&plan, &backends, &mut report),
             other => report.failures.push(format!("unknown phase {other:?} in BENCH_ONLY")),
         }));

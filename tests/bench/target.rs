@@ -13,6 +13,15 @@ pub const GLOBAL: &[&str] = &["maxconn 1000"];
 pub const DEFAULTS: &[&str] =
     &["mode http", "timeout connect 2s", "timeout client 10s", "timeout server 10s"];
 
+/// A shared HTTP frontend (issue 16) on 127.0.0.1:`port`: proxymgr gets it under `haproxy.frontends`, the
+/// baseline renders it as Synapse's `shared_frontend`. `options` are lines inside it, after `mode http`.
+#[derive(Debug, Clone)]
+pub struct Frontend {
+    pub name: String,
+    pub port: u16,
+    pub options: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mode {
     Proxymgr,
@@ -36,9 +45,18 @@ pub enum Target {
 impl Target {
     /// Starts `mode` against `zk`; does not wait.
     pub fn start(mode: Mode, zk: &Zk) -> Target {
+        Target::start_with_frontends(mode, zk, &[])
+    }
+
+    /// Starts `mode` against `zk` with shared `frontends`; does not wait.
+    pub fn start_with_frontends(mode: Mode, zk: &Zk, frontends: &[Frontend]) -> Target {
         match mode {
-            Mode::Proxymgr => Target::Proxymgr(Box::new(Proxymgr::start_with(|dir| proxymgr_yaml(dir, zk)))),
-            Mode::Reload => Target::Reload(Baseline::start(&zk.connect_string(), GLOBAL, DEFAULTS)),
+            Mode::Proxymgr => Target::Proxymgr(Box::new(Proxymgr::start_with(|dir| {
+                with_frontends(&proxymgr_yaml(dir, zk), frontends)
+            }))),
+            Mode::Reload => {
+                Target::Reload(Baseline::start(&zk.connect_string(), GLOBAL, DEFAULTS, frontends))
+            }
         }
     }
 
@@ -142,6 +160,27 @@ fn proxymgr_yaml(dir: &std::path::Path, zk: &Zk) -> String {
         Ok("off") => format!("{yaml}status: off\n"),
         _ => yaml,
     }
+}
+
+/// `yaml` with `frontends` under its `haproxy:` key (issue 16's `haproxy.frontends`); `map_dir` is left at its
+/// default, `maps/` beside the fixture's `state_file`.
+fn with_frontends(yaml: &str, frontends: &[Frontend]) -> String {
+    if frontends.is_empty() {
+        return yaml.to_string();
+    }
+    let mut block = String::from("haproxy:\n  frontends:\n");
+    for frontend in frontends {
+        block.push_str(&format!("    {}:\n      bind: 127.0.0.1:{}\n", frontend.name, frontend.port));
+        if !frontend.options.is_empty() {
+            block.push_str("      options:\n");
+            for line in &frontend.options {
+                // A JSON string is a YAML double-quoted scalar.
+                block.push_str(&format!("        - {}\n", serde_json::Value::from(line.as_str())));
+            }
+        }
+    }
+    assert!(yaml.starts_with("haproxy:\n"), "the fixture's proxymgr.yml no longer starts with `haproxy:`");
+    yaml.replacen("haproxy:\n", &block, 1)
 }
 
 /// A `kB` field (`VmRSS:`, say) of a `/proc/<pid>/status` file.

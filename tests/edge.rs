@@ -184,6 +184,25 @@ fn wait_map(pm: &Proxymgr, map: &Path, want: &BTreeSet<(String, String)>) {
     }
 }
 
+/// The state of the route `key` of `frontend` that `service` asks for, as `/status` shows it (`"routed"`,
+/// `{"taken":{"by":"a"}}`, ...); None while it shows no such route.
+fn route_state(status: &Value, service: &str, frontend: &str, key: &str) -> Option<String> {
+    let services = status["services"].as_array()?;
+    let service = services.iter().find(|s| s["name"] == service)?;
+    let route =
+        service["routes"].as_array()?.iter().find(|r| r["frontend"] == frontend && r["key"] == key)?;
+    Some(route["state"].to_string())
+}
+
+/// Waits until `/status` shows each `(service, frontend, key, state)` of `routes`.
+fn wait_route_states(pm: &Proxymgr, routes: &[(&str, &str, &str, &str)]) {
+    pm.wait_status(&format!("the routes {routes:?}"), SETTLE, |status| {
+        routes.iter().all(|&(service, frontend, key, state)| {
+            route_state(status, service, frontend, key).as_deref() == Some(state)
+        })
+    });
+}
+
 /// Waits until one line of the log holds every one of `fragments`.
 fn wait_log_line(pm: &Proxymgr, fragments: &[&str]) {
     wait_until(SETTLE, &format!("a log line with all of {fragments:?}"), || {
@@ -516,6 +535,34 @@ fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_relo
     assert_eq!(pm.haproxy_pids(), pids, "no reload");
 }
 
+/// A service that already joins a frontend joins a second one, and turns `default` on: its routes come by
+/// `add map`, with no reload.
+#[test]
+fn a_backend_joining_another_frontend_or_turning_default_on_takes_no_reload() {
+    let (web, api) = (reserve_port(), reserve_port());
+    let Some((zk, pm)) =
+        start(|_| frontends(&[frontend("web", web, "", &[]), frontend("api", api, "", &[])]))
+    else {
+        return;
+    };
+    let a = Backend::start("a");
+    serve(&zk, "a", &a, hosts(&["a.test"]));
+    wait_routes(web, &[("a.test", "/", "a"), ("other.test", "/", "HTTP 503")]);
+    wait_routes(api, &[("a.test", "/v1/", "HTTP 503")]);
+    let pids = one_haproxy(&pm);
+
+    let joins = json!({"frontends": {
+        "web": {"hosts": ["a.test"], "default": true},
+        "api": {"hosts": ["a.test"], "paths": ["/v1/"]},
+    }});
+    zk.set("/service_config/a", &blob(&zk, "a", joins));
+    wait_routes(web, &[("a.test", "/", "a"), ("other.test", "/", "a")]);
+    wait_routes(api, &[("a.test", "/v1/x", "a"), ("a.test", "/", "HTTP 503")]);
+    wait_map(&pm, &pm.dir().join("maps/api.map"), &entries(&[("a.test/v1/", "a")]));
+    wait_map(&pm, &pm.dir().join("maps/web.map"), &entries(&[("a.test/", "a"), ("/", "a")]));
+    assert_eq!(pm.haproxy_pids(), pids, "no reload");
+}
+
 /// A service that joins the frontend is a new backend: HAProxy reloads (a new process), requests through the
 /// frontend fail none across it, and the new service's routes work after it.
 #[test]
@@ -729,6 +776,13 @@ fn a_join_to_a_frontend_proxymgr_yml_lacks_is_left_out_and_the_service_still_ser
     wait_answers(port, &["lone"]);
     wait_routes(web, &[("lone.x.test", "/", "lone"), ("lone.nope.test", "/", "HTTP 503")]);
     assert!(refused(loopback(1, nope)), "nothing listens for a frontend proxymgr.yml does not have");
+    wait_route_states(
+        &pm,
+        &[
+            ("lone", "nope", "lone.nope.test/", r#""no_frontend""#),
+            ("lone", "web", "lone.x.test/", r#""routed""#),
+        ],
+    );
 
     sighup(&pm, |yaml| {
         let frontend_web = frontend("web", web, "", &[]);
@@ -788,6 +842,15 @@ fn a_route_two_services_claim_stays_with_the_one_that_had_it_and_the_log_names_b
         ("bravo.x.test/", "bravo"),
     ]);
     wait_map(&pm, &pm.dir().join("maps/web.map"), &want);
+    wait_route_states(
+        &pm,
+        &[
+            ("zeta", "web", "tie.x.test/", r#"{"taken":{"by":"alpha"}}"#),
+            ("alpha", "web", "tie.x.test/", r#""routed""#),
+            ("bravo", "web", "same.x.test/", r#"{"taken":{"by":"zulu"}}"#),
+            ("bravo", "web", "bravo.x.test/", r#""routed""#),
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

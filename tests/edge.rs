@@ -388,18 +388,20 @@ fn a_host_header_holding_a_path_does_not_pick_that_path_s_route() {
 
 /// A TLS frontend (`bind_options: ssl crt <pem> alpn h2,http/1.1`, the certificate for `*.edge.test` made with
 /// openssl) routes HTTPS by Host, over HTTP/2 negotiated through ALPN and over HTTP/1.1; curl checks the
-/// certificate served is the one made.
+/// certificate served is the one made. A plain frontend redirects to it; a SIGHUP naming a certificate that is
+/// not there is rejected, and TLS serves on.
 #[test]
 fn tls_on_a_shared_frontend_routes_by_host_and_speaks_http2_through_alpn() {
     if !tls_available() {
         return;
     }
-    let port = reserve_port();
+    let (port, http) = (reserve_port(), reserve_port());
     let Some((zk, pm)) = start(|dir| {
         let cert = tls::self_signed(dir, "edge", &["*.edge.test", "edge.test"]);
         let bind_options = format!("ssl crt {} alpn h2,http/1.1", cert.pem.display());
         let options = ["http-request set-header X-Forwarded-Proto https"];
-        frontends(&[frontend("https", port, &bind_options, &options)])
+        let redirect = ["http-request redirect scheme https code 301"];
+        frontends(&[frontend("https", port, &bind_options, &options), frontend("http", http, "", &redirect)])
     }) else {
         return;
     };
@@ -432,6 +434,16 @@ fn tls_on_a_shared_frontend_routes_by_host_and_speaks_http2_through_alpn() {
     assert!(bind.contains("alpn h2,http/1.1"), "{bind}");
     // Plain HTTP on the TLS port is no route to a backend.
     assert_ne!(answer(port, "api.edge.test", "/"), "api");
+    // A frontend no service joins, its options all it does: plain HTTP redirected to HTTPS.
+    let redirect = http_get_host(http, "api.edge.test", "/v1/users?x=1").expect("the http frontend answers");
+    assert_eq!(redirect.status, 301, "{redirect:?}");
+    assert!(
+        redirect
+            .headers
+            .lines()
+            .any(|h| h.eq_ignore_ascii_case("location: https://api.edge.test/v1/users?x=1")),
+        "{redirect:?}"
+    );
 
     // A certificate that is not there, by SIGHUP: HAProxy's refusal is reported, TLS serves on as it was.
     let pids = one_haproxy(&pm);

@@ -1070,12 +1070,13 @@ fn a_new_service_haproxy_refuses_leaves_no_port_listening_unserved() {
     assert_eq!(pm.haproxy_pids(), pids);
 }
 
-/// `default_servers` serve while the registry reports no server; once it reports one, it alone serves; when
-/// it reports none again, the defaults are back (Synapse's semantics).
+/// `default_servers` serve while the registry reports no server (its path empty, or not there at all); once it
+/// reports one, it alone serves; when it reports none again, the defaults are back (Synapse's semantics). A
+/// default server that is not one refuses the blob, naming the key.
 #[test]
 fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_one() {
     // No removal hold: the real server's removal is the registry's word at once.
-    let Some((zk, _pm)) = start_with(|_| {}, |_| String::new(), "removal_hold:\n  hold_time: 0\n") else {
+    let Some((zk, pm)) = start_with(|_| {}, |_| String::new(), "removal_hold:\n  hold_time: 0\n") else {
         return;
     };
     let (default, real) = (Backend::start("default"), Backend::start("real"));
@@ -1103,6 +1104,20 @@ fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_o
     let keys = json!({"port": ghost, "listen_options": ["mode http"], "default_servers": defaults});
     zk.create("/service_config/ghost", &blob(&zk, "ghost", keys));
     wait_answers(ghost, &["default"]);
+
+    // A default server that is not one refuses the blob, naming the key.
+    for (service, server, reason) in [
+        ("badhost", json!({"host": "exa mple", "port": 80}), "\"exa mple\""),
+        ("badport", json!({"host": "127.0.0.1", "port": 0}), "port 0"),
+        ("noport", json!({"host": "127.0.0.1"}), "`port`"),
+    ] {
+        let port = reserve_port();
+        let keys = json!({"port": port, "default_servers": [{"host": "127.0.0.1", "port": 80}, server]});
+        zk.create(&format!("/service_config/{service}"), &blob(&zk, service, keys));
+        wait_log_line(&pm, &[service, "default_servers[1]", reason]);
+        assert!(refused(loopback(1, port)), "{service} is not served");
+    }
+    wait_answers(port, &["default"]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -575,6 +575,47 @@ fn a_backend_joining_another_frontend_or_turning_default_on_takes_no_reload() {
     assert_eq!(pm.haproxy_pids(), pids, "no reload");
 }
 
+/// 300 host names arrive on a service in one blob change, and leave in the next, while a client sends requests
+/// for a host that stays: each arrives and leaves at run time (no reload), no request fails, and the map in
+/// HAProxy and on disk follows.
+#[test]
+fn three_hundred_hosts_arrive_and_leave_at_once_without_a_reload() {
+    let web = reserve_port();
+    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };
+    let a = Backend::start("a");
+    serve(&zk, "a", &a, hosts(&["stay.test"]));
+    wait_routes(web, &[("stay.test", "/", "a")]);
+    let pids = one_haproxy(&pm);
+    let load = Load::start_with(1, 50_000, Duration::from_secs(60), move |_| {
+        match http_get_host(web, "stay.test", "/") {
+            Ok(answer) if answer.status == 200 && answer.body == "a" => Ok(()),
+            Ok(answer) => Err(format!("{} {:?}", answer.status, answer.body)),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+
+    let many: Vec<String> = (0..300).map(|i| format!("h{i}.many.test")).collect();
+    let mut names: Vec<&str> = vec!["stay.test"];
+    names.extend(many.iter().map(String::as_str));
+    zk.set("/service_config/a", &blob(&zk, "a", hosts(&names)));
+    let map = pm.dir().join("maps/web.map");
+    let all: BTreeSet<(String, String)> =
+        names.iter().map(|host| (format!("{host}/"), "a".to_string())).collect();
+    wait_map(&pm, &map, &all);
+    wait_routes(
+        web,
+        &[("h0.many.test", "/", "a"), ("h150.many.test", "/", "a"), ("h299.many.test", "/", "a")],
+    );
+
+    zk.set("/service_config/a", &blob(&zk, "a", hosts(&["stay.test"])));
+    wait_map(&pm, &map, &entries(&[("stay.test/", "a")]));
+    wait_routes(web, &[("h0.many.test", "/", "HTTP 503"), ("h299.many.test", "/", "HTTP 503")]);
+    let hits = a.hits();
+    wait_until(SETTLE, "more load after the changes", || a.hits() > hits + 100);
+    load.finish().assert_none_failed("while 300 hosts arrived and left");
+    assert_eq!(pm.haproxy_pids(), pids, "no reload");
+}
+
 /// A service that joins the frontend is a new backend: HAProxy reloads (a new process), requests through the
 /// frontend fail none across it, and the new service's routes work after it.
 #[test]

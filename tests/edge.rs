@@ -1,9 +1,13 @@
 //! Issue 16, proxymgr at the edge: shared HTTP(S) frontends that route by `Host` and path prefix through HAProxy
 //! maps kept in step at run time, TLS with HTTP/2 through ALPN (a certificate made with `openssl`, requests made
 //! with `curl`), per-service `bind_address` and `bind_options`, `extra_sections` and `default_servers`, through
-//! real ZooKeeper, HAProxy and backends on loopback. Routing changes are asserted to cost no reload (HAProxy's
-//! pids, `show map` and the map file on disk) and to fail no request under load; a new backend reloads; bad
-//! routes, missing frontends, routes two services claim and extra sections HAProxy rejects are refused by name.
+//! real ZooKeeper, HAProxy and backends on loopback.
+//!
+//! Routing changes are asserted to cost no reload (HAProxy's pids, `show map` and the map file on disk) and to
+//! fail no request under load, kept-alive connections included; a new backend reloads, and a route changed while
+//! that reload is under way, or while no proxymgr runs (a hand-over), still arrives; bad routes, missing
+//! frontends, routes two services claim, names taken, frontends and extra sections HAProxy rejects are refused by
+//! name (the log, `/status`, `--check`). Tests marked `#[ignore]` hold a bug of proxymgr's, named in the mark.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};

@@ -31,6 +31,8 @@ pub struct Service {
     pub generation: u64,
     /// Set while its watcher has not reported yet.
     pub awaiting_since: Option<Instant>,
+    /// Whether its watcher's last report had no server: its `default_servers`, if any, are served.
+    pub registry_empty: bool,
     /// Its `listen` skeleton and its server lines as rendered; empty once what they come from changed. The
     /// lines fill through a shared borrow, while the desired state borrows the services.
     pub skeleton: Option<String>,
@@ -208,6 +210,7 @@ impl Services {
                     servers: Arc::default(),
                     generation,
                     awaiting_since: Some(now),
+                    registry_empty: false,
                     hold: Hold::default(),
                     skeleton: None,
                     lines: OnceCell::new(),

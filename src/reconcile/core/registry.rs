@@ -54,6 +54,15 @@ impl Core {
         for name in &changed {
             // Its server options may have changed: what was held out under the old ones is tried again.
             self.admit(name);
+            // Its default servers may have: they stand in for a registry that has none.
+            if let Some(s) = self.services.map.get(name).filter(|s| s.registry_empty) {
+                if !s.spec.default_servers.is_empty()
+                    && s.reported.as_slice() != s.spec.default_servers.as_slice()
+                {
+                    let generation = s.generation;
+                    self.servers(name.clone(), generation, Arc::default(), now);
+                }
+            }
         }
         self.dirty.extend(changed);
         for (name, saved) in restore.into_iter().flatten() {
@@ -86,6 +95,7 @@ impl Core {
             return;
         };
         // Synapse's `default_servers`: served while the registry has none.
+        s.registry_empty = servers.is_empty();
         let defaults = &s.spec.default_servers;
         let servers = if servers.is_empty() && !defaults.is_empty() {
             if s.reported.as_slice() != defaults.as_slice() {

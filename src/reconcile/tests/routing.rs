@@ -154,3 +154,28 @@ fn a_new_frontend_on_sighup_is_bound_and_served_by_reload() {
     assert!(start.contains("frontend admin\n  bind fd@1081\n"), "{start}");
     assert_eq!(reasons(&actions), [ReloadReason::HeadChanged]);
 }
+
+#[test]
+fn new_default_servers_stand_in_at_once_while_the_registry_has_none() {
+    let mut story = Story::new();
+    let with = |port: u16| {
+        let web = ServiceSpec {
+            default_servers: vec![Server::new("10.9.9.9", port.into()).unwrap()],
+            ..spec(8080)
+        };
+        Input::Services { source: 0, services: [("web".to_string(), web)].into() }
+    };
+    story.input(0, with(80));
+    story.input(0, servers("web", 0, &[]));
+    story.tick(5);
+    let actions = story.input(1000, with(81));
+    assert_eq!(
+        commands(&actions),
+        [
+            "set server web/10.9.9.9:80 state maint",
+            "add server web/10.9.9.9:81 10.9.9.9:81 check",
+            "enable health web/10.9.9.9:81",
+            "set server web/10.9.9.9:81 state ready",
+        ]
+    );
+}

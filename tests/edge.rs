@@ -1122,8 +1122,9 @@ fn a_new_service_haproxy_refuses_leaves_no_port_listening_unserved() {
 }
 
 /// `default_servers` serve while the registry reports no server (its path empty, or not there at all); once it
-/// reports one, it alone serves; when it reports none again, the defaults are back (Synapse's semantics). A
-/// default server that is not one refuses the blob, naming the key.
+/// reports one, it alone serves; when it reports none again, the defaults are back (Synapse's semantics), and
+/// new ones in the blob take their place at once. A default server that is not one refuses the blob, naming the
+/// key.
 #[test]
 fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_one() {
     // No removal hold: the real server's removal is the registry's word at once.
@@ -1150,6 +1151,13 @@ fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_o
     zk.delete("/services/web/real");
     wait_answers(port, &["default"]);
 
+    // New default servers in the blob serve at once (the registry, still empty, reports nothing new).
+    let other = Backend::start("other default");
+    let others = json!([{"host": "127.0.0.1", "port": other.port()}]);
+    let keys = json!({"port": port, "listen_options": ["mode http"], "default_servers": others});
+    zk.set("/service_config/web", &blob(&zk, "web", keys));
+    wait_answers(port, &["other default"]);
+
     // A registry path that does not exist reports no server either.
     let ghost = reserve_port();
     let keys = json!({"port": ghost, "listen_options": ["mode http"], "default_servers": defaults});
@@ -1168,7 +1176,7 @@ fn default_servers_serve_while_the_registry_has_none_and_step_aside_for_a_real_o
         wait_log_line(&pm, &[service, "default_servers[1]", reason]);
         assert!(refused(loopback(1, port)), "{service} is not served");
     }
-    wait_answers(port, &["default"]);
+    wait_answers(port, &["other default"]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

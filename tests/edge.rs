@@ -382,18 +382,32 @@ fn a_host_header_holding_a_path_does_not_pick_that_path_s_route() {
             ("other.test", "/static/x", "assets"),
         ],
     );
-    // A Host that is not a host name is routed as no Host at all: by the path alone.
+    // A Host that is not a host name is routed as no Host at all, by the path alone (HAProxy 3.2 and later
+    // answer a Host with a `/` 400 themselves).
     let smuggled = [
         ("www.x.test/api", "/x", "fallback"),
         ("/static", "/x", "fallback"),
         ("WWW.X.TEST/API", "/", "fallback"),
         ("www.x.test/api", "/static/x", "assets"),
-        // Nor does a client's own copy of the header the frontend builds its key in (sent after a Host that is
-        // not a host name, which leaves the header as the client sent it unless the frontend removes it).
-        ("bad_host\r\nX-Proxymgr-Route: www.x.test/api/x", "/x", "fallback"),
-        ("www.x.test\r\nX-Proxymgr-Route: www.x.test/api/x", "/x", "www"),
     ];
-    wait_routes(web, &smuggled);
+    wait_all("Hosts holding a path", || {
+        smuggled
+            .iter()
+            .filter_map(|&(host, path, want)| {
+                let got = answer(web, host, path);
+                (got != want && got != "HTTP 400").then(|| format!("Host {host} {path}: {got}, not {want}"))
+            })
+            .collect()
+    });
+    // Nor does a client's own copy of the header the frontend builds its key in (sent after a Host that is not a
+    // host name, which leaves the header as the client sent it unless the frontend removes it).
+    wait_routes(
+        web,
+        &[
+            ("bad_host\r\nX-Proxymgr-Route: www.x.test/api/x", "/x", "fallback"),
+            ("www.x.test\r\nX-Proxymgr-Route: www.x.test/api/x", "/x", "www"),
+        ],
+    );
 }
 
 /// A TLS frontend (`bind_options: ssl crt <pem> alpn h2,http/1.1`, the certificate for `*.edge.test` made with
@@ -1017,81 +1031,111 @@ fn extra_sections_are_rendered_as_written_and_one_haproxy_rejects_keeps_the_last
     wait_routes(web, &[("www.x.test", "/", "www")]);
 }
 
-/// A service's dedicated port on its own `bind_address` (127.0.0.2, not proxymgr's 127.0.0.1) and with its own
-/// `bind_options` (TLS with ALPN), beside one on 127.0.0.2 in plain HTTP.
+/// A service's dedicated port on its own `bind_address` (127.0.0.2, not proxymgr's 127.0.0.1), moved to another
+/// at run time, and one with `bind_options: accept-proxy`, which serves only a client that speaks the PROXY
+/// protocol first; bind options HAProxy refuses leave that service out, with HAProxy's reason, and the rest
+/// serving.
 #[test]
-fn a_dedicated_port_takes_its_own_bind_address_and_tls_bind_options() {
-    if !tls_available() {
-        return;
-    }
+fn a_dedicated_port_takes_its_own_bind_address_and_bind_options() {
+    let Some((zk, pm)) = start(|_| String::new()) else { return };
     let probe = reserve_port();
     assert!(
         std::net::TcpListener::bind(loopback(2, probe)).is_ok(),
         "127.0.0.2 cannot be bound here (Linux routes all of 127/8 to lo)"
     );
-    let Some((zk, pm)) = start(|_| String::new()) else { return };
-    let cert = tls::self_signed(pm.dir(), "secure", &["secure.edge.test"]);
-    let (secure, plain) = (Backend::start("secure"), Backend::start("plain"));
-    let (secure_port, plain_port) = (reserve_port(), reserve_port());
-    let bind_options = format!("ssl crt {} alpn h2,http/1.1", cert.pem.display());
-    serve(
-        &zk,
-        "secure",
-        &secure,
-        json!({"port": secure_port, "bind_address": "127.0.0.2", "bind_options": bind_options,
-               "listen_options": ["mode http"]}),
-    );
-    serve(
-        &zk,
-        "plain",
-        &plain,
-        json!({"port": plain_port, "bind_address": "127.0.0.2", "listen_options": ["mode http"]}),
-    );
+    let (plain, proxied) = (Backend::start("plain"), Backend::start("proxied"));
+    let (plain_port, proxied_port) = (reserve_port(), reserve_port());
+    let on =
+        |address: &str| json!({"port": plain_port, "bind_address": address, "listen_options": ["mode http"]});
+    serve(&zk, "plain", &plain, on("127.0.0.2"));
+    let accept_proxy =
+        json!({"port": proxied_port, "bind_options": "accept-proxy", "listen_options": ["mode http"]});
+    serve(&zk, "proxied", &proxied, accept_proxy);
 
-    let at_2 = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-    wait_until(SETTLE, "secure answers over TLS on 127.0.0.2", || {
-        https("secure.edge.test", at_2, secure_port, "/", &cert.cert, Http::Two) == "secure HTTP/2"
-    });
-    assert_eq!(
-        https("secure.edge.test", at_2, secure_port, "/", &cert.cert, Http::OneOne),
-        "secure HTTP/1.1"
-    );
     wait_until(SETTLE, "plain answers on 127.0.0.2", || {
         fetch(loopback(2, plain_port), "/") == Some((200, "plain".to_string()))
     });
-    for port in [secure_port, plain_port] {
-        assert!(refused(loopback(1, port)), "port {port} is bound on 127.0.0.2 alone");
-    }
-    assert!(!matches!(fetch(loopback(2, secure_port), "/"), Some((200, _))), "no plain HTTP on the TLS port");
+    assert!(refused(loopback(1, plain_port)), "port {plain_port} is bound on 127.0.0.2 alone");
+    let through_proxy = || {
+        let header = format!("PROXY TCP4 192.0.2.7 127.0.0.1 40000 {proxied_port}\r\n");
+        raw_request(loopback(1, proxied_port), &format!("{header}GET / HTTP/1.0\r\nHost: test\r\n\r\n"))
+    };
+    wait_until(SETTLE, "proxied answers a PROXY protocol client", || through_proxy().ends_with("proxied"));
+    let bare = raw_request(loopback(1, proxied_port), "GET / HTTP/1.0\r\nHost: test\r\n\r\n");
+    assert!(!bare.ends_with("proxied"), "a client without the PROXY header is served: {bare:?}");
 
     // A new bind_address moves the port to it.
-    let moved = json!({"port": plain_port, "bind_address": "127.0.0.3", "listen_options": ["mode http"]});
-    zk.set("/service_config/plain", &blob(&zk, "plain", moved));
+    zk.set("/service_config/plain", &blob(&zk, "plain", on("127.0.0.3")));
     wait_until(SETTLE, "plain answers on 127.0.0.3", || {
         fetch(loopback(3, plain_port), "/") == Some((200, "plain".to_string()))
     });
     wait_until(SETTLE, "127.0.0.2 lets plain's port go", || refused(loopback(2, plain_port)));
 
-    // bind_options HAProxy refuses (a certificate that is not there): that service is left out with HAProxy's
-    // reason, the others serve on.
+    // bind_options HAProxy refuses: that service is left out with HAProxy's reason, the others serve on.
+    let pids = one_haproxy(&pm);
+    let broken_port = reserve_port();
+    let broken =
+        json!({"port": broken_port, "bind_options": "no-such-bind-option", "listen_options": ["mode http"]});
+    serve(&zk, "broken", &plain, broken);
+    wait_log_line(&pm, &["service broken", "HAProxy rejects", "no-such-bind-option"]);
+    support::hold(Duration::from_secs(1), "the others serving", || {
+        match (fetch(loopback(3, plain_port), "/"), through_proxy()) {
+            (Some((200, _)), proxied) if proxied.ends_with("proxied") => Ok(()),
+            (plain, proxied) => Err(format!("plain: {plain:?}; proxied: {proxied:?}")),
+        }
+    });
+    assert_eq!(pm.haproxy_pids(), pids, "the HAProxy serving stays");
+}
+
+/// Sends `request` as it is to `address` and reads until the server closes (2 s timeouts): what came back, or
+/// `error: ...`.
+fn raw_request(address: SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let result = (|| -> std::io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    })();
+    result.unwrap_or_else(|e| format!("error: {e}"))
+}
+
+/// A service's dedicated port with TLS by its `bind_options` (ALPN offering HTTP/2), on its own `bind_address`;
+/// a certificate that is not there leaves that service out with HAProxy's reason, naming the file.
+#[test]
+fn a_dedicated_port_serves_tls_by_its_bind_options() {
+    if !tls_available() {
+        return;
+    }
+    let Some((zk, pm)) = start(|_| String::new()) else { return };
+    let cert = tls::self_signed(pm.dir(), "secure", &["secure.edge.test"]);
+    let secure = Backend::start("secure");
+    let port = reserve_port();
+    let bind_options = format!("ssl crt {} alpn h2,http/1.1", cert.pem.display());
+    let keys = json!({"port": port, "bind_address": "127.0.0.2", "bind_options": bind_options,
+                      "listen_options": ["mode http"]});
+    serve(&zk, "secure", &secure, keys);
+
+    let at_2 = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    wait_until(SETTLE, "secure answers over TLS on 127.0.0.2", || {
+        https("secure.edge.test", at_2, port, "/", &cert.cert, Http::Two) == "secure HTTP/2"
+    });
+    assert_eq!(https("secure.edge.test", at_2, port, "/", &cert.cert, Http::OneOne), "secure HTTP/1.1");
+    assert!(refused(loopback(1, port)), "port {port} is bound on 127.0.0.2 alone");
+    assert!(!matches!(fetch(loopback(2, port), "/"), Some((200, _))), "no plain HTTP on the TLS port");
+
     let pids = one_haproxy(&pm);
     let missing = pm.dir().join("missing.pem");
-    let broken_port = reserve_port();
-    let broken = json!({"port": broken_port, "bind_options": format!("ssl crt {}", missing.display()),
+    let broken = json!({"port": reserve_port(), "bind_options": format!("ssl crt {}", missing.display()),
                         "listen_options": ["mode http"]});
-    serve(&zk, "broken", &plain, broken);
-    wait_log_line(&pm, &["broken", "HAProxy rejects"]);
-    assert!(
-        pm.log().contains(&missing.display().to_string()),
-        "HAProxy's reason names the file: {}",
-        pm.log()
-    );
-    support::hold(Duration::from_secs(1), "the others serving", || {
-        let secure = https("secure.edge.test", at_2, secure_port, "/", &cert.cert, Http::Two);
-        let plain = fetch(loopback(3, plain_port), "/");
-        match (secure.as_str(), plain) {
-            ("secure HTTP/2", Some((200, _))) => Ok(()),
-            (secure, plain) => Err(format!("secure: {secure}; plain: {plain:?}")),
+    serve(&zk, "broken", &secure, broken);
+    wait_log_line(&pm, &["service broken", "HAProxy rejects", &missing.display().to_string()]);
+    support::hold(Duration::from_secs(1), "secure serving", || {
+        match https("secure.edge.test", at_2, port, "/", &cert.cert, Http::Two).as_str() {
+            "secure HTTP/2" => Ok(()),
+            other => Err(other.to_string()),
         }
     });
     assert_eq!(pm.haproxy_pids(), pids, "the HAProxy serving stays");
@@ -1239,8 +1283,11 @@ fn check_takes_good_frontends_and_extra_sections_and_refuses_bad_ones_by_key() {
             "  extra_sections:\n    \"listen broken\":\n      - no-such-keyword on\n".to_string(),
             "unknown keyword 'no-such-keyword'",
         ),
-        (frontends(&[frontend("web", web, "ssl crt /nonexistent/edge.pem", &[])]), "/nonexistent/edge.pem"),
     ];
+    let missing_crt =
+        (frontends(&[frontend("web", web, "ssl crt /nonexistent/edge.pem", &[])]), "/nonexistent/edge.pem");
+    // Without OpenSSL, HAProxy refuses `ssl` itself.
+    let cases = cases.into_iter().chain(tls::haproxy_has_openssl().then_some(missing_crt));
     for (haproxy, expected) in cases {
         let (code, text) = check(&haproxy);
         assert_eq!(code, Some(3), "{haproxy}\n{text}");

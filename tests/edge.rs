@@ -270,12 +270,18 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// prefix under a host beating the host's `/`, a path prefix for any host, and `default: true` for the rest;
 /// the Host header matched lower-cased without its port, the path as sent. The frontend's own options apply,
 /// the routes are in `<dir>/maps/web.map` (`map_dir`'s default beside the state file), a service with a port
-/// keeps serving there too.
+/// keeps serving there too. Also one of matrix.rs's scenarios, run on every HAProxy version.
 #[test]
 fn services_share_a_port_routed_by_exact_then_wildcard_then_any_host_and_longest_path() {
+    services_share_a_port_routed();
+}
+
+/// The body of the test above; returns what serves (matrix.rs then reads the log), or None when a tool is
+/// missing.
+pub(crate) fn services_share_a_port_routed() -> Option<(Zk, Proxymgr, [Backend; 4])> {
     let web = reserve_port();
     let edge_header = ["http-response set-header X-Edge shared"];
-    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &edge_header)])) else { return };
+    let (zk, pm) = start(|_| frontends(&[frontend("web", web, "", &edge_header)]))?;
     let (www, api, assets, fallback) =
         (Backend::start("www"), Backend::start("api"), Backend::start("assets"), Backend::start("fallback"));
     let api_port = reserve_port();
@@ -337,6 +343,7 @@ fn services_share_a_port_routed_by_exact_then_wildcard_then_any_host_and_longest
         ("/", "fallback"),
     ]);
     wait_map(&pm, &map, &want);
+    Some((zk, pm, [www, api, assets, fallback]))
 }
 
 /// A frontend's own `default_backend` line (its `options`) takes what no route matches, even naming a service
@@ -490,9 +497,9 @@ fn tls_on_a_shared_frontend_routes_by_host_and_speaks_http2_through_alpn() {
 /// b gets a new host and a loses one, while two clients send requests through the frontend for a's host, b's
 /// host and the host that moves: no request fails, each change reaches the backend it names (on a connection
 /// kept alive across it too), HAProxy's processes are the same throughout, and `show map` and the map file (in
-/// the configured `map_dir`) follow.
+/// the configured `map_dir`) follow. Also one of matrix.rs's scenarios, run on every HAProxy version.
 #[test]
-fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_reload() {
+pub(crate) fn routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_reload() {
     let web = reserve_port();
     let Some((zk, pm)) = start(|dir| {
         format!(

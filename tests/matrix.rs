@@ -118,6 +118,27 @@ fn a_proxymgr_killed_is_taken_over_without_a_failed_request() {
     crate::faults::a_proxymgr_killed_under_load_hands_its_haproxy_to_the_next_one();
 }
 
+/// Issue 16: services share a frontend, routed by host and path through a map, and HAProxy says nothing of the
+/// frontend proxymgr renders for it (`map_beg`, `set-var`, `replace-header`, `use_backend %[var(...)]`).
+#[test]
+fn a_shared_frontend_routes_and_haproxy_warns_of_nothing() {
+    let Some((_zk, pm, _backends)) = crate::edge::services_share_a_port_routed() else { return };
+    support::hold(Duration::from_secs(1), "no complaint from HAProxy in proxymgr's log", || {
+        let log = pm.log();
+        match complaints(&log)[..] {
+            [] => Ok(()),
+            ref seen => Err(format!("{seen:#?}")),
+        }
+    });
+}
+
+/// Issue 16: routes that move, arrive and leave under load go through the runtime API (`add map`, `set map`,
+/// `del map`): no reload, no failed request.
+#[test]
+fn routing_changes_take_no_reload() {
+    crate::edge::routes_that_move_arrive_and_leave_under_load_fail_no_request_and_take_no_reload();
+}
+
 /// Reloads under load with kept-alive connections. No request fails where HAProxy answers the next request on
 /// an idle connection rather than closing it under the client: from 2.6, where proxymgr renders `option
 /// idle-close-on-response`, and in 1.8's legacy HTTP mode, where the connection's stream waits for that request

@@ -207,6 +207,19 @@ fn wait_route_states(pm: &Proxymgr, routes: &[(&str, &str, &str, &str)]) {
     });
 }
 
+/// Polls `ok` every 100 ms until it holds (true) or `SETTLE` passes (false), for a check whose failure message
+/// needs what the last poll saw.
+fn poll_until(mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + SETTLE;
+    while !ok() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
 /// Waits until one line of the log holds every one of `fragments`.
 fn wait_log_line(pm: &Proxymgr, fragments: &[&str]) {
     wait_until(SETTLE, &format!("a log line with all of {fragments:?}"), || {
@@ -731,6 +744,38 @@ fn a_route_changed_while_a_reload_is_under_way_reaches_the_haproxy_serving_after
     wait_routed(&routed);
 }
 
+/// A SIGHUP that moves a frontend to another port and its map to another `map_dir` reloads: the routes serve on
+/// the new port, the old one closes, and a later routing change goes to the new map at run time.
+#[test]
+fn a_sighup_moving_a_frontend_and_its_map_keeps_its_routes() {
+    let (web, moved) = (reserve_port(), reserve_port());
+    let Some((zk, pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    serve(&zk, "a", &a, hosts(&["a.test"]));
+    serve(&zk, "b", &b, hosts(&["b.test"]));
+    wait_routes(web, &[("a.test", "/", "a"), ("b.test", "/", "b")]);
+    let pids = one_haproxy(&pm);
+
+    let map_dir = pm.dir().join("moved-maps");
+    sighup(&pm, |yaml| {
+        let yaml = yaml.replacen(&frontend("web", web, "", &[]), &frontend("web", moved, "", &[]), 1);
+        yaml.replacen("  frontends:\n", &format!("  map_dir: {}\n  frontends:\n", map_dir.display()), 1)
+    });
+    wait_routes(moved, &[("a.test", "/", "a"), ("b.test", "/", "b")]);
+    wait_until(SETTLE, "the old port closes", || refused(loopback(1, web)));
+    let now = one_haproxy(&pm);
+    assert_ne!(now, pids, "a moved frontend is a reload");
+
+    zk.set("/service_config/a", &blob(&zk, "a", hosts(&["a.test", "a2.test"])));
+    wait_routes(moved, &[("a2.test", "/", "a")]);
+    wait_map(
+        &pm,
+        &map_dir.join("web.map"),
+        &entries(&[("a.test/", "a"), ("a2.test/", "a"), ("b.test/", "b")]),
+    );
+    assert_eq!(pm.haproxy_pids(), now, "no reload for the route");
+}
+
 /// Issue 13 with a frontend: a hand-over (SIGUSR2) passes the frontend's listening socket itself to the next
 /// proxymgr, which applies a route changed while none ran; requests through the frontend fail none throughout.
 #[test]
@@ -926,6 +971,18 @@ fn a_route_two_services_claim_stays_with_the_one_that_had_it_and_the_log_names_b
         ("bravo.x.test/", "bravo"),
     ]);
     wait_map(&pm, &pm.dir().join("maps/web.map"), &want);
+    // A route left out is a warning of `proxymgr status` (once bravo's server shows in rotation: exit code 1).
+    let mut last = String::new();
+    let warned = poll_until(|| {
+        let (code, text) = pm.status_command();
+        let first = text.lines().next().unwrap_or_default().to_string();
+        last = text;
+        code == 1
+            && first.starts_with("PROXYMGR WARNING")
+            && first.contains("zeta: 1 route not routed")
+            && first.contains("bravo: 1 route not routed")
+    });
+    assert!(warned, "proxymgr status does not warn of the routes left out; the last:\n{last}");
     wait_route_states(
         &pm,
         &[

@@ -994,14 +994,50 @@ fn a_route_two_services_claim_stays_with_the_one_that_had_it_and_the_log_names_b
     );
 }
 
+/// A contested route stays with the service that had it when proxymgr is restarted: through a hand-over
+/// (SIGUSR2, what a restart or an upgrade sends) and after a SIGKILL, the HAProxy serving all along; a restart
+/// must not move a host to the service first by name.
+#[test]
+#[ignore = "proxymgr's bug: after a restart a contested route goes to the first by name (the table's `previous` starts empty)"]
+fn a_restart_leaves_a_contested_route_with_the_service_that_had_it() {
+    let web = reserve_port();
+    let Some((zk, mut pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };
+    let (zulu, bravo) = (Backend::start("zulu"), Backend::start("bravo"));
+    serve(&zk, "zulu", &zulu, hosts(&["same.x.test"]));
+    wait_routes(web, &[("same.x.test", "/", "zulu")]);
+    serve(&zk, "bravo", &bravo, hosts(&["same.x.test", "bravo.x.test"]));
+    wait_routes(web, &[("bravo.x.test", "/", "bravo"), ("same.x.test", "/", "zulu")]);
+    wait_log_line(&pm, &["service bravo", "already routed to service zulu"]);
+
+    for how in ["a hand-over", "a SIGKILL"] {
+        let before = one_haproxy(&pm)[0];
+        if how == "a hand-over" {
+            pm.signal(Signal::SIGUSR2);
+            pm.wait_exit(SETTLE);
+        } else {
+            pm.kill9();
+        }
+        pm.start_again();
+        wait_until(SETTLE, "the HAProxy left serving to finish", || !support::pid_alive(before));
+        one_haproxy(&pm);
+        support::hold(
+            Duration::from_secs(1),
+            &format!("same.x.test with zulu after {how}"),
+            || match answer(web, "same.x.test", "/").as_str() {
+                "zulu" => Ok(()),
+                other => Err(format!("answered by {other}")),
+            },
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The rest of issue 16
 
 /// `extra_sections` are rendered as written (a stats page that answers on its port), and no service takes the
-/// name of one or of a frontend; a SIGHUP that adds one
-/// HAProxy rejects is refused with HAProxy's reason (the log, `haproxy.cfg.rejected`, `/status`), and the
-/// HAProxy serving goes on with the last good config (same pid, routes and stats answering); a good change
-/// then goes through with a reload.
+/// name of one or of a frontend; a SIGHUP that adds one HAProxy rejects is refused with HAProxy's reason (the
+/// log, `haproxy.cfg.rejected`, `/status`), and the HAProxy serving goes on with the last good config (same pid,
+/// routes and stats answering); a good change then goes through with a reload.
 #[test]
 fn extra_sections_are_rendered_as_written_and_one_haproxy_rejects_keeps_the_last_good_config() {
     let (web, stats, broken) = (reserve_port(), reserve_port(), reserve_port());

@@ -660,6 +660,53 @@ fn three_hundred_hosts_arrive_and_leave_at_once_without_a_reload() {
     assert_eq!(pm.haproxy_pids(), pids, "no reload");
 }
 
+/// The `directory` source with `file` watchers, no ZooKeeper at all: a service file joins the frontend, a host
+/// added to the file routes at run time, and the file removed takes its routes and backend with it.
+#[test]
+fn services_from_a_directory_join_a_frontend_and_their_routes_follow_the_files() {
+    if !support::require("haproxy") {
+        return;
+    }
+    let web = reserve_port();
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let file_blob = |dir: &Path, service: &str, hosts: &[&str]| {
+        json!({"type": "file", "file": dir.join(format!("{service}.txt")), "interval": 0.2,
+               "frontends": {"web": {"hosts": hosts}}})
+        .to_string()
+    };
+    let pm = Proxymgr::start_with(|dir| {
+        let services = dir.join("services");
+        std::fs::create_dir(&services).expect("create the services directory");
+        for (service, backend) in [("a", &a), ("b", &b)] {
+            let servers = format!("127.0.0.1:{}\n", backend.port());
+            std::fs::write(dir.join(format!("{service}.txt")), servers).expect("write a servers file");
+        }
+        std::fs::write(services.join("a.json"), file_blob(dir, "a", &["a.test"])).expect("write a.json");
+        std::fs::write(services.join("b.json"), file_blob(dir, "b", &["b.test"])).expect("write b.json");
+        let yaml = Proxymgr::config_yaml(dir, "127.0.0.1:1");
+        let (haproxy, _zookeeper) = yaml.split_once("service_config:\n").expect("a service_config section");
+        let haproxy = haproxy.replacen(
+            "  bind_address: 127.0.0.1\n",
+            &format!("  bind_address: 127.0.0.1\n{}", frontends(&[frontend("web", web, "", &[])])),
+            1,
+        );
+        format!("{haproxy}service_config:\n  type: directory\n  path: {}\n", services.display())
+    });
+    wait_routes(web, &[("a.test", "/", "a"), ("b.test", "/", "b")]);
+    let pids = one_haproxy(&pm);
+
+    let services = pm.dir().join("services");
+    std::fs::write(services.join("a.json.tmp"), file_blob(pm.dir(), "a", &["a.test", "a2.test"])).unwrap();
+    std::fs::rename(services.join("a.json.tmp"), services.join("a.json")).unwrap();
+    wait_routes(web, &[("a2.test", "/", "a"), ("a.test", "/", "a")]);
+    assert_eq!(pm.haproxy_pids(), pids, "a host added is no reload");
+
+    std::fs::remove_file(services.join("b.json")).unwrap();
+    wait_routes(web, &[("b.test", "/", "HTTP 503"), ("a.test", "/", "a")]);
+    wait_map(&pm, &pm.dir().join("maps/web.map"), &entries(&[("a.test/", "a"), ("a2.test/", "a")]));
+    wait_until(SETTLE, "haproxy.cfg drops b", || !pm.haproxy_cfg().contains("backend b"));
+}
+
 /// A service that joins the frontend is a new backend: HAProxy reloads (a new process), requests through the
 /// frontend fail none across it, and the new service's routes work after it.
 #[test]

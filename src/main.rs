@@ -192,11 +192,8 @@ fn check(args: &Args, config: &Config, binary: &Binary) -> u8 {
             );
             0
         }
-        Err(reason) => {
-            log::error!(
-                "{}: haproxy.global/haproxy.defaults: HAProxy rejects them: {reason}",
-                args.config.display()
-            );
+        Err(haproxy::HeadRejected { keys, reason }) => {
+            log::error!("{}: {keys}: HAProxy rejects them: {reason}", args.config.display());
             EXIT_CONFIG
         }
     }

@@ -57,10 +57,7 @@ fn check_names_the_file_and_key_at_fault() {
         (GOOD.replace("servers: 127.0.0.1:2181", "servers: 2181"), "service_config.servers"),
         (GOOD.replace("config_path:", "config_pth:"), "unknown field `config_pth`"),
         (GOOD.replace("\"maxconn 100\"", "\"maxconn 100\\nlisten x\""), "haproxy.global[0]"),
-        (
-            GOOD.replace("maxconn 100", "no-such-keyword 1"),
-            "haproxy.global/haproxy.defaults: HAProxy rejects them",
-        ),
+        (GOOD.replace("maxconn 100", "no-such-keyword 1"), "haproxy.global: HAProxy rejects them"),
         (
             format!(
                 "haproxy:\n  path: /nonexistent/haproxy\n{}",

@@ -1445,7 +1445,6 @@ fn check_takes_good_frontends_and_extra_sections_and_refuses_bad_ones_by_key() {
 /// What HAProxy rejects in a frontend or an extra section is named as theirs, not as `global`'s or
 /// `defaults`'.
 #[test]
-#[ignore = "proxymgr's bug: --check blames haproxy.global/haproxy.defaults for a frontend or extra section HAProxy rejects"]
 fn check_names_the_frontend_or_extra_section_haproxy_rejects() {
     if !support::require("haproxy") {
         return;

@@ -217,10 +217,34 @@ pub fn rejected_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Why `--check` failed: the keys of proxymgr.yml whose sections HAProxy complains of (`haproxy.frontends.web`;
+/// all the head's when its complaint names no line), and its complaint.
+#[derive(Debug)]
+pub struct HeadRejected {
+    pub keys: String,
+    pub reason: String,
+}
+
 /// `proxymgr --check`: whether HAProxy accepts the head `config` renders to (global, defaults, the frontends and
 /// the extra sections); HAProxy's complaint when it does not. The frontends are checked on loopback listeners
 /// of the kernel's choosing with empty maps, as their own addresses may be taken by the HAProxy serving now.
-pub fn check_head(config: &crate::config::HaproxyConfig, binary: &process::Binary) -> Result<(), String> {
+pub fn check_head(
+    config: &crate::config::HaproxyConfig,
+    binary: &process::Binary,
+) -> Result<(), HeadRejected> {
+    let io = |reason: String| HeadRejected { keys: "haproxy".into(), reason };
+    check_head_text(config, binary)
+        .map_err(io)?
+        .map_err(|(text, path, reason)| HeadRejected { keys: blame(config, &text, &path, &reason), reason })
+}
+
+/// The head checked: Err for what kept it from being checked, Ok(Err) with the text, its file and HAProxy's
+/// complaint when HAProxy rejects it.
+#[allow(clippy::type_complexity)]
+fn check_head_text(
+    config: &crate::config::HaproxyConfig,
+    binary: &process::Binary,
+) -> Result<Result<(), (String, PathBuf, String)>, String> {
     let maps = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     let mut config = config.clone();
     config.map_dir = Some(maps.path().to_path_buf());
@@ -241,7 +265,47 @@ pub fn check_head(config: &crate::config::HaproxyConfig, binary: &process::Binar
         .tempfile()
         .and_then(|mut file| file.write_all(text.as_bytes()).map(|()| file))
         .map_err(|e| format!("cannot write a temporary file: {e}"))?;
-    binary.check(file.path(), &fds).map_err(|e| e.to_string())
+    Ok(binary.check(file.path(), &fds).map_err(|e| (text, file.path().to_path_buf(), e.to_string())))
+}
+
+/// The keys of proxymgr.yml whose rendered sections hold the lines of `text` (written as `path`) that HAProxy's
+/// `reason` names (`[<path>:<line>]`), one for each, in the order named; every key of the head when it names
+/// none.
+fn blame(config: &crate::config::HaproxyConfig, text: &str, path: &Path, reason: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let key_of = |number: usize| {
+        let header = lines[..number.min(lines.len())]
+            .iter()
+            .rev()
+            .find(|l| !l.is_empty() && !l.starts_with([' ', '#']))?;
+        let mut words = header.split_whitespace();
+        Some(match (words.next(), words.next()) {
+            (Some("global"), _) => "haproxy.global".to_string(),
+            (Some("defaults"), _) => "haproxy.defaults".to_string(),
+            (Some("frontend"), Some(name)) if name == crate::config::EXPORTER_NAME => {
+                "haproxy.prometheus_exporter".to_string()
+            }
+            (Some("frontend"), Some(name)) if config.frontends.contains_key(name) => {
+                format!("haproxy.frontends.{name}")
+            }
+            _ => format!("haproxy.extra_sections.{header:?}"),
+        })
+    };
+    let marker = format!("[{}:", path.display());
+    let mut keys: Vec<String> = Vec::new();
+    for (at, _) in reason.match_indices(&marker) {
+        let rest = &reason[at + marker.len()..];
+        let number = rest.split(']').next().and_then(|n| n.parse().ok());
+        if let Some(key) = number.and_then(key_of) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return "haproxy.global/haproxy.defaults/haproxy.frontends/haproxy.extra_sections".into();
+    }
+    keys.join(", ")
 }
 
 /// Creates the directory of the stats socket when it is missing (HAProxy does not, and fails to start).

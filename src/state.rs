@@ -19,6 +19,27 @@ use crate::service::{Server, ServiceSpec};
 pub struct State {
     pub haproxy_pids: Vec<u32>,
     pub services: BTreeMap<String, SavedService>,
+    /// Each shared frontend's routes, key to service: a key two services claim stays with the one that had it
+    /// across a restart. (A state file written before routes has none.)
+    #[serde(default)]
+    pub routes: SavedRoutes,
+}
+
+/// Routes by frontend, each key (`host/path`) to its service. Only read to tell who had a key: never rendered.
+pub type SavedRoutes = BTreeMap<String, BTreeMap<String, String>>;
+
+/// What the reconciler saves: its services and its routes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub services: BTreeMap<String, SavedService>,
+    pub routes: SavedRoutes,
+}
+
+impl State {
+    /// The state file for `snapshot`, with the HAProxy processes alive.
+    pub fn of(haproxy_pids: Vec<u32>, snapshot: Snapshot) -> State {
+        State { haproxy_pids, services: snapshot.services, routes: snapshot.routes }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +265,7 @@ mod tests {
         let state = State {
             haproxy_pids: vec![42],
             services: [("web".to_string(), SavedService { spec, servers: Arc::new(vec![server]) })].into(),
+            routes: [("https".to_string(), [("a.test/".to_string(), "web".to_string())].into())].into(),
         };
         state.save(&path).unwrap();
         assert_eq!(State::load(&path).as_ref(), Some(&state));

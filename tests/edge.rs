@@ -1045,7 +1045,6 @@ fn a_route_two_services_claim_stays_with_the_one_that_had_it_and_the_log_names_b
 /// (SIGUSR2, what a restart or an upgrade sends) and after a SIGKILL, the HAProxy serving all along; a restart
 /// must not move a host to the service first by name.
 #[test]
-#[ignore = "proxymgr's bug: after a restart a contested route goes to the first by name (the table's `previous` starts empty)"]
 fn a_restart_leaves_a_contested_route_with_the_service_that_had_it() {
     let web = reserve_port();
     let Some((zk, mut pm)) = start(|_| frontends(&[frontend("web", web, "", &[])])) else { return };

@@ -22,7 +22,7 @@ use super::runtime::{Runtime, RuntimeError, ServerStatus};
 use super::{Candidate, ConfigWriter, InstallError};
 use crate::config::HaproxyConfig;
 use crate::event::Event;
-use crate::state::{self, SavedService, State};
+use crate::state::{self, Snapshot, State};
 
 /// Why a new HAProxy did not start.
 #[derive(Debug, thiserror::Error)]
@@ -255,23 +255,19 @@ impl Instance {
     }
 
     /// Hands the state file's writer a snapshot with the live pids; false while it still writes the last one.
-    pub fn save_state(&mut self, path: PathBuf, services: BTreeMap<String, SavedService>) -> bool {
-        self.state_writer.save(&path, State { haproxy_pids: self.processes.pids(), services })
+    pub fn save_state(&mut self, path: PathBuf, snapshot: Snapshot) -> bool {
+        self.state_writer.save(&path, State::of(self.processes.pids(), snapshot))
     }
 
     /// Leaves every HAProxy serving for the next proxymgr: the state file names them (written here and now, after
     /// the writer's last snapshot, so that no older one lands after it), and a keeper holds the listeners for
     /// the next proxymgr (`handover.rs`). Without the state file the next proxymgr could not find them: that
     /// is the one failure. A keeper that cannot start only costs the sockets: the next proxymgr binds anew.
-    pub fn hand_over(
-        &mut self,
-        state_file: &Path,
-        services: BTreeMap<String, SavedService>,
-    ) -> Result<(), HandOverFailure> {
+    pub fn hand_over(&mut self, state_file: &Path, snapshot: Snapshot) -> Result<(), HandOverFailure> {
         self.config_writer.flush(Duration::from_secs(2));
         self.state_writer.flush(Duration::from_secs(10));
         let pids = self.processes.pids();
-        let state = State { haproxy_pids: pids.clone(), services };
+        let state = State::of(pids.clone(), snapshot);
         state.save(state_file).map_err(|e| HandOverFailure::StateFile {
             path: state_file.to_path_buf(),
             reason: e.to_string(),
@@ -298,16 +294,16 @@ impl Instance {
     }
 
     /// Stops every HAProxy gracefully (up to `timeout`); then, with `save`, writes the state file a last time.
-    pub fn stop(&mut self, timeout: Duration, save: Option<(PathBuf, BTreeMap<String, SavedService>)>) {
+    pub fn stop(&mut self, timeout: Duration, save: Option<(PathBuf, Snapshot)>) {
         self.config_writer.flush(Duration::from_secs(2));
         // A soft-stopping HAProxy waits for every session to end, the admin socket's included.
         self.runtime.reconnect();
         log::info!("stopping haproxy {:?} (soft stop, up to {timeout:?})", self.processes.pids());
         self.processes.stop(timeout);
-        if let Some((path, services)) = save {
+        if let Some((path, snapshot)) = save {
             self.state_writer.flush(Duration::from_secs(10));
             // The pids go, as nothing runs any more.
-            state::save_logged(&State { haproxy_pids: self.processes.pids(), services }, &path);
+            state::save_logged(&State::of(self.processes.pids(), snapshot), &path);
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::plan::{
 };
 use crate::service::{Server, ServiceSpec};
 use crate::slots;
-use crate::state::SavedService;
+use crate::state::{SavedRoutes, SavedService, Snapshot};
 use crate::status;
 
 use super::hold::{Holding, Policy};
@@ -491,8 +491,12 @@ impl Core {
         self.actions.clear();
         self.handing_over = true;
         // Before the registry answered and the state file's services were served, those are the file's own.
-        let services = if self.can_save() { self.snapshot() } else { self.saved.clone().unwrap_or_default() };
-        self.actions.push_back(Action::HandOver { state_file: self.config.state_file.clone(), services });
+        let snapshot = if self.can_save() {
+            self.snapshot()
+        } else {
+            Snapshot { services: self.saved.clone().unwrap_or_default(), routes: self.saved_routes() }
+        };
+        self.actions.push_back(Action::HandOver { state_file: self.config.state_file.clone(), snapshot });
     }
 
     fn handed_over(&mut self, result: Result<(), HandOverFailure>) {

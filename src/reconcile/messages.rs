@@ -21,7 +21,7 @@ use crate::haproxy::runtime::RuntimeError;
 use crate::haproxy::runtime::ServerStatus;
 use crate::plan::ReloadReason;
 use crate::service::{Server, WatcherSpec};
-use crate::state::SavedService;
+use crate::state::Snapshot;
 
 #[derive(Debug)]
 pub enum Input {
@@ -151,15 +151,15 @@ pub enum Action {
     /// Close every listener but those on these ports.
     CloseListeners { keep: BTreeSet<SocketAddr> },
     /// Write the state file with these services and the live HAProxy pids; answered by `Input::StateSaved`.
-    SaveState { path: PathBuf, services: BTreeMap<String, SavedService> },
+    SaveState { path: PathBuf, snapshot: Snapshot },
     /// Stop every watcher and HAProxy (gracefully, up to `timeout`), then, with `save`, write the state file
     /// one last time. Nothing follows.
-    Stop { timeout: Duration, save: Option<(PathBuf, BTreeMap<String, SavedService>)> },
+    Stop { timeout: Duration, save: Option<(PathBuf, Snapshot)> },
     /// Leave every HAProxy serving for the next proxymgr: write the state file with these services and the live
     /// pids (at once, and only once the writer has finished the last snapshot), then hand the listeners to a
     /// keeper that waits for the next proxymgr beside the state file. Answered by `Input::HandedOver`; on
     /// success nothing follows.
-    HandOver { state_file: PathBuf, services: BTreeMap<String, SavedService> },
+    HandOver { state_file: PathBuf, snapshot: Snapshot },
     /// Show this status from now on (`/status`, `/metrics`, the page); nothing answers.
     Publish(Arc<crate::status::Status>),
 }

@@ -51,7 +51,8 @@ pub fn run(
     let mut instance =
         Instance::new(binary.clone(), config.haproxy.clone(), &saved.haproxy_pids, handed, events_out);
     let mut sources = Sources { config_file, context, source: None, watchers: BTreeMap::new(), published };
-    let mut core = Core::new(config, &binary, saved.services, Instant::now(), Instant::now);
+    let mut core =
+        Core::new(config, &binary, saved.services, Instant::now(), Instant::now).with_routes(saved.routes);
     core.set_epoch(Instant::now(), SystemTime::now());
     execute_all(&mut core, &mut instance, &mut sources);
     loop {
@@ -172,7 +173,7 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             instance.close_listeners_but(&keep);
             return None;
         }
-        Action::SaveState { path, services } => Input::StateSaved(instance.save_state(path, services)),
+        Action::SaveState { path, snapshot } => Input::StateSaved(instance.save_state(path, snapshot)),
         Action::Stop { timeout, save } => {
             // Watchers and the source stop when their handles drop.
             sources.watchers.clear();
@@ -184,11 +185,11 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             sources.published.publish(status);
             return None;
         }
-        Action::HandOver { state_file, services } => {
+        Action::HandOver { state_file, snapshot } => {
             // Watchers and the source stop when their handles drop: the next proxymgr reads the registry afresh.
             sources.watchers.clear();
             sources.source = None;
-            Input::HandedOver(instance.hand_over(&state_file, services))
+            Input::HandedOver(instance.hand_over(&state_file, snapshot))
         }
     })
 }

@@ -159,11 +159,11 @@ impl Core {
         self.follow_registry(specs, Some(saved), now);
     }
 
-    pub(super) fn snapshot(&self) -> BTreeMap<String, SavedService> {
+    pub(super) fn snapshot(&self) -> Snapshot {
         let services = self.services.map.iter().map(|(name, s)| {
             (name.clone(), SavedService { spec: s.spec.clone(), servers: s.servers.clone() })
         });
-        services.collect()
+        Snapshot { services: services.collect(), routes: self.saved_routes() }
     }
 
     /// Writes the state file when the state changed, at most once a second.
@@ -173,7 +173,7 @@ impl Core {
         }
         let path = self.config.state_file.clone();
         self.saving = true;
-        self.actions.push_back(Action::SaveState { path, services: self.snapshot() });
+        self.actions.push_back(Action::SaveState { path, snapshot: self.snapshot() });
     }
 
     /// Whether there is anything to save: before the registry answered, only services from the state file are

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::plan::FrontendRoutes;
 use crate::reconcile::routes;
 
 impl Core {
@@ -44,6 +45,26 @@ impl Core {
             }
         }
         views
+    }
+
+    /// The routes for the state file: who has each key.
+    pub(super) fn saved_routes(&self) -> SavedRoutes {
+        let keys =
+            |routes: &FrontendRoutes| routes.routes.iter().map(|(k, b)| (k.to_string(), b.clone())).collect();
+        self.routes.iter().map(|(frontend, routes)| (frontend.clone(), keys(routes))).collect()
+    }
+
+    /// The routes the state file names (who had each key), as the first routing table's `previous`, so that a
+    /// key two services claim stays with the one that had it across a restart.
+    pub fn with_routes(mut self, saved: SavedRoutes) -> Core {
+        let haproxy = &self.config.haproxy;
+        let routes = saved.into_iter().map(|(frontend, keys)| {
+            let routes = keys.into_iter().map(|(key, backend)| (crate::route::Key::new("", &key), backend));
+            let map = haproxy.map_path(&frontend).display().to_string();
+            (frontend, FrontendRoutes { map, routes: routes.collect() })
+        });
+        self.routes = routes.collect();
+        self
     }
 
     /// Each frontend's map file and its text, as the desired routes make them.

@@ -30,7 +30,9 @@ fn maint(ports: &[u16]) -> Vec<String> {
 /// The ports of web's servers in the state file saved among `actions`, if it was.
 fn saved(actions: &[Action]) -> Option<Vec<u16>> {
     actions.iter().find_map(|a| match a {
-        Action::SaveState { services, .. } => Some(services["web"].servers.iter().map(|s| s.port).collect()),
+        Action::SaveState { snapshot, .. } => {
+            Some(snapshot.services["web"].servers.iter().map(|s| s.port).collect())
+        }
         _ => None,
     })
 }

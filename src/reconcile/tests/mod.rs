@@ -225,23 +225,29 @@ impl Story {
     }
 
     fn with_config(yaml: &str, saved: BTreeMap<String, SavedService>) -> Story {
-        Story::with_binary(yaml, saved, &binary())
+        Story::with_binary(yaml, saved, &binary(), BTreeMap::new())
     }
 
     /// On HAProxy `major.minor` (the others are on 2.6).
     fn on(version: (u32, u32)) -> Story {
         let binary = Binary { version, version_text: format!("{}.{}.0", version.0, version.1), ..binary() };
-        Story::with_binary(CONFIG, BTreeMap::new(), &binary)
+        Story::with_binary(CONFIG, BTreeMap::new(), &binary, BTreeMap::new())
     }
 
     /// With `yaml` as proxymgr.yml; its status endpoint is off unless `yaml` says otherwise, so that the
     /// stories of other concerns see no `Publish`.
-    fn with_binary(yaml: &str, saved: BTreeMap<String, SavedService>, binary: &Binary) -> Story {
+    /// With the state file's services `saved` and its routes `routes` as well.
+    fn with_binary(
+        yaml: &str,
+        saved: BTreeMap<String, SavedService>,
+        binary: &Binary,
+        routes: crate::state::SavedRoutes,
+    ) -> Story {
         let yaml =
             if yaml.contains("\nstatus:") { yaml.to_string() } else { format!("{yaml}\nstatus: off\n") };
         let config = Config::parse(Path::new("proxymgr.yml"), &yaml).unwrap();
         let t0 = Instant::now();
-        let mut core = Core::new(config, binary, saved, t0, Instant::now);
+        let mut core = Core::new(config, binary, saved, t0, Instant::now).with_routes(routes);
         core.set_epoch(t0, std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let mut story = Story { core, world: World::default(), t0 };
         let first = story.drain(0);

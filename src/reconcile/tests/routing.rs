@@ -179,3 +179,41 @@ fn new_default_servers_stand_in_at_once_while_the_registry_has_none() {
         ]
     );
 }
+
+#[test]
+fn a_key_two_services_claim_stays_with_the_one_the_state_file_names_across_a_restart() {
+    let list = [joined("aaa", &["x.test"]), joined("zzz", &["x.test"])];
+    let start = |routes| {
+        let mut story = Story::with_binary(EDGE, BTreeMap::new(), &binary(), routes);
+        story.input(0, registry(&list));
+        story.input(0, servers("aaa", 0, &[1]));
+        let actions = story.input(0, servers("zzz", 1, &[2]));
+        let Some(Action::Start { maps, .. }) = actions.iter().find(|a| matches!(a, Action::Start { .. }))
+        else {
+            panic!("{actions:?}")
+        };
+        maps[0].1.lines().last().unwrap().to_string()
+    };
+    assert_eq!(start(BTreeMap::new()), "x.test/ aaa", "with no state file, the first by name");
+    let saved = [("web".to_string(), [("x.test/".to_string(), "zzz".to_string())].into())].into();
+    assert_eq!(start(saved), "x.test/ zzz", "the state file says zzz had it");
+}
+
+#[test]
+fn the_state_file_names_who_has_each_key() {
+    let mut story = edge();
+    let mut actions =
+        story.input(1000, registry(&[joined("api", &["api.test"]), joined("www", &["new.test"])]));
+    actions.extend(story.tick(2000));
+    let Some(Action::SaveState { snapshot, .. }) =
+        actions.iter().find(|a| matches!(a, Action::SaveState { .. }))
+    else {
+        panic!("{actions:?}")
+    };
+    let expected: crate::state::SavedRoutes = [(
+        "web".to_string(),
+        [("api.test/".to_string(), "api".to_string()), ("new.test/".to_string(), "www".to_string())].into(),
+    )]
+    .into();
+    assert_eq!(snapshot.routes, expected);
+}

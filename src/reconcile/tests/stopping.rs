@@ -8,7 +8,7 @@ fn sigterm_stops_haproxy_and_saves_the_state() {
     story.serving(0);
     let actions = story.input(1000, Input::Terminate);
     let [Action::Stop { save: Some((_, saved)), .. }] = &actions[..] else { panic!("{actions:?}") };
-    assert_eq!(saved["web"].servers.len(), 2);
+    assert_eq!(saved.services["web"].servers.len(), 2);
     assert_eq!(story.core.outcome(), Some(Outcome::Stopped));
     assert!(story.input(1100, servers("web", 0, &[1])).is_empty(), "nothing after the stop");
     assert_eq!(story.wake(), None);
@@ -35,9 +35,9 @@ fn sigusr2_leaves_haproxy_serving_for_the_next_proxymgr() {
     let mut story = Story::new();
     story.serving(0);
     let actions = story.input(1000, Input::HandOver);
-    let [Action::HandOver { state_file, services }] = &actions[..] else { panic!("{actions:?}") };
+    let [Action::HandOver { state_file, snapshot }] = &actions[..] else { panic!("{actions:?}") };
     assert_eq!(state_file, &crate::config::Config::parse(Path::new("p.yml"), CONFIG).unwrap().state_file);
-    assert_eq!(services["web"].servers.len(), 2, "the services served go into the state file");
+    assert_eq!(snapshot.services["web"].servers.len(), 2, "the services served go into the state file");
     assert_eq!(story.core.outcome(), Some(Outcome::HandedOver), "no Stop: HAProxy serves on");
     assert!(story.input(1100, servers("web", 0, &[1])).is_empty(), "nothing after the hand-over");
     assert!(story.input(1200, Input::Terminate).is_empty(), "nor a stop");
@@ -73,6 +73,6 @@ fn a_state_file_that_cannot_be_written_turns_the_hand_over_into_a_stop() {
 fn a_hand_over_before_the_registry_answered_keeps_the_state_files_services() {
     let mut story = Story::with_saved(saved_web());
     let actions = story.input(100, Input::HandOver);
-    let [Action::HandOver { services, .. }] = &actions[..] else { panic!("{actions:?}") };
-    assert_eq!(services, &saved_web(), "not an empty set in their place");
+    let [Action::HandOver { snapshot, .. }] = &actions[..] else { panic!("{actions:?}") };
+    assert_eq!(&snapshot.services, &saved_web(), "not an empty set in their place");
 }

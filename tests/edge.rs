@@ -7,7 +7,7 @@
 //! fail no request under load, kept-alive connections included; a new backend reloads, and a route changed while
 //! that reload is under way, or while no proxymgr runs (a hand-over), still arrives; bad routes, missing
 //! frontends, routes two services claim, names taken, frontends and extra sections HAProxy rejects are refused by
-//! name (the log, `/status`, `--check`). Tests marked `#[ignore]` hold a bug of proxymgr's, named in the mark.
+//! name (the log, `/status`, `--check`).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -1292,7 +1292,6 @@ fn a_dedicated_port_serves_tls_by_its_bind_options() {
 /// reload. (So it is for a new service's refused `listen_options` as well: listeners close only after a start
 /// that succeeds.)
 #[test]
-#[ignore = "proxymgr's bug: the port of a new service HAProxy refused keeps listening until the next reload"]
 fn a_new_service_haproxy_refuses_leaves_no_port_listening_unserved() {
     let Some((zk, pm)) = start(|_| String::new()) else { return };
     let good = Backend::start("good");

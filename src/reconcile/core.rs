@@ -120,6 +120,8 @@ pub struct Core {
     holding: Holding,
     /// The listener of every address bound, why the others could not be, and the frontends' addresses.
     ports: Ports,
+    /// The addresses the serving process's config binds.
+    serving_ports: BTreeSet<SocketAddr>,
     /// The shared frontends' desired routes, and the joins and keys left out of them.
     routes: Routes,
     route_refusals: Vec<super::routes::Refusal>,
@@ -215,6 +217,7 @@ impl Core {
             services: Services::default(),
             holding: Holding::default(),
             ports,
+            serving_ports: BTreeSet::new(),
             routes: Routes::new(),
             route_refusals: Vec::new(),
             following: None,

@@ -139,12 +139,23 @@ impl Core {
         // What changed while it started was not planned against it.
         self.dirty_all = true;
         // Listeners neither the new process's config nor the desired state binds close now.
+        self.serving_ports = starting.ports;
+        self.close_unused_listeners();
+        self.converge(now);
+    }
+
+    /// Closes the listeners that neither the serving process's config, nor the desired state, nor a start under
+    /// way binds.
+    pub(super) fn close_unused_listeners(&mut self) {
         let mut keep = self.services.listen_at(self.ports.bind_address);
         keep.extend(self.config.haproxy.frontends.values().map(|f| f.bind));
-        keep.extend(starting.ports);
+        keep.extend(self.serving_ports.iter().copied());
+        keep.extend(self.launch.iter().flat_map(|l| l.ports.iter().copied()));
+        if let Phase::Starting(starting) = &self.phase {
+            keep.extend(starting.ports.iter().copied());
+        }
         self.ports.fds.retain(|at, _| keep.contains(at));
         self.actions.push_back(Action::CloseListeners { keep });
-        self.converge(now);
     }
 
     /// The serving process died, or one that started exited before it served and HAProxy accepts its config.
@@ -258,6 +269,9 @@ impl Core {
                     // until the config changes.
                     self.rejected = Some(starting.skeleton);
                 }
+                // The start made every listener listen: one of a new service it held out would queue
+                // connections nobody accepts until the next reload.
+                self.close_unused_listeners();
             }
             Ok(()) => {
                 self.observed.reloaded(&starting.reasons, ReloadResult::Failed, None, now);

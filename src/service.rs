@@ -110,8 +110,8 @@ struct RawSpec {
     bind_options: Option<String>,
     #[serde(default)]
     frontends: BTreeMap<String, Join>,
-    #[serde(default)]
-    default_servers: Vec<serde_json::Value>,
+    /// Each one a server node as the registry holds it, parsed by `Server::parse`.
+    default_servers: Option<serde_json::Value>,
     #[serde(default)]
     listen_options: Vec<String>,
     #[serde(default)]
@@ -177,8 +177,13 @@ impl ServiceSpec {
                 )));
             }
         }
+        let raw_defaults = match raw.default_servers {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(list)) => list,
+            Some(_) => return Err(SpecError::Invalid("default_servers: must be a list of servers".into())),
+        };
         let mut default_servers = Vec::new();
-        for (i, value) in raw.default_servers.iter().enumerate() {
+        for (i, value) in raw_defaults.iter().enumerate() {
             let server = Server::parse(value.to_string().as_bytes())
                 .map_err(|e| SpecError::Invalid(format!("default_servers[{i}]: {e}")))?;
             default_servers.push(server);
@@ -582,6 +587,7 @@ mod tests {
             (format!("{{{zk},\"port\":80,\"bind_options\":\"ssl # x\"}}"), "bind_options"),
             (format!("{{{zk},\"port\":80,\"default_servers\":[{{\"host\":\"a b\",\"port\":1}}]}}"), "default_servers[0]: address"),
             (format!("{{{zk},\"port\":80,\"default_servers\":[{{\"host\":\"a\"}}]}}"), "default_servers[0]: has no `port`"),
+            (format!("{{{zk},\"port\":80,\"default_servers\":{{\"host\":\"a\",\"port\":1}}}}"), "default_servers: must be a list"),
             (r#"{"type":"campanjazk","server":"a:1","path":"/s","frontends":{"web":{"default":true}}}"#.to_string(), "needs `remote_port`"),
         ];
         for (blob, expected) in cases {

@@ -108,6 +108,15 @@ impl fmt::Display for Key {
     }
 }
 
+/// Whether `key` is one a join could make (what HAProxy's map holds besides is someone else's).
+pub fn is_key(key: &str) -> bool {
+    match key.find('/') {
+        Some(0) => is_path_prefix(key),
+        Some(at) => is_host_pattern(&key[..at]) && is_path_prefix(&key[at..]),
+        None => false,
+    }
+}
+
 /// A host name (labels of letters, digits and `-`, not starting or ending with `-`, joined by `.`), or `*.` and
 /// one with at least one label.
 fn is_host_pattern(host: &str) -> bool {
@@ -197,6 +206,16 @@ mod tests {
         ];
         for (join, expected) in table {
             assert_eq!(join.clone().checked().as_ref(), Err(expected), "{join:?}");
+        }
+    }
+
+    #[test]
+    fn keys_a_join_could_make_are_told_from_others() {
+        for key in ["a.test/", "*.a.test/v1/", "/static/", "/"] {
+            assert!(is_key(key), "{key}");
+        }
+        for key in ["a.test", "A.test/", "a;b", "a.test/x;y", "", "*/x", "a b/"] {
+            assert!(!is_key(key), "{key}");
         }
     }
 

@@ -259,6 +259,11 @@ impl Instance {
         self.state_writer.save(&path, State::of(self.processes.pids(), snapshot))
     }
 
+    /// A shared frontend's map as HAProxy has it, key to backend.
+    pub fn map_entries(&mut self, map: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
+        self.runtime.map_entries(map)
+    }
+
     /// Leaves every HAProxy serving for the next proxymgr: the state file names them (written here and now, after
     /// the writer's last snapshot, so that no older one lands after it), and a keeper holds the listeners for
     /// the next proxymgr (`handover.rs`). Without the state file the next proxymgr could not find them: that

@@ -89,6 +89,16 @@ impl Runtime {
         })
     }
 
+    /// Every entry of a map (`show map <map>`: the map file's path as haproxy.cfg names it), key to value.
+    pub fn map_entries(&mut self, map: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
+        let command = format!("show map {map}");
+        let reply = self.send(&command)?;
+        parse_map(&reply).map_err(|()| {
+            let reply = reply.trim().to_string();
+            RuntimeError::Refused { command: command.clone(), refusal: Refusal::parse(&reply), reply }
+        })
+    }
+
     fn send(&mut self, command: &str) -> Result<String, RuntimeError> {
         let reused = self.connection.is_some();
         let mut result = self.attempt(command);
@@ -162,6 +172,22 @@ fn read_reply(connection: &mut BufReader<UnixStream>) -> io::Result<String> {
 const ADMIN_MAINT: u32 = 0xa3;
 
 /// `show servers state` format 1: a version line, a `#` header naming the columns, one line per server.
+/// `show map`'s reply: a line per entry, `<reference> <key> <value>` (the reference `0x` and hex digits); a line
+/// of another shape is HAProxy's refusal (`Unknown map identifier ...`).
+fn parse_map(reply: &str) -> Result<BTreeMap<String, String>, ()> {
+    let mut entries = BTreeMap::new();
+    for line in reply.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(reference), Some(key), Some(value)) if reference.starts_with("0x") => {
+                entries.insert(key.to_string(), value.to_string());
+            }
+            _ => return Err(()),
+        }
+    }
+    Ok(entries)
+}
+
 fn parse_servers_state(reply: &str) -> Result<BTreeMap<String, ServerStatus>, ()> {
     let mut lines = reply.lines().filter(|l| !l.trim().is_empty());
     if lines.next().map(str::trim) != Some("1") {
@@ -229,6 +255,16 @@ mod tests {
         let seen = server.join().unwrap();
         let sent = "set weight web/slot1 3";
         assert_eq!(seen, ["prompt", sent, "prompt", sent]);
+    }
+
+    #[test]
+    fn show_map_as_haproxy_prints_it() {
+        let reply = "0x55d1c9a0b2e0 api.test/v1/ api\n0x55d1c9a0b360 *.api.test/ web\n\n";
+        let entries = parse_map(reply).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries["*.api.test/"], "web");
+        assert_eq!(parse_map("").unwrap().len(), 0, "an empty map");
+        assert!(parse_map("Unknown map identifier. Please use #<id> or <file>.\n").is_err());
     }
 
     #[test]

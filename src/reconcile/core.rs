@@ -427,6 +427,7 @@ impl Core {
             Input::Checked(result) => self.judged(result, now),
             Input::Ran(result) => self.ran(result, now),
             Input::ServersState { backend, result } => self.drift_result(&backend, result),
+            Input::MapEntries { frontend, result } => self.map_drift_result(&frontend, result),
             Input::Generations(live) => self.generations(live),
             Input::StateSaved(accepted) => {
                 self.saving = false;

@@ -78,6 +78,11 @@ pub enum Input {
     Checked(Result<(), ProcessError>),
     /// `Action::Run`'s outcome: every command went through, or the first that did not.
     Ran(Result<(), CommandFailure>),
+    /// `Action::QueryMap`'s outcome: the map's entries, key to backend.
+    MapEntries {
+        frontend: String,
+        result: Result<BTreeMap<String, String>, RuntimeError>,
+    },
     /// `Action::QueryServers`' outcome.
     ServersState {
         backend: String,
@@ -129,6 +134,8 @@ pub enum Action {
     Run(Vec<Command>),
     /// `show servers state <backend>`; answered by `Input::ServersState`.
     QueryServers { backend: String },
+    /// `show map <map>` of a shared frontend; answered by `Input::MapEntries`.
+    QueryMap { frontend: String, map: String },
     /// Rewrite haproxy.cfg and the frontends' map files with changes HAProxy accepted at run time (unchecked;
     /// the skeleton was).
     WriteConfig { text: String, maps: Vec<(PathBuf, String)> },

@@ -136,6 +136,9 @@ fn execute(action: Action, instance: &mut Instance, sources: &mut Sources) -> Op
             return None;
         }
         Action::Run(commands) => Input::Ran(instance.run(&commands).map_err(Into::into)),
+        Action::QueryMap { frontend, map } => {
+            Input::MapEntries { frontend, result: instance.map_entries(&map) }
+        }
         Action::QueryServers { backend } => {
             let result = instance.servers_state(&backend);
             Input::ServersState { backend, result }

@@ -1,5 +1,6 @@
-//! The drift check: HAProxy's word on its servers (`show servers state`, one backend at a time) replaces
-//! proxymgr's belief where they differ, and servers long out of the registry are deleted.
+//! The drift check: HAProxy's word on its servers (`show servers state`, one backend at a time) and on its
+//! shared frontends' routes (`show map`, one frontend at a time) replaces proxymgr's belief where they differ,
+//! and servers long out of the registry are deleted.
 
 use super::*;
 
@@ -15,10 +16,15 @@ impl Core {
         let Some(running) = &self.running else { return };
         let backends: Vec<String> =
             running.services.keys().filter(|name| self.services.map.contains_key(*name)).cloned().collect();
+        let maps: Vec<(String, String)> =
+            running.routes.iter().map(|(f, r)| (f.clone(), r.map.clone())).collect();
         self.refresh_renders(Scope::All);
-        self.work = Work::Drift { pending: backends.len() };
+        self.work = Work::Drift { pending: backends.len() + maps.len() };
         for backend in backends {
             self.actions.push_back(Action::QueryServers { backend });
+        }
+        for (frontend, map) in maps {
+            self.actions.push_back(Action::QueryMap { frontend, map });
         }
         if matches!(self.work, Work::Drift { pending: 0 }) {
             self.tidy();
@@ -40,6 +46,58 @@ impl Core {
         if done {
             self.tidy();
         }
+    }
+
+    pub(super) fn map_drift_result(
+        &mut self,
+        frontend: &str,
+        result: Result<BTreeMap<String, String>, RuntimeError>,
+    ) {
+        let Work::Drift { pending } = &mut self.work else { return };
+        *pending -= 1;
+        let done = *pending == 0;
+        match result {
+            Ok(actual) => self.take_haproxys_routes(frontend, actual),
+            // A frontend whose listener could not be bound is not in HAProxy's config, nor its map.
+            Err(e) => log::debug!("drift check of frontend {frontend}: {e}"),
+        }
+        if done {
+            self.tidy();
+        }
+    }
+
+    /// HAProxy's word on a frontend's routes where it differs from proxymgr's belief; the next converge sets the
+    /// map right. An entry whose key proxymgr would never write (one made by hand, holding what could end a
+    /// runtime command) is logged and left alone.
+    fn take_haproxys_routes(&mut self, frontend: &str, actual: BTreeMap<String, String>) {
+        let Some(routes) = self.running.as_mut().and_then(|r| r.routes.get_mut(frontend)) else { return };
+        let mut taken = BTreeMap::new();
+        for (key, backend) in actual {
+            if !crate::route::is_key(&key) {
+                log::warn!("drift: frontend {frontend}'s map has an entry proxymgr does not write ({key:?}); left alone");
+                continue;
+            }
+            taken.insert(crate::route::Key::new("", &key), backend);
+        }
+        if taken == routes.routes {
+            return;
+        }
+        for (key, backend) in &taken {
+            match routes.routes.get(key) {
+                Some(believed) if believed == backend => {}
+                Some(believed) => log::warn!(
+                    "drift: frontend {frontend} routes {key:?} to {backend} in HAProxy, expected {believed}"
+                ),
+                None => log::warn!(
+                    "drift: frontend {frontend} routes {key:?} to {backend} in HAProxy, unknown to proxymgr"
+                ),
+            }
+        }
+        for key in routes.routes.keys().filter(|k| !taken.contains_key(*k)) {
+            log::warn!("drift: frontend {frontend}'s route {key:?} is missing from HAProxy");
+        }
+        self.observed.counters.drift_corrections += 1;
+        routes.routes = taken;
     }
 
     pub(super) fn take_haproxys_word(&mut self, name: &str, actual: &BTreeMap<String, ServerStatus>) {

@@ -98,6 +98,7 @@ impl Observed {
             | Input::ThreadDied { .. } => self.all_stale = true,
             Input::Ran(_)
             | Input::Checked(_)
+            | Input::MapEntries { .. }
             | Input::Serving(_)
             | Input::Exited { .. }
             | Input::Started { .. }

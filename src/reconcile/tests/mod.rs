@@ -38,6 +38,8 @@ struct World {
     start: Starts,
     /// `show servers state` per backend.
     servers_state: BTreeMap<String, BTreeMap<String, ServerStatus>>,
+    /// `show map` per map file: a map not here is unknown to HAProxy.
+    maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Whether clients hold connections to every process, so a replaced one lives on as an older generation
     /// (until a `Reap` finds it in `finished`, or it is stopped hard); else it ends as soon as it is replaced.
     holds: bool,
@@ -63,6 +65,7 @@ impl Default for World {
             taken: BTreeSet::new(),
             start: Starts::Yes,
             servers_state: BTreeMap::new(),
+            maps: BTreeMap::new(),
             holds: false,
             live: Generations::default(),
             reported: Generations::default(),
@@ -193,6 +196,14 @@ impl World {
                     command: format!("show servers state {backend}"),
                     reply: "No such backend.".into(),
                     refusal: Refusal::NoSuchBackend,
+                }),
+            },
+            Action::QueryMap { frontend, map } => Input::MapEntries {
+                frontend: frontend.clone(),
+                result: self.maps.get(map).cloned().ok_or_else(|| RuntimeError::Refused {
+                    command: format!("show map {map}"),
+                    reply: "Unknown map identifier. Please use #<id> or <file>.".into(),
+                    refusal: Refusal::Other,
                 }),
             },
             Action::SaveState { .. } => Input::StateSaved(true),
@@ -371,6 +382,7 @@ fn kinds(actions: &[Action]) -> Vec<&'static str> {
             Action::UseHaproxy { .. } => "UseHaproxy",
             Action::Run(_) => "Run",
             Action::QueryServers { .. } => "QueryServers",
+            Action::QueryMap { .. } => "QueryMap",
             Action::WriteConfig { .. } => "WriteConfig",
             Action::Start { .. } => "Start",
             Action::AskServing { .. } => "AskServing",

@@ -217,3 +217,28 @@ fn the_state_file_names_who_has_each_key() {
     .into();
     assert_eq!(snapshot.routes, expected);
 }
+
+#[test]
+fn the_drift_check_reads_each_map_and_sets_right_what_was_changed_by_hand() {
+    let mut story = edge();
+    // By hand: api.test removed, a route proxymgr never made added, and an entry no join could make.
+    let map = "/var/lib/p/maps/web.map".to_string();
+    let by_hand = [("www.test/", "www"), ("evil.test/", "api"), ("a;b", "api")];
+    story.world.maps.insert(map, by_hand.iter().map(|(k, b)| (k.to_string(), b.to_string())).collect());
+    for (backend, port) in [("api", 1), ("www", 2)] {
+        let state = ServerStatus {
+            name: format!("10.0.0.1:{port}"),
+            address: "10.0.0.1".into(),
+            port,
+            weight: 1,
+            maint: false,
+        };
+        story.world.servers_state.insert(backend.into(), [(format!("10.0.0.1:{port}"), state)].into());
+    }
+    let actions = story.tick(30_000);
+    assert!(kinds(&actions).contains(&"QueryMap"), "{actions:?}");
+    assert_eq!(
+        commands(&actions),
+        ["del map /var/lib/p/maps/web.map evil.test/", "add map /var/lib/p/maps/web.map api.test/ api"]
+    );
+}

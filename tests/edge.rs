@@ -619,6 +619,32 @@ fn a_backend_joining_another_frontend_or_turning_default_on_takes_no_reload() {
     assert_eq!(pm.haproxy_pids(), pids, "no reload");
 }
 
+/// Routes changed by hand on the admin socket (one deleted, one moved, one added) are set right by the drift
+/// check, at run time.
+#[test]
+fn routes_changed_by_hand_are_set_right_by_the_drift_check() {
+    let web = reserve_port();
+    let Some((zk, pm)) =
+        start(|_| format!("  drift_check_interval: 0.5\n{}", frontends(&[frontend("web", web, "", &[])])))
+    else {
+        return;
+    };
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    serve(&zk, "a", &a, hosts(&["a.test"]));
+    serve(&zk, "b", &b, hosts(&["b.test"]));
+    wait_routes(web, &[("a.test", "/", "a"), ("b.test", "/", "b")]);
+    let pids = one_haproxy(&pm);
+    let map = pm.dir().join("maps/web.map");
+    for command in ["del map {map} a.test/", "set map {map} b.test/ a", "add map {map} c.test/ a"] {
+        let command = command.replace("{map}", &map.display().to_string());
+        pm.haproxy_command(&command).unwrap_or_else(|e| panic!("{command}: {e}"));
+    }
+    wait_routes(web, &[("a.test", "/", "a"), ("b.test", "/", "b"), ("c.test", "/", "HTTP 503")]);
+    wait_map(&pm, &map, &entries(&[("a.test/", "a"), ("b.test/", "b")]));
+    assert_eq!(pm.haproxy_pids(), pids, "no reload");
+    wait_log_line(&pm, &["drift: frontend web"]);
+}
+
 /// 300 host names arrive on a service in one blob change, and leave in the next, while a client sends requests
 /// for a host that stays: each arrives and leaves at run time (no reload), no request fails, and the map in
 /// HAProxy and on disk follows.

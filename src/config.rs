@@ -415,8 +415,15 @@ pub fn check_section_name(name: &str) -> Result<(), String> {
 /// The frontends, the map directory and the extra sections.
 fn check_edge(h: &HaproxyConfig, status: Option<SocketAddr>) -> Result<(), (String, String)> {
     let map_dir = h.map_dir();
-    if !map_dir.is_absolute() || map_dir.to_str().map_or(true, |p| p.contains(char::is_whitespace)) {
-        let reason = format!("must be an absolute UTF-8 path with no white space, not {}", map_dir.display());
+    // It goes into a converter's argument (`map_beg(<dir>/<frontend>.map)`), where `,` and `)` would end it.
+    let plain = |p: &str| {
+        p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@'))
+    };
+    if !map_dir.is_absolute() || !map_dir.to_str().is_some_and(plain) {
+        let reason = format!(
+            "must be an absolute path of letters, digits and / . _ - + @ (it goes on a config line), not {}",
+            map_dir.display()
+        );
         return Err(("haproxy.map_dir".into(), reason));
     }
     let mut bound: Vec<(SocketAddr, String)> = Vec::new();
@@ -613,6 +620,8 @@ mod tests {
                 "haproxy.frontends.a.bind_options",
             ),
             ("  map_dir: maps\n", "haproxy.map_dir: must be an absolute"),
+            ("  map_dir: /var/lib/p,x\n", "haproxy.map_dir: must be an absolute"),
+            ("  map_dir: \"/var/lib/p maps\"\n", "haproxy.map_dir: must be an absolute"),
             ("  extra_sections: {stats: [x]}\n", "does not start a section"),
             ("  extra_sections: {defaults: [mode http]}\n", "global and defaults lines go in"),
             (

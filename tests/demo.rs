@@ -38,9 +38,11 @@ fn main() -> ExitCode {
     let zk = Zk::start();
     let backends = [Backend::start("backend-1"), Backend::start("backend-2")];
     let port = if support::port_is_free(8080) { 8080 } else { support::reserve_port() };
+    // A shared frontend the service also joins, routed by host (issue 16).
+    let edge = support::reserve_port();
 
     let service = format!(
-        r#"{{"type":"zookeeper","server":"{zk}","path":"/services/web","port":{port},"listen_options":["mode http"],"server_options":["check inter 2000"]}}"#,
+        r#"{{"type":"zookeeper","server":"{zk}","path":"/services/web","port":{port},"listen_options":["mode http"],"server_options":["check inter 2000"],"frontends":{{"edge":{{"hosts":["web.localhost"]}}}}}}"#,
         zk = zk.connect_string()
     );
     zk.create("/service_config/web", &service);
@@ -53,13 +55,18 @@ fn main() -> ExitCode {
 
     let bin = support::proxymgr_bin();
     println!("demo: starting {} ...", bin.display());
-    let mut proxymgr = Proxymgr::start_with(|dir| Proxymgr::config_yaml(dir, &zk.connect_string()));
+    let mut proxymgr = Proxymgr::start_with(|dir| {
+        let yaml = Proxymgr::config_yaml(dir, &zk.connect_string());
+        let frontend = format!("  frontends:\n    edge:\n      bind: 127.0.0.1:{edge}\n");
+        yaml.replacen("  bind_address: 127.0.0.1\n", &format!("  bind_address: 127.0.0.1\n{frontend}"), 1)
+    });
     let tail = LogTail::start(proxymgr.dir().join("proxymgr.log"));
 
     // Wait until a request goes through HAProxy, or the deadline, or Ctrl-C, or proxymgr's exit.
     let deadline = Instant::now() + READY_TIMEOUT;
+    let routed = |host: &str| support::http_get_host(edge, host, "/").ok().filter(|a| a.status == 200);
     let body = loop {
-        if let Ok(body) = http_get(port) {
+        if let (Ok(body), Some(_)) = (http_get(port), routed("web.localhost")) {
             break body;
         }
         if signals.pending().next().is_some() {
@@ -71,7 +78,9 @@ fn main() -> ExitCode {
             return shutdown(tail, proxymgr, backends, zk, ExitCode::FAILURE);
         }
         if Instant::now() >= deadline {
-            eprintln!("demo: nothing served on 127.0.0.1:{port} within {READY_TIMEOUT:?}");
+            eprintln!(
+                "demo: nothing served on 127.0.0.1:{port}, or for web.localhost on 127.0.0.1:{edge}, within {READY_TIMEOUT:?}"
+            );
             return shutdown(tail, proxymgr, backends, zk, ExitCode::FAILURE);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
 demo ready: GET http://127.0.0.1:{port}/ answered {body:?}
 
   Try it:           curl http://127.0.0.1:{port}/      (repeat: backend-1 and backend-2 take turns)
+  By host name:     curl -H 'Host: web.localhost' http://127.0.0.1:{edge}/   (the shared frontend `edge`;
+                    any other host gets HAProxy's 503; the blob's \"frontends\" key routes hosts and paths)
   ZooKeeper:        127.0.0.1:{zk_port}
                     service spec at /service_config/web, its servers under /services/web
   Edit nodes:       /usr/share/zookeeper/bin/zkCli.sh -server 127.0.0.1:{zk_port}

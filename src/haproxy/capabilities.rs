@@ -28,8 +28,9 @@ const SLOTS: usize = 3;
 const PROMETHEUS_EXPORTER: usize = 4;
 const ADD_SERVER: usize = 5;
 const IDLE_CLOSE: usize = 6;
+const SHARED_FRONTENDS: usize = 7;
 
-pub const FEATURES: [Feature; 7] = [
+pub const FEATURES: [Feature; 8] = [
     Feature {
         since: (1, 6),
         haproxy: "`set server <b>/<s> state ready|maint`, `show servers state`",
@@ -72,6 +73,12 @@ pub const FEATURES: [Feature; 7] = [
         with: "rendered in HTTP services: keep-alive clients lose no request at a reload",
         without: "not rendered: an idle keep-alive connection may be closed at a reload as its client sends on it",
     },
+    Feature {
+        since: (1, 6),
+        haproxy: "`http-request set-var`, `replace-header`; `map_beg`; `add map`, `set map`, `del map`, `show map`",
+        with: "shared frontends (`haproxy.frontends`) route by host and path through maps changed at run time",
+        without: "frontends not rendered (proxymgr warns at start): services are reached on their own ports only",
+    },
 ];
 
 /// The HAProxy versions `make test` runs the version-dependent tests on (the README's table's columns).
@@ -96,6 +103,9 @@ pub struct Capabilities {
     pub idle_close_on_response: bool,
     /// `http-request use-service prometheus-exporter` (2.0), where HAProxy was built with it.
     pub prometheus_exporter: bool,
+    /// What shared frontends route with: `http-request set-var` and `replace-header`, map lookups and their
+    /// runtime commands (1.6).
+    pub shared_frontends: bool,
 }
 
 impl Capabilities {
@@ -109,6 +119,7 @@ impl Capabilities {
             add_server,
             idle_close_on_response: has(version, IDLE_CLOSE),
             prometheus_exporter: has(version, PROMETHEUS_EXPORTER),
+            shared_frontends: has(version, SHARED_FRONTENDS),
         }
     }
 
@@ -129,6 +140,14 @@ impl Capabilities {
             unmet.push(format!(
                 "haproxy.prometheus_exporter ({address}) is not rendered: HAProxy has no Prometheus exporter \
                  (before 2.0, or built without USE_PROMEX: `haproxy -vv` lists no prometheus-exporter service)"
+            ));
+        }
+        if !config.frontends.is_empty() && !self.shared_frontends {
+            let names: Vec<&str> = config.frontends.keys().map(String::as_str).collect();
+            unmet.push(format!(
+                "haproxy.frontends ({}) are not rendered: HAProxy before 1.6 has no `http-request set-var` to \
+                 route with; services are reached on their own ports only",
+                names.join(", ")
             ));
         }
         unmet
@@ -192,16 +211,16 @@ mod tests {
     #[test]
     fn capabilities_by_version() {
         let table = [
-            ((1, 5), [false, false, false, false, false, false, false]),
-            ((1, 7), [true, true, true, false, false, false, false]),
-            ((1, 8), [true, true, true, true, false, false, false]),
-            ((2, 0), [true, true, true, true, false, false, true]),
-            ((2, 4), [true, true, true, true, false, false, true]),
-            ((2, 5), [true, true, true, false, true, false, true]),
-            ((2, 6), [true, true, true, false, true, true, true]),
-            ((3, 4), [true, true, true, false, true, true, true]),
+            ((1, 5), [false, false, false, false, false, false, false, false]),
+            ((1, 7), [true, true, true, false, false, false, false, true]),
+            ((1, 8), [true, true, true, true, false, false, false, true]),
+            ((2, 0), [true, true, true, true, false, false, true, true]),
+            ((2, 4), [true, true, true, true, false, false, true, true]),
+            ((2, 5), [true, true, true, false, true, false, true, true]),
+            ((2, 6), [true, true, true, false, true, true, true, true]),
+            ((3, 4), [true, true, true, false, true, true, true, true]),
         ];
-        for (version, [state, hard_stop, init_addr, slots, add, idle, exporter]) in table {
+        for (version, [state, hard_stop, init_addr, slots, add, idle, exporter, frontends]) in table {
             let caps = Capabilities::of(version);
             let want = Capabilities {
                 set_server_state: state,
@@ -211,6 +230,7 @@ mod tests {
                 add_server: add,
                 idle_close_on_response: idle,
                 prometheus_exporter: exporter,
+                shared_frontends: frontends,
             };
             assert_eq!(caps, want, "{version:?}");
         }
@@ -254,6 +274,21 @@ mod tests {
         assert!(Capabilities::of_binary(&binary((2, 6), true)).unmet(&asked).is_empty());
         assert_eq!(Capabilities::of_binary(&binary((1, 8), true)).unmet(&asked).len(), 1, "too old");
         assert!(Capabilities::of((1, 8)).unmet(&HaproxyConfig::default()).is_empty(), "not asked");
+    }
+
+    #[test]
+    fn frontends_asked_of_a_haproxy_before_1_6_are_unmet() {
+        let frontend = crate::config::Frontend {
+            bind: ([127, 0, 0, 1], 80).into(),
+            bind_options: None,
+            options: vec![],
+        };
+        let asked =
+            HaproxyConfig { frontends: [("web".to_string(), frontend)].into(), ..HaproxyConfig::default() };
+        let unmet = Capabilities::of((1, 5)).unmet(&asked);
+        assert_eq!(unmet.len(), 1);
+        assert!(unmet[0].starts_with("haproxy.frontends (web) are not rendered"), "{unmet:?}");
+        assert!(Capabilities::of((1, 8)).unmet(&asked).is_empty());
     }
 
     /// The README shows the same table as the code: a change to one without the other fails here.

@@ -185,7 +185,9 @@ impl Renderer {
             .templates
             .render("head", &head)
             .expect("the head renders: its context has no optional field");
-        for (name, frontend) in &config.frontends {
+        // Before 1.6 HAProxy has nothing to route with (`Capabilities::unmet` warns at start).
+        let frontends = config.frontends.iter().filter(|_| caps.shared_frontends);
+        for (name, frontend) in frontends {
             // One that could not be bound is left out until it is (the core logs it and tries again).
             let Some(&fd) = frontend_fds.get(name) else { continue };
             let mentions =

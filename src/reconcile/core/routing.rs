@@ -11,12 +11,15 @@ impl Core {
     /// Makes the routing table again from every service's joins; logs each refusal once, when it appears.
     pub(super) fn routes_changed(&mut self) {
         let haproxy = &self.config.haproxy;
-        let maps =
-            haproxy.frontends.keys().map(|name| (name.clone(), haproxy.map_path(name).display().to_string()));
+        // Before 1.6 no frontend is rendered (`Capabilities::unmet` said so at start): nothing routes.
+        let frontends = haproxy.frontends.keys().filter(|_| self.caps.shared_frontends);
+        let maps = frontends.map(|name| (name.clone(), haproxy.map_path(name).display().to_string()));
         let services = self.services.map.iter().map(|(name, s)| (name.as_str(), &s.spec));
         let (routes, refusals) = routes::table(services, &maps.collect(), &self.routes);
         for refusal in refusals.iter().filter(|r| !self.route_refusals.contains(r)) {
-            log::error!("{refusal}");
+            if self.caps.shared_frontends {
+                log::error!("{refusal}");
+            }
         }
         self.route_refusals = refusals;
         if routes != self.routes {

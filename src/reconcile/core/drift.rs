@@ -36,16 +36,10 @@ impl Core {
         backend: &str,
         result: Result<BTreeMap<String, ServerStatus>, RuntimeError>,
     ) {
-        let Work::Drift { pending } = &mut self.work else { return };
-        *pending -= 1;
-        let done = *pending == 0;
-        match result {
-            Ok(actual) => self.take_haproxys_word(backend, &actual),
+        self.drift_answered(|core| match result {
+            Ok(actual) => core.take_haproxys_word(backend, &actual),
             Err(e) => log::error!("drift check of service {backend}: {e}"),
-        }
-        if done {
-            self.tidy();
-        }
+        });
     }
 
     pub(super) fn map_drift_result(
@@ -53,14 +47,19 @@ impl Core {
         frontend: &str,
         result: Result<BTreeMap<String, String>, RuntimeError>,
     ) {
+        self.drift_answered(|core| match result {
+            Ok(actual) => core.take_haproxys_routes(frontend, actual),
+            // A frontend whose listener could not be bound is not in HAProxy's config, nor its map.
+            Err(e) => log::debug!("drift check of frontend {frontend}: {e}"),
+        });
+    }
+
+    /// One answer of a drift check under way, which `take` takes in; the last one ends the check.
+    fn drift_answered(&mut self, take: impl FnOnce(&mut Core)) {
         let Work::Drift { pending } = &mut self.work else { return };
         *pending -= 1;
         let done = *pending == 0;
-        match result {
-            Ok(actual) => self.take_haproxys_routes(frontend, actual),
-            // A frontend whose listener could not be bound is not in HAProxy's config, nor its map.
-            Err(e) => log::debug!("drift check of frontend {frontend}: {e}"),
-        }
+        take(self);
         if done {
             self.tidy();
         }

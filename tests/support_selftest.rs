@@ -220,6 +220,21 @@ fn zk_restart_keeps_data_and_port_and_restart_empty_loses_it() {
 /// A HAProxy started directly (not through proxymgr), killed on drop.
 struct Haproxy(Child);
 
+impl Haproxy {
+    /// HAProxy in the foreground on the config file `cfg`.
+    fn start(cfg: &std::path::Path) -> Haproxy {
+        let child = Command::new(support::haproxy())
+            .arg("-f")
+            .arg(cfg)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        Haproxy(child)
+    }
+}
+
 impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -248,16 +263,7 @@ fn backend_serves_through_haproxy_and_the_runtime_socket_answers() {
         ),
     )
     .unwrap();
-    let _haproxy = Haproxy(
-        Command::new(support::haproxy())
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start haproxy"),
-    );
+    let _haproxy = Haproxy::start(&cfg);
 
     // HAProxy talks HTTP/1.1 to the backend and keeps that connection alive.
     let body = support::wait_for(Duration::from_secs(10), "HAProxy to serve", || http_get(port).ok());
@@ -301,16 +307,7 @@ fn a_self_signed_certificate_serves_tls_through_haproxy_and_requests_carry_their
         ),
     )
     .unwrap();
-    let _haproxy = Haproxy(
-        Command::new(support::haproxy())
-            .arg("-f")
-            .arg(&cfg)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start haproxy"),
-    );
+    let _haproxy = Haproxy::start(&cfg);
     let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
     let reply = support::wait_for(Duration::from_secs(10), "HAProxy to serve TLS", || {
         tls::https_get("api.edge.test", localhost, https, "/", &cert.cert, Http::Two).ok()

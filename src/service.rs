@@ -302,6 +302,26 @@ fn check_frontend_name(name: &str) -> Result<(), String> {
     check_section_name(name).map_err(|_| format!("{name:?} is not a frontend name"))
 }
 
+#[cfg(test)]
+impl ServiceSpec {
+    /// A spec for tests to start from: port 80, a zookeeper watcher, no options, joins or default servers, the
+    /// removal hold on; each test sets what it is about.
+    pub fn example() -> ServiceSpec {
+        ServiceSpec {
+            port: Some(80),
+            bind_address: None,
+            bind_options: None,
+            frontends: BTreeMap::new(),
+            default_servers: Vec::new(),
+            listen_options: Vec::new(),
+            server_options: Vec::new(),
+            watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
+            allow_empty: false,
+            hold_removals: true,
+        }
+    }
+}
+
 /// Whether a listen option sets TCP mode.
 fn is_mode_tcp(line: &str) -> bool {
     let words: Vec<&str> = line.split_whitespace().collect();

@@ -251,15 +251,10 @@ mod tests {
         assert_eq!(State::load(&path), None);
         let spec = ServiceSpec {
             port: Some(80),
-            bind_address: None,
-            bind_options: None,
-            frontends: Default::default(),
-            default_servers: Vec::new(),
             listen_options: vec!["mode http".into()],
             server_options: vec![],
             watcher: WatcherSpec::File { file: "/etc/s".into(), interval: Duration::from_millis(1500) },
-            allow_empty: false,
-            hold_removals: true,
+            ..ServiceSpec::example()
         };
         let server = Server { weight: Some(3), ..Server::new("10.0.0.1", 80).unwrap() };
         let state = State {

@@ -341,15 +341,10 @@ mod tests {
     fn spec(port: u16, listen_options: &[&str]) -> ServiceSpec {
         ServiceSpec {
             port: Some(port),
-            bind_address: None,
-            bind_options: None,
-            frontends: Default::default(),
-            default_servers: Vec::new(),
             listen_options: listen_options.iter().map(|s| s.to_string()).collect(),
             server_options: vec!["check".into(), "inter 2000".into(), "weight 10".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/s".into() },
-            allow_empty: false,
-            hold_removals: true,
+            ..ServiceSpec::example()
         }
     }
 

@@ -336,7 +336,7 @@ fn wants_idle_close(config: &HaproxyConfig, spec: &ServiceSpec, http: bool) -> b
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::service::WatcherSpec;
     use expect_test::expect;
@@ -348,15 +348,10 @@ pub(crate) mod tests {
     pub fn web() -> ServiceSpec {
         ServiceSpec {
             port: Some(8080),
-            bind_address: None,
-            bind_options: None,
-            frontends: Default::default(),
-            default_servers: Vec::new(),
             listen_options: vec!["mode http".into(), "balance roundrobin".into()],
             server_options: vec!["check".into(), "inter 2000".into()],
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
-            allow_empty: false,
-            hold_removals: true,
+            ..ServiceSpec::example()
         }
     }
 

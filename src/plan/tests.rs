@@ -13,15 +13,10 @@ fn server(port: u16, weight: Option<u16>) -> Server {
 fn spec(options: &[&str]) -> ServiceSpec {
     ServiceSpec {
         port: Some(80),
-        bind_address: None,
-        bind_options: None,
-        frontends: Default::default(),
-        default_servers: Vec::new(),
         listen_options: vec![],
         server_options: options.iter().map(|s| s.to_string()).collect(),
         watcher: WatcherSpec::Zookeeper { server: "z:1".into(), path: "/s".into() },
-        allow_empty: false,
-        hold_removals: true,
+        ..ServiceSpec::example()
     }
 }
 

@@ -354,15 +354,10 @@ mod tests {
     fn spec(server_options: &[&str]) -> ServiceSpec {
         ServiceSpec {
             port: Some(80),
-            bind_address: None,
-            bind_options: None,
-            frontends: Default::default(),
-            default_servers: Vec::new(),
             listen_options: vec![],
             server_options: server_options.iter().map(|o| o.to_string()).collect(),
             watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
-            allow_empty: false,
-            hold_removals: true,
+            ..ServiceSpec::example()
         }
     }
 

@@ -108,7 +108,7 @@ mod tests {
     use crate::route::Key;
 
     fn spec(joins: &[(&str, &[&str], &[&str], bool)]) -> ServiceSpec {
-        let mut spec = crate::haproxy::render::tests::web();
+        let mut spec = ServiceSpec::example();
         spec.port = None;
         for (frontend, hosts, paths, default) in joins {
             let join = Join {

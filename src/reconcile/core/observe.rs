@@ -477,15 +477,10 @@ mod tests {
     fn why_the_two_views_differ() {
         let spec = ServiceSpec {
             port: Some(80),
-            bind_address: None,
-            bind_options: None,
-            frontends: Default::default(),
-            default_servers: Vec::new(),
             listen_options: vec![],
             server_options: vec![],
             watcher: WatcherSpec::File { file: "/f".into(), interval: Duration::from_secs(5) },
-            allow_empty: false,
-            hold_removals: true,
+            ..ServiceSpec::example()
         };
         let server = Server::new("10.0.0.1", 80).unwrap();
         let heavy = Server { weight: Some(5), ..server.clone() };

@@ -334,15 +334,10 @@ fn binary() -> Binary {
 fn spec(port: u16) -> ServiceSpec {
     ServiceSpec {
         port: Some(port),
-        bind_address: None,
-        bind_options: None,
-        frontends: Default::default(),
-        default_servers: Vec::new(),
         listen_options: vec!["mode http".into()],
         server_options: vec!["check".into()],
         watcher: WatcherSpec::Zookeeper { server: "127.0.0.1:2181".into(), path: "/services/web".into() },
-        allow_empty: false,
-        hold_removals: true,
+        ..ServiceSpec::example()
     }
 }
 
